@@ -1,0 +1,57 @@
+"""A small U-Net for 32x32 patches, in the spirit of the Noise2Noise paper's network (Lehtinen et al., 2018, table 2):
+3x3 convolutions with leaky ReLU (slope 0.1), max-pool down, nearest-neighbour up, skip connections by concatenation,
+and the input concatenated before the last block. The paper goes down 5 times from 256x256; 32x32 patches only carry
+two levels of context worth pooling for (8x8 at the bottom), and the CPU budget of the course asks for narrow layers.
+The output is a residual added to the input, so an untrained network starts as the identity (a noisy-input PSNR, not
+a grey image) and the layers only learn the correction.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """Fully convolutional: any H and W divisible by 2 ** len(widths - 1) (the model pads to that)."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 48, 64), channels: int = 3):
+        super().__init__()
+        self.widths = tuple(widths)
+        self.multiple = 2 ** (len(widths) - 1)
+        self.down = nn.ModuleList()
+        cin = channels
+        for w in widths:
+            self.down.append(_block(cin, w))
+            cin = w
+        self.up = nn.ModuleList()
+        for level in range(len(widths) - 2, -1, -1):
+            skip = widths[level] + (channels if level == 0 else 0)
+            self.up.append(_block(cin + skip, widths[level]))
+            cin = widths[level]
+        self.head = nn.Conv2d(cin, channels, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for i, block in enumerate(self.down):
+            if i:
+                h = nn.functional.max_pool2d(h, 2)
+            h = block(h)
+            skips.append(h)
+        skips.pop()  # the bottom level feeds the first up block directly
+        for block in self.up:
+            h = nn.functional.interpolate(h, scale_factor=2, mode="nearest")
+            s = skips.pop()
+            if not skips:
+                s = torch.cat([s, x], 1)
+            h = block(torch.cat([h, s], 1))
+        return x + self.head(h)

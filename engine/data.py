@@ -1,0 +1,226 @@
+"""Data sources: ``course:DIR``, ``sample`` and ``images:DIR``, all returned in the course's format.
+
+A source yields a :class:`Dataset`: training pairs (two independently corrupted versions of the same images) and
+validation pairs (noisy, clean), all uint8 tensors shaped (N, 3, H, W) in [0, 255], exactly like the course's
+``train_data.pkl`` and ``val_data.pkl``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .noise import corrupt, get_noise
+
+CROP = 32
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+# The photographs that ship inside scikit-image, split by image so validation never sees a training photograph.
+SAMPLE_TRAIN = [
+    "astronaut.png", "rocket.jpg", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "motorcycle_left.png",
+    "coins.png", "moon.png", "grass.png", "gravel.png", "cell.png", "clock_motion.png", "page.png", "text.png",
+    "color.png", "microaneurysms.png",
+]
+SAMPLE_VAL = ["coffee.png", "chelsea.png", "camera.png", "brick.png"]
+
+
+class DataError(ValueError):
+    """A data source that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass
+class Dataset:
+    train_input: torch.Tensor   # (N, 3, H, W) uint8, first noisy version
+    train_target: torch.Tensor  # (N, 3, H, W) uint8, second, independent noisy version
+    val_input: torch.Tensor     # (M, 3, H, W) uint8, noisy
+    val_target: torch.Tensor    # (M, 3, H, W) uint8, clean
+    source: str
+    noise: str | None           # None for course data, whose noise is unknown
+
+    def __len__(self) -> int:
+        return len(self.train_input)
+
+
+# ----------------------------------------------------------------------------------------------------- course data
+
+def _check_pair(obj, path: Path, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(obj, (tuple, list)) or len(obj) != 2:
+        raise DataError(f"{path}: expected a tuple of two tensors ({what}), got {type(obj).__name__}"
+                        + (f" of length {len(obj)}" if isinstance(obj, (tuple, list)) else ""))
+    a, b = obj
+    for name, t in (("first", a), ("second", b)):
+        if not isinstance(t, torch.Tensor):
+            raise DataError(f"{path}: the {name} element is a {type(t).__name__}, not a tensor")
+        if t.dim() != 4 or t.shape[1] != 3:
+            raise DataError(f"{path}: the {name} tensor has shape {tuple(t.shape)}, expected N x 3 x H x W")
+        if t.dtype != torch.uint8 and not t.dtype.is_floating_point:
+            raise DataError(f"{path}: the {name} tensor has dtype {t.dtype}, expected uint8 or float")
+    if a.shape != b.shape:
+        raise DataError(f"{path}: the two tensors differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    return _as_uint8(a, path), _as_uint8(b, path)
+
+
+def _as_uint8(t: torch.Tensor, path: Path) -> torch.Tensor:
+    if t.dtype == torch.uint8:
+        return t
+    if t.numel() and (not torch.isfinite(t).all() or t.min() < 0 or t.max() > 255):
+        raise DataError(f"{path}: float values must be finite and in [0, 255]")
+    return t.round().to(torch.uint8)
+
+
+def load_pair_file(path: str | os.PathLike, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load one of the course's .pkl files safely (weights_only) and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or holding more than tensors
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise DataError(f"{path}: not a readable PyTorch tensor file ({type(e).__name__}"
+                        + (f": {detail})" if detail else ")")) from None
+    return _check_pair(obj, path, what)
+
+
+def load_course(directory: str | os.PathLike, n_train: int | None = None, n_val: int | None = None) -> Dataset:
+    d = Path(directory)
+    if not d.is_dir():
+        raise DataError(f"{d}: no such directory (course data needs train_data.pkl and val_data.pkl)")
+    tin, ttg = load_pair_file(d / "train_data.pkl", "noisy_imgs_1, noisy_imgs_2")
+    vin, vtg = load_pair_file(d / "val_data.pkl", "noisy_imgs, clean_imgs")
+    if n_train is not None:
+        tin, ttg = tin[:n_train], ttg[:n_train]
+    if n_val is not None:
+        vin, vtg = vin[:n_val], vtg[:n_val]
+    return Dataset(tin, ttg, vin, vtg, f"course:{d}", None)
+
+
+# --------------------------------------------------------------------------------------------- photographs to crops
+
+def _read_image(path: Path) -> torch.Tensor:
+    """Read a photograph as a float (3, H, W) tensor in [0, 1]; grey images are repeated, alpha is dropped."""
+    from skimage import io  # imported here: course data needs no scikit-image
+
+    try:
+        arr = io.imread(str(path))
+    except Exception as e:
+        raise DataError(f"{path}: cannot be read as an image ({type(e).__name__})") from None
+    t = torch.from_numpy(arr.copy())
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8) * 255
+    if t.dim() == 2:
+        t = t.unsqueeze(-1)
+    if t.dim() != 3 or t.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{path}: unsupported image shape {tuple(arr.shape)}")
+    t = t[..., :3].permute(2, 0, 1).float()
+    if t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    scale = 65535.0 if arr.dtype.itemsize == 2 else 255.0
+    return (t / scale).clamp(0, 1).contiguous()
+
+
+def make_crops(images: list[torch.Tensor], n: int, generator: torch.Generator, size: int = CROP) -> torch.Tensor:
+    """``n`` random crops of ``size`` x ``size``, each area-downsampled from a window 1-8x larger, randomly flipped and
+    rotated by a multiple of 90 degrees; images are picked in proportion to their area. Returns uint8 (n, 3, size, size).
+    """
+    areas = torch.tensor([float(im.shape[1] * im.shape[2]) for im in images])
+    which = torch.multinomial(areas, n, replacement=True, generator=generator)
+    scale = torch.exp(torch.rand(n, generator=generator) * math.log(8.0))  # log-uniform in [1, 8]
+    pos = torch.rand(n, 2, generator=generator)
+    flip = torch.randint(2, (n,), generator=generator)
+    rot = torch.randint(4, (n,), generator=generator)
+    out = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    for i in range(n):
+        im = images[which[i]]
+        h, w = im.shape[1:]
+        win = max(size, min(int(size * scale[i]), h, w))
+        y = int(pos[i, 0] * (h - win + 1))
+        x = int(pos[i, 1] * (w - win + 1))
+        crop = im[:, y:y + win, x:x + win]
+        if win != size:
+            crop = F.adaptive_avg_pool2d(crop.unsqueeze(0), size)[0]  # area downsampling, like the course data
+        if flip[i]:
+            crop = crop.flip(-1)
+        crop = torch.rot90(crop, int(rot[i]), (1, 2))
+        out[i] = (crop * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+def _photos_to_dataset(train_imgs, val_imgs, source: str, noise: str, seed: int,
+                       n_train: int, n_val: int) -> Dataset:
+    get_noise(noise)  # fail on an unknown name before any work
+    g = torch.Generator().manual_seed(seed)
+    clean_train = make_crops(train_imgs, n_train, g)
+    clean_val = make_crops(val_imgs, n_val, torch.Generator().manual_seed(seed + 1_000_003))
+    # three independent streams: input noise, target noise, validation noise
+    tin = corrupt(clean_train, noise, torch.Generator().manual_seed(seed * 3 + 1))
+    ttg = corrupt(clean_train, noise, torch.Generator().manual_seed(seed * 3 + 2))
+    vin = corrupt(clean_val, noise, torch.Generator().manual_seed(seed * 3 + 3))
+    return Dataset(tin, ttg, vin, clean_val, source, noise)
+
+
+def sample_dir() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def load_sample(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000) -> Dataset:
+    d = sample_dir()
+    train = [_read_image(d / f) for f in SAMPLE_TRAIN]
+    val = [_read_image(d / f) for f in SAMPLE_VAL]
+    return _photos_to_dataset(train, val, "sample", noise, seed, n_train, n_val)
+
+
+def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0, n_train: int = 20000,
+                n_val: int = 1000) -> Dataset:
+    d = Path(directory)
+    if not d.is_dir():
+        raise DataError(f"{d}: no such directory")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if len(files) < 2:
+        raise DataError(f"{d}: need at least 2 PNG/JPEG images (one for validation), found {len(files)}")
+    imgs = [_read_image(p) for p in files]
+    small = [p.name for p, im in zip(files, imgs) if min(im.shape[1:]) < CROP]
+    if small:
+        raise DataError(f"{d}: images smaller than {CROP}x{CROP}: {', '.join(small[:3])}")
+    # every fifth image (at least one) is held out for validation, so the split is by image
+    n_hold = max(1, len(imgs) // 5)
+    return _photos_to_dataset(imgs[n_hold:], imgs[:n_hold], f"images:{d}", noise, seed, n_train, n_val)
+
+
+# ------------------------------------------------------------------------------------------------------ dispatcher
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"course:DIR"`` -> ``("course", "DIR")``; ``"sample"`` -> ``("sample", None)``."""
+    kind, sep, arg = spec.partition(":")
+    if kind == "sample" and not sep:
+        return "sample", None
+    if kind in ("course", "images") and sep and arg:
+        return kind, arg
+    raise DataError(f"bad data spec {spec!r}: use sample, course:DIR or images:DIR")
+
+
+def default_spec() -> str:
+    """``course:./data`` when the course files are there, else the built-in ``sample``."""
+    return "course:data" if Path("data/train_data.pkl").is_file() else "sample"
+
+
+def load_data(spec: str = "sample", noise: str = "mix", seed: int = 0, n_train: int | None = None,
+              n_val: int | None = None) -> Dataset:
+    """Load a data source. ``noise`` is ignored for course data (it comes noisy); sizes default to 20 000 / 1 000
+    generated pairs, or everything in the course files."""
+    for name, v in (("n_train", n_train), ("n_val", n_val)):
+        if v is not None and v < 1:
+            raise DataError(f"{name} must be at least 1, got {v}")
+    kind, arg = parse_spec(spec)
+    if kind == "course":
+        return load_course(arg, n_train, n_val)
+    sizes = dict(n_train=n_train or 20000, n_val=n_val or 1000)
+    if kind == "sample":
+        return load_sample(noise, seed, **sizes)
+    return load_images(arg, noise, seed, **sizes)

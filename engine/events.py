@@ -1,0 +1,91 @@
+"""Plain event objects the trainer emits; sinks (sessions store, dashboard, headless printer) consume them.
+
+Every event is a frozen dataclass with a ``kind`` and the run id; ``to_dict()`` gives the JSON object printed by
+``n2n-tui train --json`` (one per line). Sample patches are excluded from JSON.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from typing import Callable, Protocol
+
+import torch
+
+STATES = ("running", "paused", "stopped", "finished", "failed")
+
+
+@dataclass(frozen=True)
+class Event:
+    run: str
+    time: float = field(default_factory=time.time, kw_only=True)
+    kind = "event"
+
+    def to_dict(self) -> dict:
+        d = {"event": self.kind}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, torch.Tensor) and not (v is None and f.name in ("noisy", "denoised", "clean")):
+                d[f.name] = v
+        return d
+
+
+@dataclass(frozen=True)
+class StateEvent(Event):
+    """The run changed state: running, paused, stopped, finished, failed (message says why)."""
+    state: str
+    message: str = ""
+    step: int = 0
+    epoch: int = 0
+    kind = "state"
+
+
+@dataclass(frozen=True)
+class StepEvent(Event):
+    """One optimizer step: ``step`` counts from 1 over the whole run, ``epoch`` from 1."""
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    img_per_s: float
+    total_steps: int = 0
+    kind = "step"
+
+
+@dataclass(frozen=True)
+class EvalEvent(Event):
+    """A validation pass. ``samples`` holds a few fixed validation images as uint8 (K, 3, H, W) tensors."""
+    step: int
+    epoch: int
+    psnr: float
+    best_psnr: float
+    noisy: torch.Tensor | None = None
+    denoised: torch.Tensor | None = None
+    clean: torch.Tensor | None = None
+    kind = "eval"
+
+
+@dataclass(frozen=True)
+class SavedEvent(Event):
+    """A checkpoint was written: ``what`` is "best" (best-validation weights), "state" (full training state) or
+    "export" (a grader-ready bestmodel.pth)."""
+    path: str
+    psnr: float | None
+    step: int = 0
+    what: str = "best"
+    kind = "saved"
+
+
+@dataclass(frozen=True)
+class ControlEvent(Event):
+    """A control action took effect: pause, resume, stop, lr (detail: "old -> new"), guard (NaN/explosion)."""
+    action: str
+    detail: str = ""
+    step: int = 0
+    kind = "control"
+
+
+Sink = Callable[[Event], None]
+
+
+class SinkLike(Protocol):
+    def __call__(self, event: Event) -> None: ...
