@@ -40,6 +40,7 @@ class Dataset:
     val_target: torch.Tensor    # (M, 3, H, W) uint8, clean
     source: str
     noise: str | None           # None for course data, whose noise is unknown
+    train_clean: torch.Tensor | None = None  # the clean images behind the training pairs (generated sources only)
 
     def __len__(self) -> int:
         return len(self.train_input)
@@ -160,7 +161,7 @@ def _photos_to_dataset(train_imgs, val_imgs, source: str, noise: str, seed: int,
     tin = corrupt(clean_train, noise, torch.Generator().manual_seed(seed * 3 + 1))
     ttg = corrupt(clean_train, noise, torch.Generator().manual_seed(seed * 3 + 2))
     vin = corrupt(clean_val, noise, torch.Generator().manual_seed(seed * 3 + 3))
-    return Dataset(tin, ttg, vin, clean_val, source, noise)
+    return Dataset(tin, ttg, vin, clean_val, source, noise, clean_train)
 
 
 def sample_dir() -> Path:

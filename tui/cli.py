@@ -5,11 +5,9 @@ import argparse
 import os
 import sys
 
+from tui.errors import UsageError  # noqa: F401  (re-exported: commands raise it)
+
 EXIT_BAD_INPUT = 2
-
-
-class UsageError(Exception):
-    """Bad input found by a command itself; printed as one line, exit status 2."""
 
 
 def _positive_int(s: str) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from engine.data import load_data
 from engine.fileio import atomic_torch_save
-from tui.cli import UsageError
+from tui.errors import UsageError
 
 
 def run(args) -> int:

@@ -4,17 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.data import default_spec, load_data
+from engine.data import default_spec, load_data, parse_spec
 from engine.evaluate import evaluate
 from engine.models import bestmodel_path, new_model
-from tui.cli import UsageError
+from tui.errors import UsageError
 
 
 def run(args) -> int:
+    spec = args.data or default_spec()
+    parse_spec(spec)  # a bad spec is reported before anything is loaded
     weights = Path(args.weights) if args.weights else bestmodel_path(args.engine)
     if not weights.is_file():
         raise UsageError(f"--weights {weights}: no such file")
-    spec = args.data or default_spec()
     ds = load_data(spec, noise=args.noise, seed=args.seed, n_train=1, n_val=args.n_val)
     model = new_model(args.engine, args.device)
     try:
