@@ -64,6 +64,9 @@ def main() -> int:
             idx = order[i:i + bs]
             losses.append(model.train_step(ds.train_input[idx], ds.train_target[idx]))
             step += 1
+            if step % 200 == 0:
+                print(f"  step {step}/{total}  loss {sum(losses[-200:]) / len(losses[-200:]):.4f}  "
+                      f"{step * bs / (time.time() - t_train):.0f} img/s", flush=True)
         r = evaluate(model, ds.val_input, ds.val_target)
         elapsed = time.time() - t_train
         mark = ""
