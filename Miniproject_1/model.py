@@ -143,6 +143,7 @@ class Model:
                 torch.save(self.state_dict(with_optimizer), f)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary readable file
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
