@@ -1,6 +1,7 @@
 """Shared bits of the benchmark scripts: a fixed data set, and a plain training loop over ``train_step``."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -8,6 +9,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# One torch thread unless N2N_THREADS says otherwise: on a shared 2-core machine, two OpenMP threads that wait for
+# each other at every small operation run several times slower than one (measured here, load 4-6).
+torch.set_num_threads(int(os.environ.get("N2N_THREADS", "1")))
 
 
 def load(noise: str, n_train: int, n_val: int, seed: int = 0):
