@@ -61,6 +61,7 @@ class EvalEvent(Event):
     noisy: torch.Tensor | None = None
     denoised: torch.Tensor | None = None
     clean: torch.Tensor | None = None
+    psnr_noisy: float | None = None  # PSNR of the noisy validation input itself (the baseline to beat)
     kind = "eval"
 
 

@@ -1,0 +1,107 @@
+"""The trainer's sink into the store: metric points are buffered and written in batches (at most once a second or
+every 500 points), everything else (state changes, control actions, saved checkpoints) is written at once together
+with whatever is buffered, so the store is never more than a second behind and never in the way of training."""
+from __future__ import annotations
+
+import threading
+import time
+
+from engine.events import Event
+
+from .store import LIVE_STATES, Store
+
+FLUSH_ROWS = 500
+FLUSH_SECONDS = 1.0
+
+_UPSERT_STEP = ("INSERT INTO metrics (run, step, epoch, loss, lr, img_per_s) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run, step) DO UPDATE SET epoch = excluded.epoch, loss = excluded.loss, "
+                "lr = excluded.lr, img_per_s = excluded.img_per_s")
+_UPSERT_EVAL = ("INSERT INTO metrics (run, step, epoch, psnr) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run, step) DO UPDATE SET psnr = excluded.psnr")
+
+
+class Recorder:
+    def __init__(self, store: Store, run_id: str):
+        self.store, self.run_id = store, run_id
+        self._lock = threading.Lock()
+        self._steps: list[tuple] = []
+        self._evals: list[tuple] = []
+        self._events: list[tuple] = []
+        self._checkpoints: list[tuple] = []
+        self._progress: tuple | None = None   # step, epoch, lr, total_steps
+        self._best: tuple | None = None       # psnr, step
+        self._state: tuple | None = None      # state, message, time
+        self._last_flush = time.monotonic()
+        self.points = 0                        # step points written or buffered (for tests and benchmarks)
+
+    def __call__(self, ev: Event) -> None:
+        k = ev.kind
+        with self._lock:
+            if k == "step":
+                self._steps.append((self.run_id, ev.step, ev.epoch, ev.loss, ev.lr, ev.img_per_s))
+                self._progress = (ev.step, ev.epoch, ev.lr, ev.total_steps)
+                self.points += 1
+                if len(self._steps) >= FLUSH_ROWS or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+                    self._flush()
+                return
+            if k == "eval":
+                self._evals.append((self.run_id, ev.step, ev.epoch, ev.psnr))
+                return
+            if k == "saved":
+                self._checkpoints.append((self.run_id, ev.what, ev.path, ev.step, ev.psnr, ev.time))
+                if ev.what == "best":
+                    self._best = (ev.psnr, ev.step)
+                elif ev.what == "export":
+                    psnr = f" ({ev.psnr:.2f} dB)" if ev.psnr is not None else ""
+                    self._events.append((self.run_id, ev.time, "export", f"{ev.path}{psnr}", ev.step))
+            elif k == "control":
+                self._events.append((self.run_id, ev.time, ev.action, ev.detail, ev.step))
+            elif k == "state":
+                self._state = (ev.state, ev.message, ev.time)
+                detail = ev.state + (f": {ev.message}" if ev.message else "")
+                self._events.append((self.run_id, ev.time, "state", detail, ev.step))
+            else:
+                return
+            self._flush()
+        if k == "state" and ev.state not in LIVE_STATES:
+            self.store.release(self.run_id)  # the run is closed: nobody needs to guard it any more
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def close(self) -> None:
+        self.flush()
+
+    def _flush(self) -> None:
+        self._last_flush = time.monotonic()
+        steps, evals, events, cps = self._steps, self._evals, self._events, self._checkpoints
+        progress, best, state = self._progress, self._best, self._state
+        if not (steps or evals or events or cps or progress or best or state):
+            return
+        now = time.time()
+
+        def work(conn):
+            if steps:
+                conn.executemany(_UPSERT_STEP, steps)
+            if evals:
+                conn.executemany(_UPSERT_EVAL, evals)
+            if events:
+                conn.executemany("INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, ?, ?, ?)", events)
+            if cps:
+                conn.executemany("INSERT OR REPLACE INTO checkpoints (run, kind, path, step, psnr, time) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", cps)
+            if progress:
+                conn.execute("UPDATE runs SET step = ?, epoch = ?, lr = ?, total_steps = ? WHERE id = ?",
+                             (*progress, self.run_id))
+            if best:
+                conn.execute("UPDATE runs SET best_psnr = ?, best_step = ? WHERE id = ?", (*best, self.run_id))
+            if state:
+                s, message, t = state
+                conn.execute("UPDATE runs SET state = ?, message = ?, ended = ? WHERE id = ?",
+                             (s, message, None if s in LIVE_STATES else t, self.run_id))
+            conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (now, self.run_id))
+
+        self.store._transaction(work)  # raises StoreError; the buffers are kept for the next try
+        self._steps, self._evals, self._events, self._checkpoints = [], [], [], []
+        self._progress = self._best = self._state = None

@@ -1,0 +1,377 @@
+"""The session store: every run, its metric points, its events and checkpoints, in ``<runs>/sessions.sqlite``.
+
+SQLite in WAL mode, so a training process and any number of viewers (``n2n-tui runs``, the dashboard's run list) use
+it at once. One folder per run (``<runs>/<id>/``) holds its checkpoint files (written by the trainer) and a ``.lock``
+file that the process owning the run holds with ``flock`` while it lives: a run still marked running or paused whose
+lock can be taken belongs to a process that is gone (killed, crashed) and reads ``crashed`` from then on.
+
+A database that is corrupt or belongs to something else raises :class:`StoreError` and is never written to.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.trainer import new_run_id
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: fall back to checking the owner's pid
+    fcntl = None
+
+DB_NAME = "sessions.sqlite"
+APP = "n2n-tui"
+SCHEMA_VERSION = 1
+STATES = ("running", "paused", "stopped", "finished", "failed", "crashed")
+LIVE_STATES = ("running", "paused")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+SCHEMA = """
+CREATE TABLE n2n_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, engine INTEGER NOT NULL, config TEXT NOT NULL,
+    state TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',
+    step INTEGER NOT NULL DEFAULT 0, epoch INTEGER NOT NULL DEFAULT 0, total_steps INTEGER NOT NULL DEFAULT 0,
+    lr REAL, best_psnr REAL, best_step INTEGER,
+    started REAL NOT NULL, ended REAL, updated REAL NOT NULL, pid INTEGER, host TEXT
+);
+CREATE TABLE metrics (
+    run TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, loss REAL, lr REAL, psnr REAL, img_per_s REAL,
+    PRIMARY KEY (run, step)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL, time REAL NOT NULL, kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '', step INTEGER
+);
+CREATE INDEX events_by_run ON events (run, id);
+CREATE TABLE checkpoints (
+    run TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, step INTEGER, psnr REAL, time REAL NOT NULL,
+    PRIMARY KEY (run, kind)
+);
+"""
+
+RUN_COLUMNS = ("id", "engine", "state", "message", "step", "epoch", "total_steps", "lr", "best_psnr", "best_step",
+               "started", "ended", "updated", "pid", "host", "config")
+
+
+class StoreError(ValueError):
+    """The store cannot be used as asked (corrupt or foreign database, unknown run, ...)."""
+
+
+class Store:
+    def __init__(self, runs_dir: str | os.PathLike = "runs", *, create: bool = True):
+        self.root = Path(runs_dir)
+        self.db_path = self.root / DB_NAME
+        self._lock = threading.RLock()
+        self._held: dict[str, int] = {}   # run id -> fd of its .lock, held by this process
+        self._conn: sqlite3.Connection | None = None
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root}: exists and is not a directory")
+        if not self.db_path.exists() and not create:
+            return  # nothing recorded yet: an empty, read-only view
+        if not self.root.exists():
+            try:
+                self.root.mkdir(parents=True)
+            except OSError as e:
+                raise StoreError(f"{self.root}: cannot create the runs folder ({e.strerror})") from None
+        self._conn = self._open()
+        self._reap()
+
+    # ------------------------------------------------------------------------------------------------ opening
+    def _open(self) -> sqlite3.Connection:
+        db = self.db_path
+        if db.exists():
+            if db.is_dir():
+                raise StoreError(f"{db}: is a directory, not a session store")
+            try:
+                with open(db, "rb") as f:
+                    head = f.read(len(SQLITE_MAGIC))
+            except OSError as e:
+                raise StoreError(f"{db}: cannot be read ({e.strerror})") from None
+            if head and head != SQLITE_MAGIC:
+                raise StoreError(f"{db}: not an SQLite database; refusing to touch it (move it away to start afresh)")
+        try:
+            conn = sqlite3.connect(db, timeout=10.0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"{db}: cannot be opened ({e})") from None
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "n2n_meta" not in tables:
+                raise StoreError(f"{db}: an SQLite database that is not an n2n-tui session store "
+                                 f"(tables: {', '.join(sorted(tables)[:5])}); refusing to touch it")
+            if tables:
+                self._check_meta(conn)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA busy_timeout = 10000")
+            if not tables:
+                conn.execute("BEGIN IMMEDIATE")
+                try:  # another process may have created it between our look and our lock
+                    if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'n2n_meta'").fetchone()[0] == 0:
+                        for stmt in SCHEMA.split(";"):
+                            if stmt.strip():
+                                conn.execute(stmt)
+                        conn.executemany("INSERT INTO n2n_meta VALUES (?, ?)",
+                                         [("app", APP), ("schema", str(SCHEMA_VERSION))])
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except StoreError:
+            conn.close()
+            raise
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"{db}: corrupt or unusable session store ({e}); refusing to touch it") from None
+        return conn
+
+    @staticmethod
+    def _check_meta(conn) -> None:
+        meta = dict(conn.execute("SELECT key, value FROM n2n_meta").fetchall())
+        if meta.get("app") != APP:
+            raise StoreError(f"not an n2n-tui session store (app = {meta.get('app')!r}); refusing to touch it")
+        try:
+            version = int(meta.get("schema", "0"))
+        except ValueError:
+            version = -1
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"session store schema {meta.get('schema')!r}, this n2n-tui reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            for run_id in list(self._held):
+                self.release(run_id)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _exec(self, sql: str, params=()):
+        if self._conn is None:
+            raise StoreError(f"{self.root}: no runs recorded here")
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.db_path}: {e}") from None
+
+    def _transaction(self, work) -> None:
+        """Run ``work(conn)`` in one write transaction."""
+        if self._conn is None:
+            raise StoreError(f"{self.root}: no runs recorded here")
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.db_path}: {e}") from None
+
+    # ---------------------------------------------------------------------------------------- liveness (locks)
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    def _lock_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / ".lock"
+
+    def acquire(self, run_id: str, tries: int = 5) -> None:
+        """Hold the run's lock for as long as this process drives it; StoreError if another process does."""
+        if run_id in self._held:
+            return
+        path = self._lock_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            for i in range(tries):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if i == tries - 1:
+                        os.close(fd)
+                        raise StoreError(f"run {run_id} is being driven by another process") from None
+                    time.sleep(0.05)  # a viewer may be probing the lock for a split second
+        self._held[run_id] = fd
+
+    def release(self, run_id: str) -> None:
+        fd = self._held.pop(run_id, None)
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
+
+    def _owner_alive(self, run_id: str, pid, host) -> bool:
+        if run_id in self._held:
+            return True
+        if fcntl is None:
+            if host != socket.gethostname() or not pid:
+                return True  # cannot tell: assume alive
+            try:
+                os.kill(pid, 0)
+                return True
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+        path = self._lock_path(run_id)
+        if not path.exists():
+            return False
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def _reap(self) -> None:
+        """Runs marked running/paused whose process is gone are crashed."""
+        if self._conn is None:
+            return
+        live = self._exec(f"SELECT id, pid, host, updated FROM runs WHERE state IN {LIVE_STATES}")
+        for run_id, pid, host, updated in live:
+            if not self._owner_alive(run_id, pid, host):
+                def work(conn, run_id=run_id, updated=updated):
+                    cur = conn.execute(f"UPDATE runs SET state = 'crashed', ended = ? WHERE id = ? AND state IN "
+                                       f"{LIVE_STATES}", (updated, run_id))
+                    if cur.rowcount:
+                        conn.execute("INSERT INTO events (run, time, kind, detail) VALUES (?, ?, 'crashed', ?)",
+                                     (run_id, time.time(), "the process driving the run ended without closing it"))
+                self._transaction(work)
+
+    # ------------------------------------------------------------------------------------------------- writing
+    def new_run(self, config: RunConfig) -> str:
+        """Record a new run (state ``running``, owned by this process); returns its id."""
+        cfg = config.to_dict() if isinstance(config, RunConfig) else dict(config)
+        for _ in range(10):
+            run_id = new_run_id()
+            try:
+                self.run_dir(run_id).mkdir(parents=True)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise StoreError("could not find a free run id")
+        self.acquire(run_id)  # before the row exists: a viewer must never see it unlocked
+        now = time.time()
+        self._transaction(lambda c: c.execute(
+            "INSERT INTO runs (id, engine, config, state, lr, started, updated, pid, host) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+            (run_id, int(cfg["engine"]), json.dumps(cfg), cfg.get("lr"), now, now, os.getpid(),
+             socket.gethostname())))
+        return run_id
+
+    def begin_resume(self, run_id: str, step: int, note: str = "") -> None:
+        """Take over a stopped/crashed/failed run to continue it from ``step``: points after it are dropped."""
+        self.acquire(run_id)
+        now = time.time()
+
+        def work(conn):
+            conn.execute("DELETE FROM metrics WHERE run = ? AND step > ?", (run_id, step))
+            conn.execute("UPDATE runs SET state = 'running', message = '', ended = NULL, updated = ?, pid = ?, "
+                         "host = ?, step = ? WHERE id = ?", (now, os.getpid(), socket.gethostname(), step, run_id))
+            conn.execute("INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, 'restart', ?, ?)",
+                         (run_id, now, note or f"resumed from step {step}", step))
+        self._transaction(work)
+
+    def set_state(self, run_id: str, state: str, message: str = "") -> None:
+        if state not in STATES:
+            raise StoreError(f"unknown state {state!r}")
+        now = time.time()
+        ended = now if state not in LIVE_STATES else None
+
+        def work(conn):
+            conn.execute("UPDATE runs SET state = ?, message = ?, ended = ?, updated = ? WHERE id = ?",
+                         (state, message, ended, now, run_id))
+            conn.execute("INSERT INTO events (run, time, kind, detail) VALUES (?, ?, 'state', ?)",
+                         (run_id, now, state + (f": {message}" if message else "")))
+        self._transaction(work)
+        if state not in LIVE_STATES:
+            self.release(run_id)
+
+    def add_event(self, run_id: str, kind: str, detail: str = "", step: int | None = None) -> None:
+        self._transaction(lambda c: c.execute(
+            "INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, ?, ?, ?)",
+            (run_id, time.time(), kind, detail, step)))
+
+    def record_checkpoint(self, run_id: str, kind: str, path: str, step: int | None, psnr: float | None) -> None:
+        self._transaction(lambda c: c.execute(
+            "INSERT OR REPLACE INTO checkpoints (run, kind, path, step, psnr, time) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, kind, str(path), step, psnr, time.time())))
+
+    def recorder(self, run_id: str) -> "Recorder":
+        from .recorder import Recorder
+
+        return Recorder(self, run_id)
+
+    # ------------------------------------------------------------------------------------------------- reading
+    def resolve(self, ref: str) -> str:
+        """A full run id from an id, a unique id prefix, or ``last``."""
+        if self._conn is None:
+            raise StoreError(f"{self.root}: no runs recorded here")
+        ref = (ref or "").strip()
+        if not ref:
+            raise StoreError("empty run reference: give a run id, a unique prefix of one, or 'last'")
+        if ref == "last":
+            row = self._exec("SELECT id FROM runs ORDER BY started DESC, id DESC LIMIT 1")
+            if not row:
+                raise StoreError(f"{self.root}: no runs recorded yet")
+            return row[0][0]
+        if self._exec("SELECT 1 FROM runs WHERE id = ?", (ref,)):
+            return ref
+        pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = [r[0] for r in self._exec("SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY id", (pattern,))]
+        if not rows:
+            raise StoreError(f"no run matches {ref!r} (see n2n-tui runs)")
+        if len(rows) > 1:
+            shown = ", ".join(rows[:4]) + (", ..." if len(rows) > 4 else "")
+            raise StoreError(f"{ref!r} is ambiguous: it matches {len(rows)} runs ({shown})")
+        return rows[0]
+
+    def _row_dict(self, row) -> dict:
+        d = dict(zip(RUN_COLUMNS, row))
+        d["config"] = json.loads(d["config"])
+        d["run_dir"] = str(self.run_dir(d["id"]))
+        return d
+
+    def list_runs(self) -> list[dict]:
+        """Every run, oldest first: id, engine, state, step, epoch, lr, best_psnr, best_step, started, ended, config."""
+        if self._conn is None:
+            return []
+        self._reap()
+        rows = self._exec(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started, id")
+        return [self._row_dict(r) for r in rows]
+
+    def get_run(self, ref: str, *, metrics: bool = True, events: bool = True) -> dict:
+        """One run with its metric series and events."""
+        run_id = self.resolve(ref)
+        self._reap()
+        row = self._exec(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,))
+        d = self._row_dict(row[0])
+        if metrics:
+            d["metrics"] = [dict(step=s, epoch=e, loss=lo, lr=lr, psnr=p) for s, e, lo, lr, p in self._exec(
+                "SELECT step, epoch, loss, lr, psnr FROM metrics WHERE run = ? ORDER BY step", (run_id,))]
+        if events:
+            d["events"] = [dict(time=t, kind=k, detail=det, step=s) for t, k, det, s in self._exec(
+                "SELECT time, kind, detail, step FROM events WHERE run = ? ORDER BY id", (run_id,))]
+        d["checkpoints"] = [dict(kind=k, path=p, step=s, psnr=ps, time=t) for k, p, s, ps, t in self._exec(
+            "SELECT kind, path, step, psnr, time FROM checkpoints WHERE run = ? ORDER BY kind", (run_id,))]
+        return d

@@ -1,0 +1,242 @@
+"""The session store: runs, batched metric points, events, run references, crash detection, corrupt and foreign
+databases, and the ``runs`` / ``show`` / ``export`` commands (export's verification and its refusal)."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pytest
+import torch
+
+from engine.config import RunConfig
+from engine.events import ControlEvent, EvalEvent, SavedEvent, StateEvent, StepEvent
+from engine.trainer import Trainer
+from sessions import Store, StoreError
+from sessions.export import ExportError, export_run
+from tui.cli import main
+
+torch.set_num_threads(1)
+
+
+def test_new_store_is_sqlite_in_wal_mode(tmp_path):
+    runs = tmp_path / "deep" / "runs"
+    with Store(runs) as s:
+        run_id = s.new_run(RunConfig(engine=2, lr=1e-3))
+        assert s.run_dir(run_id) == runs / run_id and s.run_dir(run_id).is_dir()
+    conn = sqlite3.connect(runs / "sessions.sqlite")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    with Store(runs) as s:  # reopening an existing store
+        [r] = s.list_runs()
+        assert r["id"] == run_id and r["engine"] == 2 and r["lr"] == 1e-3 and r["config"]["engine"] == 2
+        assert {"id", "engine", "state", "step", "epoch", "lr", "best_psnr", "best_step", "started", "ended",
+                "config"} <= set(r)
+
+
+def test_resolve_prefix_last_and_errors(tmp_path):
+    with Store(tmp_path) as s:
+        with pytest.raises(StoreError, match="no runs"):
+            s.resolve("last")
+        a = s.new_run(RunConfig())
+        b = s.new_run(RunConfig())
+        assert s.resolve(a) == a and s.resolve("last") == b
+        common = os.path.commonprefix([a, b])
+        assert s.resolve(b[:len(common) + 1]) == b  # the shortest unique prefix
+        with pytest.raises(StoreError, match="ambiguous"):
+            s.resolve(common)
+        with pytest.raises(StoreError, match="no run matches"):
+            s.resolve("zzz")
+        with pytest.raises(StoreError, match="no run matches"):
+            s.resolve("2%")  # LIKE wildcards are taken literally
+
+
+def test_recorder_batches_and_records_everything(tmp_path):
+    with Store(tmp_path) as s:
+        run = s.new_run(RunConfig())
+        rec = s.recorder(run)
+        rec(StateEvent(run, "running"))
+        for i in range(1, 1201):
+            rec(StepEvent(run, i, 1 + i // 600, 1.0 / i, 1e-3, 500.0, 1200))
+            if i % 100 == 0:
+                rec(EvalEvent(run, i, 1 + i // 600, 20 + i / 100, 20 + i / 100))
+                rec(SavedEvent(run, path="best.pth", psnr=20 + i / 100, step=i, what="best"))
+        rec(StepEvent(run, 1201, 3, float("nan"), 1e-3, 500.0, 1201))
+        rec(ControlEvent(run, "lr", "0.001 -> 0.0005", step=1201))
+        rec(StateEvent(run, "finished", step=1201, epoch=3))
+        r = s.get_run(run[:12])
+    assert r["state"] == "finished" and r["ended"] and r["step"] == 1201 and r["total_steps"] == 1201
+    assert r["best_psnr"] == 32.0 and r["best_step"] == 1200
+    m = r["metrics"]
+    assert [p["step"] for p in m] == list(range(1, 1202))
+    assert sum(p["psnr"] is not None for p in m) == 12 and m[99]["psnr"] == 21.0 and m[98]["psnr"] is None
+    assert m[-1]["loss"] is None  # NaN is stored as null
+    assert set(m[0]) == {"step", "epoch", "loss", "lr", "psnr"}
+    kinds = [(e["kind"], e["detail"]) for e in r["events"]]
+    assert kinds == [("state", "running"), ("lr", "0.001 -> 0.0005"), ("state", "finished")]
+    assert all(set(e) >= {"time", "kind", "detail"} for e in r["events"])
+    assert [c["kind"] for c in r["checkpoints"]] == ["best"]
+
+
+def test_foreign_or_corrupt_database_is_refused_and_left_alone(tmp_path):
+    corrupt = tmp_path / "a" / "sessions.sqlite"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(os.urandom(4096))
+    before = corrupt.read_bytes()
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        Store(corrupt.parent)
+    assert corrupt.read_bytes() == before
+
+    foreign = tmp_path / "b" / "sessions.sqlite"
+    foreign.parent.mkdir()
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE accounts (id INTEGER, name TEXT)")
+    conn.commit()
+    conn.close()
+    before, mtime = foreign.read_bytes(), foreign.stat().st_mtime_ns
+    with pytest.raises(StoreError, match="not an n2n-tui session store"):
+        Store(foreign.parent)
+    assert foreign.read_bytes() == before and foreign.stat().st_mtime_ns == mtime
+    assert not (foreign.parent / "sessions.sqlite-wal").exists()
+
+    truncated = tmp_path / "c"
+    with Store(truncated) as s:
+        s.new_run(RunConfig())
+    data = (truncated / "sessions.sqlite").read_bytes()
+    (truncated / "sessions.sqlite").write_bytes(data[:100] + os.urandom(len(data) - 100))
+    with pytest.raises(StoreError):
+        Store(truncated).list_runs()
+
+
+def test_a_run_whose_process_is_gone_reads_crashed(tmp_path):
+    with Store(tmp_path) as s:
+        run = s.new_run(RunConfig())
+        s.recorder(run)(StateEvent(run, "running"))
+        with Store(tmp_path) as viewer:  # the owner is alive: still running
+            assert viewer.get_run(run)["state"] == "running"
+            with pytest.raises(StoreError, match="another process"):
+                viewer.acquire(run, tries=1)
+        s.release(run)  # what the kernel does when the owner dies
+        with Store(tmp_path) as later:
+            r = later.get_run(run)
+            assert r["state"] == "crashed" and r["ended"] is not None
+            assert r["events"][-1]["kind"] == "crashed"
+
+
+def test_runs_and_show_commands(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["runs", "--runs-dir", str(runs)]) == 0
+    assert "no runs" in capsys.readouterr().out and not runs.exists()  # looking creates nothing
+    assert main(["runs", "--json", "--runs-dir", str(runs)]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["show", "last", "--runs-dir", str(runs)]) == 2
+    assert "no runs" in capsys.readouterr().err
+
+    with Store(runs) as s:
+        run = s.new_run(RunConfig(noise="gaussian", epochs=3))
+        rec = s.recorder(run)
+        rec(StateEvent(run, "running"))
+        for i in range(1, 11):
+            rec(StepEvent(run, i, 1, 0.1 / i, 1e-3, 100.0, 10))
+        rec(EvalEvent(run, 10, 1, 23.5, 23.5))
+        rec(SavedEvent(run, path="best.pth", psnr=23.5, step=10))
+        rec(ControlEvent(run, "pause", step=10))
+        rec(StateEvent(run, "stopped", step=10, epoch=1))
+
+    assert main(["runs", "--json", "--runs-dir", str(runs)]) == 0
+    [r] = json.loads(capsys.readouterr().out)
+    assert r["id"] == run and r["state"] == "stopped" and r["best_psnr"] == 23.5 and r["step"] == 10
+    assert main(["runs", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert run in out and "stopped" in out and "23.50" in out
+
+    assert main(["show", run[:10], "--json", "--runs-dir", str(runs)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["id"] == run and d["config"]["noise"] == "gaussian" and len(d["metrics"]) == 10
+    assert d["metrics"][-1] == {"step": 10, "epoch": 1, "loss": 0.01, "lr": 1e-3, "psnr": 23.5}
+    assert [e["kind"] for e in d["events"]] == ["state", "pause", "state"]
+    assert main(["show", "last", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "best PSNR 23.50 dB at step 10" in out and "noise=gaussian" in out and "pause" in out
+    assert main(["show", "nope", "--runs-dir", str(runs)]) == 2
+    assert "no run matches" in capsys.readouterr().err
+
+
+@pytest.fixture
+def trained_run(tiny_models, poisson_data, tmp_path):
+    """A finished engine-1 run recorded in a store: (runs_dir, run_id, trainer)."""
+    runs = tmp_path / "runs"
+    config = RunConfig(engine=1, noise="poisson", epochs=1, batch_size=8, lr=3e-3, subset=64, n_val=64,
+                       eval_every=4, device="cpu")
+    with Store(runs) as s:
+        run = s.new_run(config)
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[s.recorder(run)])
+        assert t.run() == "finished"
+    return runs, run, t
+
+
+def test_export_writes_a_verified_grader_file(trained_run, tmp_path, capsys, monkeypatch):
+    runs, run, t = trained_run
+    target = tmp_path / "out" / "bestmodel.pth"
+    target.parent.mkdir()
+    assert main(["export", "last", "--to", str(target), "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {target}" in out and "verified by reloading" in out
+    from engine.evaluate import predict_all
+    from engine.metrics import psnr
+    from Miniproject_1.model import Model
+
+    fresh = Model(device="cpu")
+    fresh.load_pretrained_model(target)  # what the grader does
+    from engine.data import load_data
+
+    ds = load_data("sample", noise="poisson", seed=0, n_train=1, n_val=64)
+    assert psnr(predict_all(fresh, ds.val_input), ds.val_target) == pytest.approx(t.best_psnr, abs=1e-3)
+    with Store(runs) as s:
+        assert s.get_run(run)["events"][-1]["kind"] == "export"
+        # the default target is the checkout's Miniproject_<engine>/bestmodel.pth (redirected here)
+        import sessions.export
+
+        monkeypatch.setattr(sessions.export, "bestmodel_path", lambda engine: tmp_path / f"mp{engine}.pth")
+        r = export_run(s, run, dataset=t.dataset)
+        assert r["path"] == str(tmp_path / "mp1.pth") and r["engine"] == 1
+        assert r["psnr"] == pytest.approx(r["recorded_psnr"], abs=1e-3)
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_export_refuses_a_mismatch_without_touching_the_target(trained_run, tmp_path, capsys):
+    runs, run, t = trained_run
+    target = tmp_path / "bestmodel.pth"
+    target.write_bytes(b"the previous, precious bestmodel.pth")
+    meta_path = runs / run / "best.json"
+    meta = json.loads(meta_path.read_text())
+    meta["psnr"] += 0.5  # the recorded number no longer matches what the weights measure
+    meta_path.write_text(json.dumps(meta))
+    with Store(runs) as s, pytest.raises(ExportError, match="export refused"):
+        export_run(s, run, target, dataset=t.dataset)
+    assert main(["export", run, "--to", str(target), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "export refused" in err and len(err.strip().splitlines()) == 1
+    assert target.read_bytes() == b"the previous, precious bestmodel.pth"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+
+    # weights changed behind the record's back (hash mismatch), and weights that do not load at all
+    (runs / run / "best.pth").write_bytes(b"garbage")
+    with Store(runs) as s, pytest.raises(ExportError, match="does not match"):
+        export_run(s, run, target, dataset=t.dataset)
+    meta_path.unlink()
+    with Store(runs) as s, pytest.raises(ExportError, match="do not load in a fresh Model"):
+        export_run(s, run, target, dataset=t.dataset)
+    assert target.read_bytes() == b"the previous, precious bestmodel.pth"
+
+
+def test_export_bad_targets_exit_2(trained_run, tmp_path, capsys):
+    runs, run, _ = trained_run
+    assert main(["export", run, "--to", str(tmp_path / "no" / "such" / "dir" / "m.pth"), "--runs-dir",
+                 str(runs)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with Store(runs) as s:
+        empty = s.new_run(RunConfig())
+        s.set_state(empty, "failed", "nothing")
+    assert main(["export", empty, "--to", str(tmp_path / "m.pth"), "--runs-dir", str(runs)]) == 2
+    assert "no best weights yet" in capsys.readouterr().err
