@@ -1,0 +1,48 @@
+"""SVG snapshots of the main screens (pytest-textual-snapshot), deterministic: a fake trainer fed a fixed event
+history, fixed stored runs, no clock on screen. After an intended layout change: pytest --snapshot-update."""
+from __future__ import annotations
+
+from test_tui_fakes import FakeStore, FakeTrainer, scripted_events, stored_run, train_args
+from tui.app import N2NApp
+
+
+def store():
+    return FakeStore([stored_run("20240501-100000-aaaa", 1, 300), stored_run("20240502-093000-bbbb", 2, 200, 1.3)])
+
+
+def dashboard_app():
+    s = store()
+    return N2NApp(train_args(), store=s, trainer=FakeTrainer("20240503-120000-cccc", store=s), start=False)
+
+
+async def feed_history(pilot):
+    screen = pilot.app.screen
+    for e in scripted_events("20240503-120000-cccc"):
+        screen.events.put(e)
+    screen.drain(force_plots=True)
+    await pilot.pause()
+
+
+def test_dashboard_80x24(snap_compare):
+    assert snap_compare(dashboard_app(), terminal_size=(80, 24), run_before=feed_history)
+
+
+def test_dashboard_160x45(snap_compare):
+    assert snap_compare(dashboard_app(), terminal_size=(160, 45), run_before=feed_history)
+
+
+def test_launcher_80x24(snap_compare, monkeypatch):
+    import engine.data
+
+    monkeypatch.setattr(engine.data, "default_spec", lambda: "sample")  # no ./data on this machine or that one
+    assert snap_compare(N2NApp(train_args(), store=store()), terminal_size=(80, 24))
+
+
+def test_compare_two_runs_100x30(snap_compare):
+    app = N2NApp(train_args(), store=store(), trainer=None)
+
+    async def open_compare(pilot):
+        await pilot.press("ctrl+r", "m", "down", "m", "c")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=open_compare)

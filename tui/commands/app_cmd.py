@@ -1,0 +1,11 @@
+"""``n2n-tui`` with no subcommand: the launcher (pick engine, data, noise, hyper-parameters), then the dashboard."""
+from __future__ import annotations
+
+
+def run(args) -> int:
+    from sessions import Store
+
+    from tui.app import run_launcher
+
+    store = Store(args.runs_dir)
+    return run_launcher(args, store=store)

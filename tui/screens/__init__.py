@@ -1,0 +1,9 @@
+"""The app's screens, one per module."""
+from .confirm import ConfirmScreen
+from .dashboard import DashboardScreen
+from .launcher import LauncherScreen
+from .lr_input import LrScreen
+from .run_curves import RunCurvesScreen
+from .runs import RunsScreen
+
+__all__ = ["ConfirmScreen", "DashboardScreen", "LauncherScreen", "LrScreen", "RunCurvesScreen", "RunsScreen"]

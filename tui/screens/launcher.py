@@ -1,0 +1,209 @@
+"""``LauncherScreen``: pick engine, data, noise and hyper-parameters, with defaults filled in and checked as you type.
+
+Validation is ``RunConfig.validate()`` (its "field: why" messages are shown next to the form) plus a check that a
+``course:`` or ``images:`` folder exists. ``enter`` in any field (or the Start button) posts ``Start`` upwards with
+the same argument namespace ``n2n-tui train`` would build.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Select
+
+FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "seed")
+
+
+def train_defaults(runs_dir: str | None = None) -> argparse.Namespace:
+    """The namespace ``n2n-tui train`` builds with no options (so the launcher and the CLI share defaults)."""
+    from tui.cli import build_parser
+
+    argv = (["--runs-dir", runs_dir] if runs_dir else []) + ["train"]
+    args = build_parser().parse_args(argv)
+    if runs_dir:
+        args.runs_dir = runs_dir
+    return args
+
+
+def data_problem(spec: str) -> str | None:
+    """Why a ``course:``/``images:`` folder cannot be used, or None (syntax is RunConfig's job)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "course" and arg:
+        missing = [f for f in ("train_data.pkl", "val_data.pkl") if not (Path(arg) / f).is_file()]
+        if missing:
+            return f"{arg}: no {' or '.join(missing)} there"
+    if kind == "images" and arg and not Path(arg).is_dir():
+        return f"{arg}: no such folder"
+    return None
+
+
+class LauncherScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start run"),
+        Binding("ctrl+r", "runs", "Past runs"),
+        Binding("ctrl+q", "app.quit", "Quit", priority=True),
+    ]
+
+    class Start(Message):
+        """The user asked to start a run with these (validated) arguments."""
+
+        def __init__(self, args: argparse.Namespace) -> None:
+            super().__init__()
+            self.args = args
+
+    def __init__(self, defaults: argparse.Namespace, store=None) -> None:
+        super().__init__()
+        self.defaults = defaults
+        self.store = store
+        self.config = None
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        from engine.data import default_spec
+        from engine.noise import NOISES
+
+        d = self.defaults
+        detected = default_spec()
+
+        def row(label: str, widget, hint: str = ""):
+            with Horizontal(classes="field", id=f"row-{widget.id}"):
+                yield Label(label, classes="field-label")
+                yield widget
+                yield Label(hint, classes="field-hint", id=f"hint-{widget.id}")
+
+        with Vertical(id="launcher"):
+            yield Label("n2n-tui · new Noise2Noise training run", id="launcher-title")
+            yield from row("engine", Select([("1 · Miniproject_1, PyTorch", 1), ("2 · Miniproject_2, from scratch", 2)],
+                                            value=d.engine, allow_blank=False, compact=True, id="engine"))
+            yield from row("data", Input(d.data or detected, compact=True, id="data"),
+                           "found ./data" if detected.startswith("course") else "or course:DIR, images:DIR")
+            yield from row("noise", Select([(n, n) for n in NOISES], value=d.noise, allow_blank=False,
+                                           compact=True, id="noise"), NOISES[d.noise].help)
+            yield from row("epochs", Input(str(d.epochs), type="integer", compact=True, id="epochs"))
+            yield from row("batch size", Input(str(d.batch_size or ""), type="integer", placeholder="model default",
+                                               compact=True, id="batch_size"))
+            yield from row("learning rate", Input(f"{d.lr:g}" if d.lr else "", placeholder="model default",
+                                                  compact=True, id="lr"))
+            yield from row("subset", Input(str(d.subset or ""), type="integer", placeholder="all pairs",
+                                           compact=True, id="subset"))
+            yield from row("seed", Input(str(d.seed), type="integer", compact=True, id="seed"))
+            yield Label("", id="launcher-error")
+            with Horizontal(id="launcher-buttons"):
+                yield Button("Start run", variant="primary", id="start")
+                yield Label("enter: start · tab: next field", classes="hint", id="launcher-help")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#engine", Select).focus()
+        self.validate()
+
+    # ------------------------------------------------------------------------------------------------- values
+    def _text(self, field: str) -> str:
+        return self.query_one(f"#{field}", Input).value.strip()
+
+    def read_config(self):
+        """A RunConfig from the form (not yet validated); ValueError names the field on unparsable text."""
+        from engine.config import ConfigError, RunConfig
+
+        def integer(field, optional=False):
+            t = self._text(field)
+            if not t and optional:
+                return None
+            try:
+                return int(t)
+            except ValueError:
+                raise ConfigError(f"{field}: expected a whole number, got {t!r}") from None
+
+        lr_text = self._text("lr")
+        try:
+            lr = float(lr_text) if lr_text else None
+        except ValueError:
+            raise ConfigError(f"lr: not a number: {lr_text!r}") from None
+        return RunConfig(engine=self.query_one("#engine", Select).value, data=self._text("data"),
+                         noise=self.query_one("#noise", Select).value, epochs=integer("epochs"),
+                         batch_size=integer("batch_size", True), lr=lr, subset=integer("subset", True),
+                         n_val=self.defaults.n_val, eval_every=self.defaults.eval_every, seed=integer("seed"),
+                         device=self.defaults.device)
+
+    def validate(self) -> str | None:
+        """Check the form; show the first problem inline and mark its field. Returns the problem or None."""
+        from engine.config import ConfigError
+
+        for f in FIELDS:
+            self.query_one(f"#{f}").remove_class("-invalid")
+        problem, field = None, None
+        try:
+            cfg = self.read_config().validate()
+            why = data_problem(cfg.data)
+            if why:
+                raise ConfigError(f"data: {why}")
+            self.config = cfg
+        except ConfigError as e:
+            problem = str(e)
+            field = problem.split(":", 1)[0]
+            self.config = None
+        if field in FIELDS:
+            self.query_one(f"#{field}").add_class("-invalid")
+        err = self.query_one("#launcher-error", Label)
+        err.update(f"✖ {problem}" if problem else "")
+        err.set_class(bool(problem), "error")
+        self.query_one("#start", Button).disabled = bool(problem) or self.busy
+        return problem
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.validate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "noise" and isinstance(event.value, str):
+            from engine.noise import NOISES
+
+            if event.value in NOISES:
+                self.query_one("#hint-noise", Label).update(NOISES[event.value].help)
+        self.validate()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_start()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_start()
+
+    # ------------------------------------------------------------------------------------------------- actions
+    def action_start(self) -> None:
+        if self.busy or self.validate():
+            return
+        cfg = self.config
+        args = argparse.Namespace(**vars(self.defaults))
+        for f in ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "seed"):
+            setattr(args, f, getattr(cfg, f))
+        self.show_busy(f"loading {cfg.data} and building engine {cfg.engine}…")
+        self.post_message(self.Start(args))
+
+    def show_busy(self, text: str) -> None:
+        self.busy = True
+        self.query_one("#start", Button).disabled = True
+        err = self.query_one("#launcher-error", Label)
+        err.remove_class("error")
+        err.update(text)
+
+    def show_error(self, text: str) -> None:
+        """The run could not be started (e.g. the data failed to load): say why and let the user fix it."""
+        self.busy = False
+        err = self.query_one("#launcher-error", Label)
+        err.add_class("error")
+        err.update(f"✖ {text}")
+        self.query_one("#start", Button).disabled = False
+
+    def action_runs(self) -> None:
+        if self.store is None:
+            self.notify("no sessions store", severity="warning")
+            return
+        from .runs import RunsScreen
+
+        self.app.push_screen(RunsScreen(self.store))

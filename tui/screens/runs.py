@@ -1,0 +1,79 @@
+"""``RunsScreen``: past and running sessions from the store; open one, or mark two and compare their curves."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Label
+
+from ..widgets import RunsTable
+
+
+class RunsScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("m", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
+        Binding("f5", "reload", "Reload"),
+        Binding("escape,r", "back", "Back"),
+    ]
+
+    def __init__(self, store, *, current: str | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        yield Label("Past runs  ·  enter: curves  ·  m: mark (two to compare)  ·  c: compare", id="runs-title")
+        yield RunsTable(id="runs-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_reload()
+        self.query_one(RunsTable).focus()
+
+    def action_reload(self) -> None:
+        try:
+            runs = self.store.list_runs()
+        except Exception as e:
+            self.notify(f"could not read the sessions store: {e}", severity="error")
+            runs = []
+        table = self.query_one(RunsTable)
+        table.show_runs(runs)
+        if not runs:
+            self.query_one("#runs-title", Label).update(f"No runs yet in {getattr(self.store, 'root', 'the store')}")
+
+    def on_data_table_row_selected(self, event: RunsTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        run = self.query_one(RunsTable).cursor_run
+        if run:
+            self._show([run])
+
+    def action_mark(self) -> None:
+        self.query_one(RunsTable).toggle_mark()  # the table shows the marks
+
+    def action_compare(self) -> None:
+        table = self.query_one(RunsTable)
+        runs = list(table.marked)
+        if len(runs) == 1 and table.cursor_run and table.cursor_run not in runs:
+            runs.append(table.cursor_run)
+        if len(runs) != 2:
+            self.notify("mark two runs with m (or mark one and put the cursor on the other)", severity="warning")
+            return
+        self._show(runs)
+
+    def _show(self, refs: list[str]) -> None:
+        from .run_curves import RunCurvesScreen
+
+        try:
+            runs = [self.store.get_run(r) for r in refs]
+        except Exception as e:
+            self.notify(f"could not load the run: {e}", severity="error")
+            return
+        self.app.push_screen(RunCurvesScreen(runs))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,9 @@
+"""Dashboard widgets, one per module; each exposes intent-named methods (``add_points``, ``show_state``...)."""
+from .event_log import EventLog
+from .loss_plot import LossPlot
+from .psnr_plot import PsnrPlot
+from .run_status import RunStatus
+from .runs_table import RunsTable
+from .sample_patches import SamplePatches
+
+__all__ = ["EventLog", "LossPlot", "PsnrPlot", "RunStatus", "RunsTable", "SamplePatches"]

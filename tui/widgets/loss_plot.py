@@ -1,0 +1,110 @@
+"""``LossPlot``: training loss on a log scale, raw points underneath an exponentially smoothed line."""
+from __future__ import annotations
+
+import math
+import time
+
+from textual_plotext import PlotextPlot
+
+RAW_COLOUR = (110, 110, 130)
+SERIES_COLOURS = [(90, 170, 255), (255, 160, 60), (120, 220, 120), (230, 110, 200)]
+
+
+class Ema:
+    """Exponential moving average, bias-corrected so the first points are not dragged to zero; incremental."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha, self.m, self.n, self.values = alpha, 0.0, 0, []
+
+    def extend(self, values) -> "Ema":
+        a = self.alpha
+        for v in values:
+            self.m = (1 - a) * self.m + a * v
+            self.n += 1
+            self.values.append(self.m / (1 - (1 - a) ** self.n))
+        return self
+
+
+def thin(xs: list, ys: list, n: int) -> tuple[list, list]:
+    """At most ``n`` evenly strided points (the last one always kept), so drawing cost stays bounded."""
+    if len(xs) <= n:
+        return xs, ys
+    stride = math.ceil(len(xs) / n)
+    idx = list(range(0, len(xs), stride))
+    if idx[-1] != len(xs) - 1:
+        idx.append(len(xs) - 1)
+    return [xs[i] for i in idx], [ys[i] for i in idx]
+
+
+def int_ticks(xs: list[int], n: int = 5) -> tuple[list[int], list[str]]:
+    """About ``n`` whole-number ticks spanning ``xs`` (steps are integers; plotext would label them 149.5)."""
+    if not xs:
+        return [], []
+    lo, hi = min(xs), max(xs)
+    if hi - lo < n:
+        ticks = list(range(lo, hi + 1))
+    else:
+        ticks = sorted({round(lo + (hi - lo) * i / (n - 1)) for i in range(n)})
+    return ticks, [f"{t / 1000:g}k" if t >= 10000 else str(t) for t in ticks]
+
+
+class LossPlot(PlotextPlot):
+    """Loss against step. Live: ``add_points`` then ``redraw``. History: ``show_runs`` with one series per run."""
+
+    def __init__(self, *, smoothing: float = 0.05, title: str = "loss (log scale)", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.smoothing = smoothing
+        self.title = title
+        self._runs: list[tuple[str, list[int], list[float]]] = [("", [], [])]
+        self._smooth: list[Ema] = [Ema(smoothing)]
+        self.render_seconds = 0.0  # what the last draw cost: the dashboard spaces redraws by it
+
+    def add_points(self, points: list[tuple[int, float]]) -> None:
+        """Append ``(step, loss)`` points to the live series; non-finite or non-positive losses are skipped."""
+        _, steps, losses = self._runs[0]
+        n = len(losses)
+        for step, loss in points:
+            if math.isfinite(loss) and loss > 0:
+                steps.append(step)
+                losses.append(loss)
+        self._smooth[0].extend(losses[n:])
+
+    def show_runs(self, runs: list[tuple[str, list[int], list[float]]]) -> None:
+        """Replace everything with one labelled series per run (past runs, comparisons)."""
+        self._runs = [(label, *self._clean(steps, losses)) for label, steps, losses in runs] or [("", [], [])]
+        self._smooth = [Ema(self.smoothing).extend(losses) for _, _, losses in self._runs]
+        self.redraw()
+
+    @property
+    def n_points(self) -> int:
+        return sum(len(s) for _, s, _ in self._runs)
+
+    @staticmethod
+    def _clean(steps, losses):
+        keep = [(s, v) for s, v in zip(steps, losses) if v is not None and math.isfinite(v) and v > 0]
+        return [s for s, _ in keep], [v for _, v in keep]
+
+    def redraw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.title(self.title)
+        budget = max(20, 2 * self.size.width)
+        drawn = False
+        for i, (label, steps, losses) in enumerate(self._runs):
+            if not steps:
+                continue
+            colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+            smooth = self._smooth[i].values
+            if len(self._runs) == 1:  # raw points only for a single run: two clouds would hide each other
+                plt.scatter(*thin(steps, losses, budget), marker="dot", color=RAW_COLOUR)
+            plt.plot(*thin(steps, smooth, budget), marker="braille", color=colour, label=label or None)
+            drawn = True
+        plt.yscale("log" if drawn else "linear")  # plotext cannot draw an empty log axis
+        plt.xticks(*int_ticks([s for _, steps, _ in self._runs for s in steps]))
+        self.refresh()
+
+    def render(self):
+        t = time.perf_counter()
+        result = super().render()
+        self.render_seconds = time.perf_counter() - t
+        return result
