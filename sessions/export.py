@@ -93,6 +93,7 @@ def export_run(store: Store, ref: str, to: str | os.PathLike | None = None, *,
             raise ExportError(f"export refused: run {run_id}'s best weights measure {measured:.3f} dB on its "
                               f"{len(val_in)} validation images, but {recorded:.3f} dB was recorded; "
                               f"{target} left untouched")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a bestmodel.pth is handed in and read by others
         os.replace(tmp, target)
     except BaseException:
         try:

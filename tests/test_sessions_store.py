@@ -182,6 +182,7 @@ def test_export_writes_a_verified_grader_file(trained_run, tmp_path, capsys, mon
     assert main(["export", "last", "--to", str(target), "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
     assert f"wrote {target}" in out and "verified by reloading" in out
+    assert target.stat().st_mode & 0o777 == 0o644  # readable by the grader, not just its owner
     from engine.evaluate import predict_all
     from engine.metrics import psnr
     from Miniproject_1.model import Model

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_nonneg_int, default=0)
     t.add_argument("--device", choices=["cpu", "cuda"], default=None)
     t.add_argument("--headless", action="store_true", help="no dashboard: print progress")
-    t.add_argument("--json", action="store_true", help="with --headless: one JSON event per line")
+    t.add_argument("--json", action="store_true", help="one JSON event per line (implies --headless)")
     t.add_argument("--resume", metavar="RUN", default=None, help="continue a stopped or crashed run")
     t.add_argument("--export-to", metavar="PATH", default=None, help="target of the dashboard's save key")
     _add_runs_dir(t)
