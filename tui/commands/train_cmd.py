@@ -36,6 +36,14 @@ def check_data_exists(spec: str) -> None:
         raise DataError(f"{arg}: no such directory")
 
 
+def _load_or_check(config: RunConfig, load: bool):
+    """The run's data set now (``load``), or only a check that its files exist (the trainer loads it later)."""
+    if load:
+        return load_data(config.data, noise=config.noise, seed=config.seed, n_train=config.subset, n_val=config.n_val)
+    check_data_exists(config.data)
+    return None
+
+
 def make_trainer(args, *, load: bool = True, sinks=()) -> tuple[Trainer, Store]:
     """Open the store, record the run (or take over ``args.resume``), and build its Trainer.
 
@@ -50,12 +58,7 @@ def make_trainer(args, *, load: bool = True, sinks=()) -> tuple[Trainer, Store]:
     if getattr(args, "resume", None):
         return _resume(args, store, load, sinks)
     config = config_from_args(args)
-    dataset = None
-    if load:
-        dataset = load_data(config.data, noise=config.noise, seed=config.seed, n_train=config.subset,
-                            n_val=config.n_val)
-    else:
-        check_data_exists(config.data)
+    dataset = _load_or_check(config, load)
     run_id = store.new_run(config)
     try:
         trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
@@ -80,12 +83,7 @@ def _resume(args, store: Store, load: bool, sinks) -> tuple[Trainer, Store]:
     config.validate()
     store.acquire(run_id)  # from here on this process owns the run
     try:
-        dataset = None
-        if load:
-            dataset = load_data(config.data, noise=config.noise, seed=config.seed, n_train=config.subset,
-                                n_val=config.n_val)
-        else:
-            check_data_exists(config.data)
+        dataset = _load_or_check(config, load)
         trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
                           sinks=[store.recorder(run_id), *sinks], resume_from=store.run_dir(run_id))
     except BaseException:
