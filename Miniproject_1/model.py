@@ -52,7 +52,8 @@ class Model:
         self.criterion = LOSSES[loss]()
         # betas as in the Noise2Noise paper (beta2 = 0.99 adapts faster than the default 0.999)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr, betas=(0.9, 0.99))
-        self.augment = True
+        self.augment = True     # random flips/rotations of each batch
+        self.swap_pairs = True  # swap input and target half the time: valid only for noisy/noisy (N2N) pairs
 
     # ------------------------------------------------------------------------------------------------ engine extras
     @property
@@ -79,7 +80,7 @@ class Model:
             raise ValueError(f"train_input {tuple(inputs.shape)} and train_target {tuple(targets.shape)} differ in shape")
         x, y = self._to_input(inputs), self._to_input(targets)
         if self.augment:
-            x, y = self._augment(x, y)
+            x, y = self._augment(x, y, self.swap_pairs)
         self.net.train()
         loss = self.criterion(self.net(x), y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -88,16 +89,16 @@ class Model:
         return loss.item()
 
     @staticmethod
-    def _augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same random dihedral transform for the whole batch, and input/target swapped half the time
-        (a Noise2Noise pair is symmetric). Uses the global torch RNG, so it follows ``torch.manual_seed``."""
+    def _augment(x: torch.Tensor, y: torch.Tensor, swap: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random dihedral transform for the whole batch and, with ``swap``, input and target swapped half
+        the time (a Noise2Noise pair is symmetric). Uses the global torch RNG, so it follows ``torch.manual_seed``."""
         r = torch.randint(8, (1,)).item()
         if r & 1:
             x, y = x.flip(-1), y.flip(-1)
         if r & 6:
             k = r >> 1
             x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (2, 3))
-        if torch.rand(1).item() < 0.5:
+        if torch.rand(1).item() < 0.5 and swap:
             x, y = y, x
         return x, y
 
