@@ -24,9 +24,9 @@ from .confirm import ConfirmScreen
 from .lr_input import LrScreen
 
 ACTIVE = ("idle", "running", "paused")     # states in which quitting asks first
-REFRESH_HZ = 4                             # queue drains per second: state changes, evals, the log show at once
-STEP_INTERVAL = 0.5                        # seconds between status/progress updates from step events
-PLOT_INTERVAL = 1.0                        # seconds between loss-plot redraws while points keep coming ...
+REFRESH_HZ = 2                             # queue drains per second: state changes, evals, the log show at once
+STEP_INTERVAL = 1.0                        # seconds between status/progress updates from step events
+PLOT_INTERVAL = 2.0                        # seconds between loss-plot redraws while points keep coming ...
 PLOT_BUDGET = 0.02                         # ... or more: it may take at most 2% of the time (big terminals)
 
 
