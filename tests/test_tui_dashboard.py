@@ -5,21 +5,13 @@ import asyncio
 
 import pytest
 
-from test_tui_fakes import FakeStore, FakeTrainer, patches, scripted_events, stored_run, train_args
+from test_tui_fakes import FakeStore, FakeTrainer, patches, scripted_events, stored_run, train_args, wait_for
 from tui.app import N2NApp
 from tui.screens import ConfirmScreen, DashboardScreen, LrScreen, RunCurvesScreen, RunsScreen
 from tui.widgets import EventLog, LossPlot, PsnrPlot, RunStatus, SamplePatches
 from tui.widgets.sample_patches import choose_layout
 
 SIZES = [(80, 24), (160, 48)]
-
-
-async def wait_for(pilot, cond, timeout=10.0):
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return True
-        await pilot.pause(0.05)
-    return cond()
 
 
 def make_app(store=None, **kw):

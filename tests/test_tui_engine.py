@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 from test_tui_fakes import train_args
+from test_tui_fakes import wait_for as fakes_wait_for
 
 torch = pytest.importorskip("torch")
 Trainer = pytest.importorskip("engine.trainer").Trainer
@@ -49,12 +50,8 @@ def new_run(tmp_path, dataset, epochs=200):
     return trainer, store
 
 
-async def wait_for(pilot, cond, timeout=60.0):
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return True
-        await pilot.pause(0.05)
-    return cond()
+async def wait_for(pilot, cond, timeout=60.0):  # a real trainer: allow for a loaded machine
+    return await fakes_wait_for(pilot, cond, timeout)
 
 
 def event_kinds(store, run_id):

@@ -166,3 +166,12 @@ def train_args(**kw) -> SimpleNamespace:
     for k, v in kw.items():
         setattr(args, k, v)
     return args
+
+
+async def wait_for(pilot, cond, timeout=10.0):
+    """Let the app run until ``cond()`` holds, or ``timeout`` seconds pass; returns the final ``cond()``."""
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return True
+        await pilot.pause(0.05)
+    return cond()

@@ -5,17 +5,9 @@ import asyncio
 
 import pytest
 
-from test_tui_fakes import FakeStore, FakeTrainer, train_args
+from test_tui_fakes import FakeStore, FakeTrainer, train_args, wait_for
 from tui.app import N2NApp
 from tui.screens import DashboardScreen, LauncherScreen
-
-
-async def wait_for(pilot, cond, timeout=10.0):
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return True
-        await pilot.pause(0.05)
-    return cond()
 
 
 def value(app, field):

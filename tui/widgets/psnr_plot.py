@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 from textual_plotext import PlotextPlot
 
@@ -18,7 +17,6 @@ class PsnrPlot(PlotextPlot):
         super().__init__(**kwargs)
         self.title = title
         self._runs: list[tuple[str, list[int], list[float]]] = [("", [], [])]
-        self.render_seconds = 0.0  # what the last draw cost: the dashboard spaces redraws by it
 
     def add_point(self, step: int, psnr: float) -> None:
         if math.isfinite(psnr):
@@ -77,9 +75,3 @@ class PsnrPlot(PlotextPlot):
             plt.ylim(None, None)
         plt.xticks(*int_ticks([s for _, steps, _ in self._runs for s in steps]))
         self.refresh()
-
-    def render(self):
-        t = time.perf_counter()
-        result = super().render()
-        self.render_seconds = time.perf_counter() - t
-        return result
