@@ -12,7 +12,7 @@ from engine.config import RunConfig
 from engine.data import DataError, default_spec, load_data, parse_spec
 from engine.trainer import Trainer
 from sessions import Store
-from tui.cli import UsageError
+from tui.errors import UsageError
 
 CONFIG_ARGS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "n_val", "eval_every", "seed",
                "device")
@@ -95,7 +95,7 @@ def _resume(args, store: Store, load: bool, sinks) -> tuple[Trainer, Store]:
 
 def _ignored_options(args) -> list[str]:
     """Options given with --resume that a resumed run does not use (it keeps its recorded configuration)."""
-    from tui.cli import build_parser
+    from tui.parser import build_parser
 
     defaults = vars(build_parser().parse_args(["train"]))
     return ["--" + k.replace("_", "-") for k in CONFIG_ARGS

@@ -21,7 +21,7 @@ FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "se
 
 def train_defaults(runs_dir: str | None = None) -> argparse.Namespace:
     """The namespace ``n2n-tui train`` builds with no options (so the launcher and the CLI share defaults)."""
-    from tui.cli import build_parser
+    from tui.parser import build_parser
 
     argv = (["--runs-dir", runs_dir] if runs_dir else []) + ["train"]
     args = build_parser().parse_args(argv)

@@ -1,0 +1,117 @@
+"""The ``n2n-tui`` argument parser and its option types, below both the command line (``tui.cli``) and the places
+that need the same defaults (``tui.commands.train_cmd``, the launcher), so none of them imports another."""
+from __future__ import annotations
+
+import argparse
+import os
+
+EXIT_BAD_INPUT = 2
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
+    return v
+
+
+def _engine(s: str) -> int:
+    if s not in ("1", "2"):
+        raise argparse.ArgumentTypeError(f"engine must be 1 or 2, got {s!r}")
+    return int(s)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like every other bad input
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _add_runs_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default=os.environ.get("N2N_RUNS_DIR", "runs"),
+                   help="where sessions are stored (default: ./runs, or $N2N_RUNS_DIR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.noise import NOISES
+
+    p = _Parser(prog="n2n-tui", description="Train Noise2Noise denoisers and watch them learn.")
+    _add_runs_dir(p)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="start a training run (dashboard, or --headless)")
+    t.add_argument("--engine", type=_engine, default=1, help="1: Miniproject_1 (PyTorch), 2: Miniproject_2")
+    t.add_argument("--data", default=None, help="sample | course:DIR | images:DIR (default: course:data if "
+                                                "./data/train_data.pkl exists, else sample)")
+    t.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME",
+                   help=f"noise model for generated data: {', '.join(NOISES)}")
+    t.add_argument("--epochs", type=_positive_int, default=1)
+    t.add_argument("--batch-size", type=_positive_int, default=None)
+    t.add_argument("--lr", type=_positive_float, default=None)
+    t.add_argument("--subset", type=_positive_int, default=None, help="train on the first N pairs only")
+    t.add_argument("--n-val", type=_positive_int, default=1000, help="validation pairs (default 1000)")
+    t.add_argument("--eval-every", type=_nonneg_int, default=0, help="evaluate every N steps (0: epoch ends)")
+    t.add_argument("--seed", type=_nonneg_int, default=0)
+    t.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    t.add_argument("--headless", action="store_true", help="no dashboard: print progress")
+    t.add_argument("--json", action="store_true", help="one JSON event per line (implies --headless)")
+    t.add_argument("--resume", metavar="RUN", default=None, help="continue a stopped or crashed run")
+    t.add_argument("--export-to", metavar="PATH", default=None, help="target of the dashboard's save key")
+    _add_runs_dir(t)
+
+    r = sub.add_parser("runs", help="past and running sessions")
+    r.add_argument("--json", action="store_true")
+    _add_runs_dir(r)
+
+    s = sub.add_parser("show", help="one session: config, metric series, events")
+    s.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
+    s.add_argument("--json", action="store_true")
+    _add_runs_dir(s)
+
+    x = sub.add_parser("export", help="write a run's best weights as a grader-ready bestmodel.pth, verified")
+    x.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
+    x.add_argument("--to", metavar="PATH", default=None, help="default: Miniproject_<engine>/bestmodel.pth")
+    _add_runs_dir(x)
+
+    e = sub.add_parser("eval", help="PSNR of a checkpoint on a data source")
+    e.add_argument("--engine", type=_engine, required=True)
+    e.add_argument("--weights", metavar="PATH", default=None, help="default: the shipped bestmodel.pth")
+    e.add_argument("--data", default=None, help="sample | course:DIR | images:DIR")
+    e.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME")
+    e.add_argument("--n-val", type=_positive_int, default=None, help="validation pairs to use")
+    e.add_argument("--seed", type=_nonneg_int, default=0)
+    e.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    e.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("data", help="data sets")
+    dsub = d.add_subparsers(dest="data_command", parser_class=_Parser, required=True)
+    m = dsub.add_parser("make", help="write train_data.pkl / val_data.pkl in the course's exact format")
+    m.add_argument("--out", required=True, metavar="DIR")
+    m.add_argument("--source", default="sample", metavar="SPEC", help="sample | images:DIR | course:DIR")
+    m.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME")
+    m.add_argument("--n-train", type=_positive_int, default=50000)
+    m.add_argument("--n-val", type=_positive_int, default=1000)
+    m.add_argument("--seed", type=_nonneg_int, default=0)
+    return p
