@@ -280,12 +280,12 @@ class Store:
         return run_id
 
     def begin_resume(self, run_id: str, step: int, note: str = "") -> None:
-        """Take over a stopped/crashed/failed run to continue it from ``step``: points after it are dropped."""
+        """Take over a stopped/crashed/failed run to continue it from ``step``. Its recorded points are kept (a step
+        done again overwrites its point); the restart is an event."""
         self.acquire(run_id)
         now = time.time()
 
         def work(conn):
-            conn.execute("DELETE FROM metrics WHERE run = ? AND step > ?", (run_id, step))
             conn.execute("UPDATE runs SET state = 'running', message = '', ended = NULL, updated = ?, pid = ?, "
                          "host = ?, step = ? WHERE id = ?", (now, os.getpid(), socket.gethostname(), step, run_id))
             conn.execute("INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, 'restart', ?, ?)",
