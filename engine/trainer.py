@@ -42,7 +42,7 @@ from .config import RunConfig
 from .data import Dataset, load_data
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
-from .fileio import atomic_torch_save, atomic_write
+from .fileio import atomic_torch_save, atomic_write_bytes, write_error
 from .metrics import psnr
 from .models import new_model
 
@@ -203,10 +203,7 @@ class Trainer:
             blob, best, step = self._best_blob, self.best_psnr, self.best_step
         if blob is None:
             raise ValueError("no validation result yet: nothing to save")
-        target = Path(path)
-        if target.is_dir():
-            target = target / "bestmodel.pth"
-        atomic_write(target, lambda f: f.write(blob))
+        target = atomic_write_bytes(path, blob)
         self._post([SavedEvent(self.run_id, path=str(target), psnr=best, step=step or 0, what="export"),
                     ControlEvent(self.run_id, action="save", step=self.step,
                                  detail=f"{target}" + (f" ({best:.2f} dB)" if best is not None else ""))])
@@ -409,11 +406,14 @@ class Trainer:
 
     def _write_best(self, p: float) -> None:
         path = self.run_dir / BEST_FILE
-        self.model.save(path)  # the Model's own (grader) format, written atomically by the Model
+        try:
+            self.model.save(path)  # the Model's own (grader) format, written atomically by the Model
+        except OSError as e:
+            raise write_error(e, path) from None
         blob = path.read_bytes()
         meta = {"psnr": p, "step": self.step, "sha256": hashlib.sha256(blob).hexdigest(), "run": self.run_id,
                 "engine": self.config.engine}
-        atomic_write(self.run_dir / BEST_META, lambda f: f.write(json.dumps(meta).encode()))
+        atomic_write_bytes(self.run_dir / BEST_META, json.dumps(meta).encode())
         with self._cv:
             self._best_blob, self.best_psnr, self.best_step = blob, p, self.step
 

@@ -145,3 +145,295 @@ def test_w5_lr_changed_while_paused_reaches_the_runs_table(tiny_models, poisson_
         t.stop()
         t.join(10)
         assert s.get_run(run)["lr"] == 0.004 and t.lr == 0.004
+
+
+@pytest.fixture
+def finished_run(tiny_models, poisson_data, tmp_path):
+    """A finished engine-1 run in a store, trained a little: (runs_dir, run_id, trainer)."""
+    runs = tmp_path / "runs"
+    config = cfg(subset=64, eval_every=4)
+    with Store(runs) as s:
+        run = s.new_run(config)
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[s.recorder(run)])
+        assert t.run() == "finished"
+    return runs, run, t
+
+
+def _better_weights(tmp_path, finished_run, poisson_data) -> tuple:
+    """A bestmodel.pth that measures better than the run's best on the run's validation images."""
+    from engine.evaluate import predict_all
+    from engine.metrics import psnr
+    from Miniproject_1.model import Model
+
+    runs, run, t = finished_run
+    m = Model(widths=(8, 16), device="cpu", lr=3e-3)
+    torch.manual_seed(1)
+    for _ in range(3):
+        for i in range(0, 256, 16):
+            m.train_step(poisson_data.train_input[i:i + 16], poisson_data.train_target[i:i + 16])
+    theirs = psnr(predict_all(m, poisson_data.val_input), poisson_data.val_target)
+    assert theirs > t.best_psnr + 0.1, (theirs, t.best_psnr)
+    target = tmp_path / "keep.pth"
+    m.save(target)
+    return target, theirs
+
+
+def test_d3_export_never_replaces_better_weights_without_force(finished_run, poisson_data, tmp_path, capsys):
+    from tui.cli import main
+
+    runs, run, t = finished_run
+    target, theirs = _better_weights(tmp_path, finished_run, poisson_data)
+    before = target.read_bytes()
+    assert main(["export", run, "--to", str(target), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert f"already scores {theirs:.2f} dB" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert target.read_bytes() == before
+    target_garbage = tmp_path / "notes.pth"
+    target_garbage.write_bytes(b"my notes, not weights")
+    assert main(["export", run, "--to", str(target_garbage), "--runs-dir", str(runs)]) == 2
+    assert "does not hold engine-1 weights" in capsys.readouterr().err
+    assert target_garbage.read_bytes() == b"my notes, not weights"
+    assert main(["export", run, "--to", str(target), "--force", "--runs-dir", str(runs)]) == 0
+    assert f"replaced weights that scored {theirs:.2f} dB" in capsys.readouterr().out
+    assert target.read_bytes() == (runs / run / "best.pth").read_bytes()
+
+
+def test_d3_headless_export_to_refuses_better_weights(tiny_models, poisson_data, tmp_path, capsys, monkeypatch,
+                                                     finished_run):
+    """``train --headless --export-to`` exports at the end through the same verified, refusing export."""
+    import engine.data
+    from tui.cli import main
+
+    target, theirs = _better_weights(tmp_path, finished_run, poisson_data)
+    before = target.read_bytes()
+    monkeypatch.setattr(engine.data, "load_sample", lambda *a, **k: poisson_data)
+    argv = ["train", "--headless", "--engine", "1", "--noise", "poisson", "--subset", "16", "--batch-size", "8",
+            "--n-val", "64", "--device", "cpu", "--export-to", str(target), "--runs-dir", str(tmp_path / "r2")]
+    assert main(argv) == 2
+    assert "already scores" in capsys.readouterr().err and target.read_bytes() == before
+
+
+@pytest.mark.parametrize("make", ["device", "fifo", "dir"])
+def test_d4_export_refuses_targets_that_are_not_regular_files(finished_run, tmp_path, capsys, make):
+    import os
+
+    from tui.cli import main
+
+    runs, run, _ = finished_run
+    if make == "device":
+        target = "/dev/null"
+    elif make == "fifo":
+        target = str(tmp_path / "fifo")
+        os.mkfifo(target)
+    else:
+        target = str(tmp_path / "adir")
+        os.mkdir(target)
+    assert main(["export", run, "--to", target, "--force", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert ("not a regular file" in err or "is a directory" in err) and len(err.strip().splitlines()) == 1
+    if make == "device":
+        assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    if make == "dir":
+        assert os.listdir(target) == []
+
+
+def test_d5_data_make_refuses_to_overwrite_without_force(tmp_path, capsys):
+    from tui.cli import main
+
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "train_data.pkl").write_bytes(b"the course's own data")
+    argv = ["data", "make", "--out", str(out), "--n-train", "4", "--n-val", "4"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "train_data.pkl already there" in err and "--force" in err
+    assert (out / "train_data.pkl").read_bytes() == b"the course's own data" and not (out / "val_data.pkl").exists()
+    assert main(argv + ["--force"]) == 0
+    assert torch.load(out / "train_data.pkl", weights_only=True)[0].shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--epochs", "4611686018427387904"], "--epochs: expected a positive integer up to 100,000"),
+    (["train", "--batch-size", "99999999999"], "--batch-size: expected a positive integer up to"),
+    (["train", "--eval-every", "99999999999999"], "--eval-every: expected a non-negative integer up to"),
+    (["train", "--seed", "99999999999999999999"], "--seed: expected a non-negative integer up to"),
+])
+def test_d6_huge_numbers_are_refused_up_front(argv, needle, tmp_path, capsys):
+    from tui.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--headless", "--runs-dir", str(tmp_path)])
+    assert e.value.code == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "sessions.sqlite").exists()
+
+
+def test_d6_runconfig_limits_name_the_field():
+    from engine.config import ConfigError
+
+    for field, value in (("epochs", 2**62), ("batch_size", 10**9), ("seed", 2**63), ("eval_every", 10**12),
+                         ("epochs", True)):
+        with pytest.raises(ConfigError, match=f"^{field}: must be"):
+            RunConfig(**{field: value}).validate()
+
+
+# ------------------------------------------------------------------------------------------------ tracebacks
+
+def _run_cli(*args, env_extra=None, timeout=120, shell_pipe=None):
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("N2N_RUNS_DIR", None)
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-m", "tui.cli", *args]
+    if shell_pipe:
+        line = " ".join(shlex.quote(c) for c in cmd) + f" | {shell_pipe} >/dev/null; echo rc=${{PIPESTATUS[0]}}"
+        return subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_t2_a_closed_pipe_is_a_quiet_exit(tmp_path):
+    runs = tmp_path / "runs"
+    with Store(runs) as s:
+        run = s.new_run(cfg())
+        s._transaction(lambda c: c.executemany(
+            "INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, 'note', ?, ?)",
+            [(run, time.time(), "x" * 60, i) for i in range(20000)]))
+        s.set_state(run, "stopped")
+        for _ in range(600):
+            s.set_state(s.new_run(cfg()), "stopped")
+    for args, pipe in ((["runs"], "head -1"), (["show", run], "head -1"), (["show", run, "--json"], "head -c 10")):
+        p = _run_cli(*args, "--runs-dir", str(runs), shell_pipe=pipe)
+        assert p.stderr == "", p.stderr
+        assert p.stdout.strip() == "rc=141", (args, p.stdout)
+
+
+def test_t3_empty_or_odd_checkpoints_are_one_line_errors(finished_run, tmp_path, capsys):
+    from tui.cli import main
+
+    runs, run, _ = finished_run
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    odd = tmp_path / "odd.pth"
+    torch.save({"format": "n2n-tui/miniproject1", "config": "widths=8,16", "model": {}}, odd)
+    data = tmp_path / "data"
+    assert main(["data", "make", "--out", str(data), "--n-train", "4", "--n-val", "4"]) == 0
+    capsys.readouterr()
+    for weights, needle in ((empty, "an empty file"), (odd, "config is a str")):
+        assert main(["eval", "--engine", "1", "--weights", str(weights), "--data", f"course:{data}"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    (runs / run / "best.pth").write_bytes(b"")
+    (runs / run / "best.json").unlink()
+    assert main(["export", run, "--to", str(tmp_path / "m.pth"), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "an empty file" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.pth").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["eval", "--engine", "1", "--n-val", "100000000000"], "--n-val: expected a positive integer up to 10,000,000"),
+    (["train", "--headless", "--subset", "100000000000"], "--subset: expected a positive integer up to"),
+    (["data", "make", "--out", "OUT", "--n-train", "100000000000"], "--n-train: expected a positive integer up to"),
+    (["train", "--headless", "--subset", "9000000"], "subset: 9,000,000 pairs need about"),
+    (["data", "make", "--out", "OUT", "--n-train", "9000000"], "--n-train 9000000: 9,000,000 pairs need about"),
+    (["eval", "--engine", "1", "--n-val", "9000000", "--data", "sample"], "--n-val 9000000: 9,000,000 pairs need"),
+])
+def test_t4_huge_sizes_are_refused_up_front(argv, needle, tmp_path):
+    p = _run_cli(*[a.replace("OUT", str(tmp_path / "o")) for a in argv], "--runs-dir", str(tmp_path / "runs")) \
+        if argv[0] == "train" else _run_cli(*[a.replace("OUT", str(tmp_path / "o")) for a in argv])
+    assert p.returncode == 2 and needle in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------------------------- wrong message or state
+
+def test_w1_resume_of_an_empty_reference_is_refused(tmp_path, capsys):
+    from tui.cli import main
+
+    with Store(tmp_path) as s:
+        s.set_state(s.new_run(cfg()), "stopped")
+    assert main(["train", "--resume", "", "--headless", "--runs-dir", str(tmp_path)]) == 2
+    assert "empty run reference" in capsys.readouterr().err
+    with Store(tmp_path) as s:
+        assert len(s.list_runs()) == 1  # no new run was started
+
+
+def _course(tmp_path, name, train_shape, val_shape):
+    d = tmp_path / name
+    d.mkdir()
+    torch.save((torch.zeros(train_shape, dtype=torch.uint8),) * 2, d / "train_data.pkl")
+    torch.save((torch.zeros(val_shape, dtype=torch.uint8),) * 2, d / "val_data.pkl")
+    return d
+
+
+@pytest.mark.parametrize("train_shape, val_shape, needle", [
+    ((0, 3, 32, 32), (4, 3, 32, 32), "train_data.pkl: holds 0 image pairs"),
+    ((4, 3, 32, 32), (0, 3, 32, 32), "val_data.pkl: holds 0 image pairs"),
+    ((4, 3, 2, 2), (4, 3, 2, 2), "images are 2x2, at least 4x4 are needed"),
+])
+def test_w3_unusable_course_files_are_refused_at_load(tmp_path, capsys, train_shape, val_shape, needle):
+    from tui.cli import main
+
+    d = _course(tmp_path, "c", train_shape, val_shape)
+    assert main(["train", "--headless", "--data", f"course:{d}", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or Store(tmp_path / "runs").list_runs() == []
+
+
+def test_w3_miniproject1_trains_on_sizes_that_are_not_multiples_of_4():
+    from Miniproject_1.model import Model
+
+    m = Model(widths=(8, 16), device="cpu")
+    for h, w in ((5, 7), (33, 65), (4, 4)):
+        x = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8)
+        assert math.isfinite(m.train_step(x, x))
+        assert m.predict(x).shape == (2, 3, h, w)
+
+
+def test_w7_messages_name_the_problem(tmp_path, capsys):
+    import pickle
+
+    from tui.cli import main
+
+    data = tmp_path / "data"
+    assert main(["data", "make", "--out", str(data), "--n-train", "4", "--n-val", "4"]) == 0
+    capsys.readouterr()
+    garbage = tmp_path / "garbage.pkl"
+    garbage.write_bytes(pickle.dumps({"x": object}))
+    bad_loss = tmp_path / "l7.pth"
+    torch.save({"format": "n2n-tui/miniproject1", "config": {"widths": [8, 16], "loss": "l7"}, "model": {}}, bad_loss)
+    no_config = tmp_path / "nocfg.pth"
+    torch.save({"format": "n2n-tui/miniproject1", "model": {}}, no_config)
+    from engine.models import bestmodel_path
+
+    cases = [(["--engine", "1", "--weights", str(bestmodel_path(2))], "a plain pickle, not a PyTorch zip file"),
+             (["--engine", "2", "--weights", str(bestmodel_path(1))], "holds Miniproject_1 weights"),
+             (["--engine", "1", "--weights", str(garbage)], "a plain pickle"),
+             (["--engine", "1", "--weights", str(bad_loss)], "unknown loss 'l7'"),
+             (["--engine", "1", "--weights", str(no_config)], "has no config")]
+    for args, needle in cases:
+        assert main(["eval", *args, "--data", f"course:{data}"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "PyTorch 2.6" not in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit):
+        main(["train", "--lr", "-inf"])
+    err = capsys.readouterr().err
+    assert "--lr: expected a positive number, got '-inf'" in err and "expected one argument" not in err
+
+
+def test_w8_empty_runs_dir_means_the_default_everywhere(tmp_path, capsys, monkeypatch):
+    from tui.cli import main
+    from tui.parser import build_parser
+
+    monkeypatch.setenv("N2N_RUNS_DIR", "")
+    for cmd in (["train"], ["runs"], ["show", "last"], ["export", "last"]):
+        assert build_parser().parse_args(cmd).runs_dir == "runs", cmd
+    with pytest.raises(SystemExit):
+        main(["runs", "--runs-dir", ""])
+    assert "--runs-dir: empty path" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "last", "--to", ""])
+    assert "--to: empty path" in capsys.readouterr().err

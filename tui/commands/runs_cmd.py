@@ -103,7 +103,8 @@ def export(args) -> int:
     from sessions.export import export_run
 
     store = _open(args)
-    r = export_run(store, args.run, args.to)
+    r = export_run(store, args.run, args.to, force=args.force)
+    replaced = f"; it replaced weights that scored {r['replaced_psnr']:.2f} dB" if r["replaced_psnr"] is not None else ""
     print(f"wrote {r['path']}: run {r['run']} (engine {r['engine']}, step {r['step']}), "
-          f"{r['psnr']:.2f} dB on {r['n_val']} validation images of {r['data']}, verified by reloading")
+          f"{r['psnr']:.2f} dB on {r['n_val']} validation images of {r['data']}, verified by reloading{replaced}")
     return 0
