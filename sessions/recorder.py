@@ -34,6 +34,9 @@ class Recorder:
         self._lr: float | None = None         # a learning-rate change (steps carry it too, but not while paused)
         self._last_flush = time.monotonic()
         self.points = 0                        # step points written or buffered (for tests and benchmarks)
+        # live time: what earlier sessions of this run (before a resume) recorded, plus this session's
+        self._active_base = store.active_seconds(run_id)
+        self._since = time.time()
 
     def __call__(self, ev: Event) -> None:
         k = ev.kind
@@ -105,7 +108,8 @@ class Recorder:
                 s, message, t = state
                 conn.execute("UPDATE runs SET state = ?, message = ?, ended = ? WHERE id = ?",
                              (s, message, None if s in LIVE_STATES else t, self.run_id))
-            conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (now, self.run_id))
+            conn.execute("UPDATE runs SET updated = ?, active = ? WHERE id = ?",
+                         (now, self._active_base + now - self._since, self.run_id))
 
         self.store._transaction(work)  # raises StoreError; the buffers are kept for the next try
         self._steps, self._evals, self._events, self._checkpoints = [], [], [], []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -437,3 +438,303 @@ def test_w8_empty_runs_dir_means_the_default_everywhere(tmp_path, capsys, monkey
     with pytest.raises(SystemExit):
         main(["export", "last", "--to", ""])
     assert "--to: empty path" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------------- the dashboard
+
+def test_t1_resizing_while_points_arrive_never_crashes():
+    import asyncio
+
+    from test_tui_dashboard import make_app
+    from tui.widgets import LossPlot, PsnrPlot
+
+    async def go():
+        app, trainer, store = make_app(total_steps=100000, delay=0.002, every=20)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            for size in [(79, 24), (40, 12), (120, 40), (41, 13), (80, 24), (200, 60), (40, 12), (80, 24)] * 2:
+                await pilot.resize_terminal(*size)
+                screen.drain(force_plots=True)  # new points drawn at this size, then rendered again on resize
+                await pilot.pause(0.05)
+            assert app.is_running and screen.query_one(LossPlot).n_points > 20
+            assert screen.query_one(PsnrPlot).n_points >= 1
+            trainer.stop()
+    asyncio.run(go())
+
+
+def test_w8_loss_axis_labels_read_top_down_at_40x12():
+    """Larger losses above smaller ones, at the smallest size too (the labels were upside down at 40x12): in the
+    dashboard, where the plot is only a few rows high, and in a plot of its own."""
+    import asyncio
+    import re
+
+    from textual.app import App
+
+    from test_tui_snapshots import dashboard_app, feed_history
+    from tui.widgets import LossPlot
+
+    def labels(plot) -> list[float]:
+        lines = [line.plain for line in plot.render().split()]
+        return [float(m.group(1)) for line in lines if (m := re.match(r"^\s*([0-9.e+-]+)\s*┤", line))]
+
+    class One(App):
+        def compose(self):
+            yield LossPlot(id="p")
+
+    async def go():
+        app = dashboard_app()
+        async with app.run_test(size=(40, 12)) as pilot:
+            await feed_history(pilot)
+            await pilot.pause(0.1)
+            found = labels(app.screen.query_one(LossPlot))
+            assert found == sorted(found, reverse=True), found
+        app = One()
+        async with app.run_test(size=(40, 12)) as pilot:
+            plot = app.query_one(LossPlot)
+            plot.add_points([(i, 0.5 / i) for i in range(1, 200)])
+            plot.redraw()
+            await pilot.pause(0.1)
+            found = labels(plot)
+            assert len(found) >= 2 and found == sorted(found, reverse=True), found
+    asyncio.run(go())
+
+
+def test_w8_replace_question_fits_at_80x24():
+    import asyncio
+
+    from textual.app import App
+
+    from tui.screens import ConfirmScreen
+
+    question = ("/home/user/project/Miniproject_1/bestmodel.pth already scores 28.11 dB, better than this run's "
+                "best 21.02 dB on the same validation images. Replace it?")
+
+    import tui.app
+
+    class Styled(App):
+        CSS_PATH = str(Path(tui.app.__file__).parent / "app.tcss")
+
+    async def go():
+        app = Styled()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await app.push_screen(ConfirmScreen(question))
+            await pilot.pause(0.1)
+            label = app.screen.query_one("#confirm-question")
+            text = "".join(str(s.text) for s in label.render_lines(label.region.reset_offset))
+            assert "Replace it?" in text.replace("\n", " ") or "Replace it?" in " ".join(text.split())
+            assert label.region.height >= 3 and app.screen.region.contains_region(label.region)
+    asyncio.run(go())
+
+
+# ------------------------------------------------------------------------------------ disks that refuse writes
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MiB file system (tmpfs) under tmp_path, remountable read-only: a full disk and a read-only folder
+    as the kernel makes them. Needs root (CI runs as root); skipped where mounting is not allowed."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+
+    try:
+        yield SimpleNamespace(path=mnt, remount=lambda mode: subprocess.run(
+            ["mount", "-o", f"remount,{mode}", str(mnt)], check=True))
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder, leave: int = 0) -> None:
+    """Fill the file system of ``folder`` up to ``leave`` bytes."""
+    import os
+
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    if leave:
+        os.truncate(folder / "filler", os.path.getsize(folder / "filler") - leave)
+
+
+def test_w6_full_disk_says_so_and_keeps_the_previous_checkpoint(tiny_models, poisson_data, small_disk):
+    runs = small_disk.path / "runs"
+    config = cfg(epochs=3)
+    with Store(runs) as s:
+        run = s.new_run(config)
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[s.recorder(run)])
+        log = Log()
+        t.add_sink(log)
+        t.add_sink(lambda e: t.pause() if e.kind == "step" and e.step == 40 else None)
+        t.start()
+        wait_for(lambda: any(e.kind == "saved" and e.what == "state" and e.step == 40 for e in log))
+        state_before = (runs / run / "state.pth").read_bytes()
+        _fill(small_disk.path, leave=64 * 1024)  # room for the store's rows, not for a checkpoint
+        t.resume()
+        t.join(60)
+    assert t.state == "failed" and t.message.startswith("WriteError: no space left on device: ")
+    assert str(runs / run) in t.message and ".tmp" not in t.message
+    assert (runs / run / "state.pth").read_bytes() == state_before  # the previous checkpoint, intact
+    assert not [p for p in (runs / run).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_w4_viewing_works_in_a_read_only_runs_folder(small_disk, capsys):
+    import json
+
+    from engine.events import StateEvent
+    from tui.cli import main
+
+    runs = small_disk.path / "runs"
+    with Store(runs) as s:
+        done = s.new_run(cfg())
+        s.set_state(done, "stopped")
+        gone = s.new_run(cfg())
+        s.recorder(gone)(StateEvent(gone, "running"))
+        s.release(gone)  # its process died, and nobody has looked since
+    small_disk.remount("ro")
+    assert main(["runs", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert done in out and gone in out
+    assert main(["show", gone, "--json", "--runs-dir", str(runs)]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "crashed"
+    assert main(["runs", "--json", "--runs-dir", str(runs)]) == 0
+    assert {r["id"]: r["state"] for r in json.loads(capsys.readouterr().out)} == {done: "stopped", gone: "crashed"}
+
+
+def test_w7_export_into_a_read_only_folder_names_the_target(finished_run, small_disk, capsys):
+    from tui.cli import main
+
+    runs, run, _ = finished_run
+    small_disk.remount("ro")
+    target = small_disk.path / "bestmodel.pth"
+    assert main(["export", run, "--to", str(target), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"n2n-tui: error: read-only file system: {target}", err
+
+
+def test_w8_runs_time_of_a_resumed_run_leaves_out_the_time_it_sat_stopped(tmp_path, capsys, monkeypatch):
+    import json
+
+    from engine.events import StateEvent
+    from tui.cli import main
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    with Store(tmp_path) as s:
+        run = s.new_run(cfg())
+        rec = s.recorder(run)
+        rec(StateEvent(run, "running"))
+        clock[0] += 60
+        rec(StateEvent(run, "stopped"))
+        clock[0] += 86400  # a day later
+        rec2 = s.recorder(run)
+        s.begin_resume(run, 0)
+        rec2(StateEvent(run, "running"))
+        clock[0] += 30
+        rec2(StateEvent(run, "finished"))
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    assert " 1m30s " in capsys.readouterr().out
+    assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["active"] == pytest.approx(90)
+
+
+# ------------------------------------------------------------------------------------------- signals, terminals
+
+SMALL = ["--engine", "1", "--data", "sample", "--noise", "poisson", "--subset", "64", "--batch-size", "4",
+         "--n-val", "16", "--device", "cpu"]
+
+
+def _wait_run(runs, pred, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (runs / "sessions.sqlite").exists():
+            with Store(runs, create=False, readonly=True) as s:
+                rows = s.list_runs()
+            if rows and pred(rows[-1]):
+                return rows[-1]
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for the run")
+
+
+def test_d7_headless_sighup_stops_cleanly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "train", "--headless", *SMALL, "--epochs", "500",
+                             "--runs-dir", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        _wait_run(runs, lambda r: r["step"] >= 3)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(60) == 128 + signal.SIGHUP
+    finally:
+        proc.kill()
+    with Store(runs) as s:
+        r = s.get_run("last")
+    assert r["state"] == "stopped" and "SIGHUP" in r["message"], r["message"]
+    assert [e["kind"] for e in r["events"]][-2:] == ["stop", "state"]
+    assert (runs / r["id"] / "state.pth").is_file()
+
+
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
+def test_d7_dashboard_killed_by_a_signal_stops_the_run_cleanly(tmp_path, sig):
+    import signal
+
+    from terminal import Terminal
+
+    runs = tmp_path / "runs"
+    term = Terminal("train", *SMALL, "--epochs", "500", "--runs-dir", str(runs))
+    try:
+        _wait_run(runs, lambda r: r["step"] >= 3)
+        term.proc.send_signal(getattr(signal, sig))
+        assert term.wait(60) == 128 + getattr(signal, sig)
+    finally:
+        term.close()
+    with Store(runs) as s:
+        r = s.get_run("last")
+    assert r["state"] == "stopped" and sig in r["message"], (r["state"], r["message"])
+    assert (runs / r["id"] / "state.pth").is_file()
+
+
+def test_h1_the_dashboard_without_a_terminal_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    for args in (["train", *SMALL], []):
+        p = subprocess.run([sys.executable, "-m", "tui.cli", *args, "--runs-dir", str(tmp_path)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and "needs a terminal" in p.stderr and p.stdout == "", (p.returncode, p.stderr)
+    assert not (tmp_path / "sessions.sqlite").exists()  # nothing was started
+
+
+def test_w2_headless_output_closed_stops_the_run_cleanly(tmp_path):
+    p = _run_cli("train", "--headless", *SMALL, "--epochs", "50", "--eval-every", "2", "--runs-dir",
+                 str(tmp_path), shell_pipe="head -1")
+    assert p.stdout.strip() == "rc=141" and p.stderr == "", (p.stdout, p.stderr)
+    with Store(tmp_path) as s:
+        r = s.get_run("last")
+    assert r["state"] == "stopped" and r["message"] == "output closed"
+
+
+def test_w8_a_run_that_fails_in_the_dashboard_exits_1(tmp_path):
+    from terminal import Terminal
+
+    runs = tmp_path / "runs"
+    images = tmp_path / "imgs"  # exists, so the up-front check passes; the trainer's own load then fails
+    images.mkdir()
+    term = Terminal("train", "--data", f"images:{images}", "--runs-dir", str(runs))
+    try:
+        _wait_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        assert term.wait_for_output("failed", timeout=30)
+        term.send("q")
+        assert term.wait(30) == 1
+    finally:
+        term.close()

@@ -111,12 +111,11 @@ def run(args) -> int:
             print(f"n2n-tui: note: {', '.join(ignored)} ignored: a resumed run keeps its recorded configuration",
                   file=sys.stderr)
     if not args.headless:
-        try:
-            from tui.app import run_dashboard
-        except ModuleNotFoundError as e:
-            if e.name not in ("tui.app", "tui"):
-                raise
-            raise UsageError("the dashboard is not available yet: use --headless") from None
+        from tui.app import require_terminal, run_dashboard
+
+        if args.resume is None:  # bad options and missing data first: they are what the user needs to fix
+            check_data_exists(config_from_args(args).data)
+        require_terminal()  # before anything is recorded
         trainer, store = make_trainer(args, load=False)
         return run_dashboard(trainer, store, args)
 
