@@ -244,6 +244,17 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     raise DataError(f"bad data spec {spec!r}: use sample, course:DIR or images:DIR")
 
 
+def check_source(spec: str) -> None:
+    """The cheap part of a data source's checks (its files and folders exist), for when loading happens later."""
+    kind, arg = parse_spec(spec)
+    if kind == "course":
+        for name in ("train_data.pkl", "val_data.pkl"):
+            if not (Path(arg) / name).is_file():
+                raise DataError(f"{Path(arg) / name}: file not found")
+    elif kind == "images" and not Path(arg).is_dir():
+        raise DataError(f"{arg}: no such directory")
+
+
 def default_spec() -> str:
     """``course:./data`` when the course files are there, else the built-in ``sample``."""
     return "course:data" if Path("data/train_data.pkl").is_file() else "sample"

@@ -23,6 +23,8 @@ from pathlib import Path
 from engine.config import RunConfig
 from engine.trainer import new_run_id
 
+from .protocol import SOCKET_NAME
+
 try:
     import fcntl
 except ImportError:  # not POSIX: fall back to checking the owner's pid
@@ -319,6 +321,10 @@ class Store:
             return
         for run_id, pid, host, updated in live:
             if not self._owner_alive(run_id, pid, host):
+                try:  # the dead runner's control socket: nobody answers there any more
+                    (self.run_dir(run_id) / SOCKET_NAME).unlink()
+                except OSError:
+                    pass
                 def work(conn, run_id=run_id, updated=updated):
                     cur = conn.execute(f"UPDATE runs SET state = 'crashed', ended = ? WHERE id = ? AND state IN "
                                        f"{LIVE_STATES}", (updated, run_id))

@@ -29,3 +29,31 @@ def _real_new_model(engine, device=None):
     from engine.models import new_model
 
     return new_model(engine, device)
+
+
+@pytest.fixture(autouse=True)
+def no_runner_left_behind(request):
+    """A runner a test started in its tmp_path must not outlive the test (a failing test would leave it training).
+    Any left is killed, and the test fails if it passed otherwise."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    import os
+    import signal
+
+    tmp = str(request.getfixturevalue("tmp_path"))
+    yield
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"sessions.runner" in cmd and any(tmp.encode() in part for part in cmd):
+            left.append(int(pid))
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert not left, f"runners left behind by the test: {left}"

@@ -690,8 +690,8 @@ def test_d7_dashboard_killed_by_a_signal_stops_the_run_cleanly(tmp_path, sig):
 
     from terminal import Terminal
 
-    runs = tmp_path / "runs"
-    term = Terminal("train", *SMALL, "--epochs", "500", "--runs-dir", str(runs))
+    runs = tmp_path / "runs"  # the run in the dashboard's own process (with a runner, SIGHUP leaves it training)
+    term = Terminal("train", "--in-process", *SMALL, "--epochs", "500", "--runs-dir", str(runs))
     try:
         _wait_run(runs, lambda r: r["step"] >= 3)
         term.proc.send_signal(getattr(signal, sig))

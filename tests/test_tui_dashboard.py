@@ -140,7 +140,7 @@ def test_x_stops_the_run():
             assert await wait_for(pilot, lambda: trainer.step > 3)
             await pilot.press("x")
             assert await wait_for(pilot, lambda: app.screen.state == "stopped")
-            assert app.screen.worker.is_finished or await wait_for(pilot, lambda: app.screen.worker.is_finished)
+            assert await wait_for(pilot, lambda: not trainer.alive)
             assert ("state", "stopped") in kinds(store)
             await pilot.press("q")  # stopped: quits without asking
             await pilot.pause()
@@ -187,23 +187,23 @@ def test_s_exports_through_the_verified_export(tmp_path):
         app.args.export_to = str(tmp_path / "bestmodel.pth")
         calls = []
 
-        def fake_export(st, ref, to, dataset=None, force=False):
-            calls.append((st, ref, to))
-            st.add_event(ref, "export", to)  # the real export_run records its own event
-            return {"path": to, "psnr": 21.25}
+        def fake_export(to, force=False):
+            calls.append((store, trainer.run_id, str(to)))
+            store.add_event(trainer.run_id, "export", str(to))  # the real export_run records its own event
+            return {"path": str(to), "psnr": 21.25}
 
         async with app.run_test() as pilot:
-            app.screen.exporter = fake_export
+            trainer.export = fake_export
             assert await wait_for(pilot, lambda: trainer.best_psnr is not None)
             await pilot.press("s")
             assert await wait_for(pilot, lambda: ("export" in [k for k, _ in kinds(store)]))
             assert calls == [(store, trainer.run_id, str(tmp_path / "bestmodel.pth"))]
             assert "21.25 dB, verified" in log_text(app)
 
-            def failing(st, ref, to, dataset=None, force=False):
+            def failing(to, force=False):
                 raise RuntimeError("verification failed: PSNR 3.1 dB after reload")
 
-            app.screen.exporter = failing
+            trainer.export = failing
             await pilot.press("s")
             assert await wait_for(pilot, lambda: "export-failed" in [k for k, _ in kinds(store)])
             assert "export failed: verification failed" in log_text(app)
@@ -220,13 +220,13 @@ def test_s_asks_before_replacing_a_better_file(tmp_path):
         calls = []
         async with app.run_test() as pilot:
             screen = app.screen
-            def exporter(st, ref, to, dataset=None, force=False):  # export_run's refusal of better weights
+            def exporter(to, force=False):  # export_run's refusal of better weights
                 if not force:
                     raise BetterTargetError("better", theirs=99.0, ours=20.1)
-                calls.append(to)
-                return {"path": to, "psnr": 20.1}
+                calls.append(str(to))
+                return {"path": str(to), "psnr": 20.1}
 
-            screen.exporter = exporter
+            trainer.export = exporter
             assert await wait_for(pilot, lambda: trainer.best_psnr is not None)
             await pilot.press("s")
             assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -246,7 +246,7 @@ def test_s_before_any_evaluation_only_warns():
     async def go():
         app, trainer, store = make_app(total_steps=100000, delay=0.01, every=10**9)
         async with app.run_test() as pilot:
-            app.screen.exporter = lambda *a, **k: pytest.fail("nothing to export yet")
+            trainer.export = lambda *a, **k: pytest.fail("nothing to export yet")
             await pilot.press("s")
             await pilot.pause(0.1)
             assert "export" not in [k for k, _ in kinds(store)]

@@ -96,9 +96,18 @@ class FakeTrainer:
         self._cmd = threading.Condition()
         self._pause = self._stop = False
         self.dataset = None
+        self._thread = None
 
     def add_sink(self, sink):
         self.sinks.append(sink)
+
+    def start(self):
+        self._thread = threading.Thread(target=self.run, daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self):
+        return self._thread is not None and self._thread.is_alive()
 
     def emit(self, e):
         for s in self.sinks:
@@ -118,7 +127,7 @@ class FakeTrainer:
             self._pause = False
             self._cmd.notify_all()
 
-    def stop(self):
+    def stop(self, reason=""):
         with self._cmd:
             self._stop = True
             self._cmd.notify_all()

@@ -1,4 +1,5 @@
-"""The Textual app: ``n2n-tui`` opens the launcher; ``n2n-tui train`` opens the dashboard on a ready trainer."""
+"""The Textual app: ``n2n-tui`` opens the launcher; ``n2n-tui train`` and ``n2n-tui attach`` open the dashboard on a
+run handle (a ``RemoteRun`` of a runner process, or a ``LocalRun`` with ``--in-process``)."""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ from .screens.dashboard import ACTIVE
 
 
 class N2NApp(App[int]):
-    """One app, two ways in: with a ``trainer`` it shows its dashboard; without, the launcher, which builds one
-    with ``make_trainer(args) -> (trainer, store)`` (default: ``tui.commands.train_cmd.make_trainer``)."""
+    """One app, two ways in: with a ``trainer`` (a run handle) it shows its dashboard; without, the launcher, which
+    starts one with ``make_trainer(args) -> (handle, store)`` (default: ``tui.commands.train_cmd.start_run``)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "n2n-tui"
@@ -43,6 +44,12 @@ class N2NApp(App[int]):
             self.push_screen(LauncherScreen(train_defaults(getattr(self.args, "runs_dir", None)), self.store))
 
     def open_dashboard(self, trainer, store) -> None:
+        from engine.trainer import Trainer
+
+        if isinstance(trainer, Trainer):  # a bare Trainer: give it a run handle's face
+            from sessions.launch import LocalRun
+
+            trainer = LocalRun(trainer, store)
         self.trainer, self.store = trainer, store
         self.dashboard = DashboardScreen(trainer, store, export_to=getattr(self.args, "export_to", None),
                                          start=self.start_training)
@@ -60,7 +67,7 @@ class N2NApp(App[int]):
         """Load the data and build the model off the UI thread; report failures on the launcher."""
         make = self.make_trainer
         if make is None:
-            from .commands.train_cmd import make_trainer as make
+            from .commands.train_cmd import start_run as make
         try:
             trainer, store = make(args)
         except Exception as e:  # bad data, unwritable runs folder...: one line on the launcher, never a traceback
@@ -73,10 +80,45 @@ class N2NApp(App[int]):
         try:
             self.call_from_thread(self.open_dashboard, trainer, store)
         except RuntimeError:  # the app was closed while the data loaded: the run never started
+            if getattr(trainer, "remote", False):
+                trainer.close()  # its runner goes on: n2n-tui attach finds it
+                return
             try:
                 store.set_state(trainer.run_id, "stopped", "the app was closed before the run started")
             except Exception:
                 pass
+
+    def on_runs_screen_attach(self, message) -> None:
+        """Enter on a live run in the past-runs screen: watch it here."""
+        current = self.trainer
+        if current is not None and current.run_id == message.run_id:
+            self.pop_screen()
+            return
+        if current is not None and not getattr(current, "remote", False) and current.state in ACTIVE:
+            self.notify("this window's own run (--in-process) is still training: quit it first", severity="warning")
+            return
+        self._attach(message.run_id)
+
+    @work(thread=True, exclusive=True, group="launch")
+    def _attach(self, run_id: str) -> None:
+        from .commands.attach_cmd import attach_run
+
+        try:
+            handle, store = attach_run(self.store.root, run_id)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self.call_from_thread(self.notify, msg, severity="error")
+            return
+        self.call_from_thread(self._switch_to, handle, store)
+
+    def _switch_to(self, handle, store) -> None:
+        old = self.trainer
+        if old is not None and getattr(old, "remote", False):
+            old.close()  # detach: that run goes on
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.start_training = True
+        self.open_dashboard(handle, store)
 
     def _launch_failed(self, msg: str) -> None:
         if isinstance(self.screen, LauncherScreen):
@@ -93,11 +135,18 @@ class N2NApp(App[int]):
         self.exit(0)
 
     def on_unmount(self) -> None:
-        # Whatever way the app ends, never leave the trainer's thread running: the process would not exit.
-        stop_active(self.trainer)
+        # Whatever way the app ends: a runner's run goes on (we only let go of it); a run in this process is stopped,
+        # or the process would not exit.
+        if getattr(self.trainer, "remote", False):
+            self.trainer.close()
+        else:
+            stop_active(self.trainer)
 
 
 def stop_active(trainer, reason: str = "") -> None:
+    """Stop a run that lives in this process; a runner's run is never stopped by a viewer going away."""
+    if getattr(trainer, "remote", False):
+        return
     if trainer is not None and getattr(trainer, "state", None) in ACTIVE:
         try:
             trainer.stop(reason)
@@ -123,8 +172,8 @@ def require_terminal() -> None:
 
 
 def _run_app(app: "N2NApp") -> None:
-    """``app.run()``, with SIGHUP (terminal closed, SSH dropped) and SIGTERM handled like the dashboard's own clean
-    stop: the run's state is saved and it reads ``stopped``, not ``crashed``."""
+    """``app.run()``, with SIGHUP (terminal closed, SSH dropped) and SIGTERM handled: a runner's run goes on without
+    this viewer; a run in this process stops as with ``x`` (its state saved, it reads ``stopped``, not ``crashed``)."""
     def on_signal(signum, frame):
         stop_active(app.trainer, f"interrupted ({signal.Signals(signum).name})")
         loop = app.event_loop
@@ -137,8 +186,9 @@ def _run_app(app: "N2NApp") -> None:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-        stop_active(app.trainer)
-        wait_until_done(app.trainer)
+        if not getattr(app.trainer, "remote", False):
+            stop_active(app.trainer)
+            wait_until_done(app.trainer)
 
 
 def _exit_status(app: "N2NApp") -> int:

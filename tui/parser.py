@@ -95,14 +95,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=every, default=0, help="evaluate every N steps (0: epoch ends)")
     t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    t.add_argument("--headless", action="store_true", help="no dashboard: print progress")
-    t.add_argument("--json", action="store_true", help="one JSON event per line (implies --headless)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true",
+                      help="no dashboard: train in the foreground and print progress (viewers may attach)")
+    mode.add_argument("--json", action="store_true", help="one JSON event per line (implies --headless)")
+    mode.add_argument("--detach", action="store_true",
+                      help="train in the background: print the run id and return (n2n-tui attach to watch)")
+    mode.add_argument("--in-process", action="store_true",
+                      help="train inside the dashboard's own process: the run ends when the window closes")
     t.add_argument("--resume", metavar="RUN", default=None, help="continue a stopped or crashed run")
     t.add_argument("--export-to", metavar="PATH", type=_path, default=None,
                    help="where the best weights are exported: by the dashboard's save key, and at the end of a "
                         "--headless run (never over better weights without --force)")
     t.add_argument("--force", action="store_true", help="let --export-to replace weights that measure better")
     _add_runs_dir(t)
+
+    a = sub.add_parser("attach", help="the dashboard of a live run (or --json: its events as JSON lines)")
+    a.add_argument("run", metavar="RUN", nargs="?", default=None,
+                   help="run id, unique id prefix, or 'last' (default: the newest live run)")
+    a.add_argument("--json", action="store_true", help="follow the run's events as JSON lines, no dashboard")
+    a.add_argument("--export-to", metavar="PATH", type=_path, default=None, help="target of the dashboard's save key")
+    _add_runs_dir(a)
+
+    c = sub.add_parser("ctl", help="steer a live run: pause, resume, stop, lr VALUE, save [PATH], status")
+    c.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
+    c.add_argument("action", metavar="COMMAND", choices=["pause", "resume", "stop", "lr", "save", "status"],
+                   help="pause | resume | stop | lr VALUE | save [PATH] | status")
+    c.add_argument("value", nargs="?", default=None, metavar="VALUE", help="lr: the new rate; save: the target path")
+    c.add_argument("--force", action="store_true", help="save: replace a target that measures better")
+    c.add_argument("--json", action="store_true", help="print the runner's answer as JSON")
+    _add_runs_dir(c)
 
     r = sub.add_parser("runs", help="past and running sessions")
     r.add_argument("--json", action="store_true")

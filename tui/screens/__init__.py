@@ -3,7 +3,9 @@ from .confirm import ConfirmScreen
 from .dashboard import DashboardScreen
 from .launcher import LauncherScreen
 from .lr_input import LrScreen
+from .quit import QuitScreen
 from .run_curves import RunCurvesScreen
 from .runs import RunsScreen
 
-__all__ = ["ConfirmScreen", "DashboardScreen", "LauncherScreen", "LrScreen", "RunCurvesScreen", "RunsScreen"]
+__all__ = ["ConfirmScreen", "DashboardScreen", "LauncherScreen", "LrScreen", "QuitScreen", "RunCurvesScreen",
+           "RunsScreen"]

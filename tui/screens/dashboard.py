@@ -1,12 +1,15 @@
 """``DashboardScreen``: watch and steer one training run.
 
-The trainer runs in a Textual thread worker and calls our sink from its own thread; the sink only puts the event on
-a queue. A timer on the UI side drains the queue a few times per second, coalesces it (many step events become one
-status update and one batch of plot points) and redraws: the trainer never waits for the screen.
+The run is a *handle* with the Trainer's face: a ``RemoteRun`` (a runner process, through its control socket) or a
+``LocalRun`` (a Trainer in this process, ``train --in-process``); the screen does not care which. Its events reach our
+sink from another thread; the sink only puts them on a queue. A timer on the UI side drains the queue a few times per
+second, coalesces it (many step events become one status update and one batch of plot points) and redraws: the run
+never waits for the screen. What happened before the screen opened (an attach, a resume) is read from the store.
 """
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -17,13 +20,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
-from textual.worker import Worker, WorkerState
 
 from ..widgets import EventLog, LossPlot, PsnrPlot, RunStatus, SamplePatches
 from .confirm import ConfirmScreen
 from .lr_input import LrScreen
+from .quit import QuitScreen
 
 ACTIVE = ("idle", "running", "paused")     # states in which quitting asks first
+BACKFILL_EVENTS = 200                      # the newest stored events shown in the log of an attached run
 REFRESH_HZ = 2                             # queue drains per second: state changes, evals, the log show at once
 STEP_INTERVAL = 1.0                        # seconds between status/progress updates from step events
 PLOT_INTERVAL = 2.0                        # seconds between loss-plot redraws while points keep coming ...
@@ -40,6 +44,11 @@ def export_target(engine: int, export_to: str | None) -> Path:
 
 
 STATE_LOG_STYLE = {"paused": "yellow", "stopped": "red", "failed": "bold red", "finished": "cyan", "running": "green"}
+
+
+def _one_line_error(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def one_line(text: str) -> str:
@@ -71,9 +80,9 @@ class DashboardScreen(Screen):
         self.plot_interval = plot_interval
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.state = getattr(trainer, "state", "idle") or "idle"
-        self.worker: Worker | None = None
-        self.exporter = None  # export_run(store, ref, to=path) -> {"path", "psnr", ...}; default sessions.export
         self.quitting = False
+        self._last_loss_step = 0           # steps at or before it are on the plot already (backfill, resync)
+        self._last_psnr_step = -1
         self.n_steps_seen = 0
         self._loss_dirty = self._psnr_dirty = False
         self._last_plot = 0.0
@@ -102,32 +111,81 @@ class DashboardScreen(Screen):
     def engine(self) -> int:
         return self.trainer.config.engine
 
+    @property
+    def remote(self) -> bool:
+        """A run in a runner process (it outlives this screen) rather than in this one."""
+        return bool(getattr(self.trainer, "remote", False))
+
     def on_mount(self) -> None:
         t = self.trainer
         status = self.query_one(RunStatus)
         status.show_run(t.run_id, t.config.engine, str(getattr(t, "device", "") or ""), t.config.epochs,
                         getattr(t, "total_steps", 0) or 0)
-        status.show_state(self.state)
+        status.show_state(self.state, getattr(t, "message", "") or "")
         status.show_step(getattr(t, "step", 0) or 0, getattr(t, "epoch", 0) or 0, t.lr, None)
         if getattr(t, "total_steps", 0):
             self.query_one(ProgressBar).update(total=t.total_steps, progress=getattr(t, "step", 0) or 0)
         if getattr(t, "best_psnr", None) is not None:
             status.show_best(t.best_psnr, t.best_step)
-        self.query_one(LossPlot).redraw()
-        self.query_one(PsnrPlot).redraw()
         t.add_sink(self.events.put)
+        self.backfill()
         self.set_interval(1 / self.refresh_hz, self.drain, name="drain")
         if self.start_on_mount:
             self.start_training()
 
+    def backfill(self) -> None:
+        """What the store holds of this run (every step's loss, every evaluation, the newest events) and the latest
+        patches: an attached or resumed run's screen starts where the run is, not empty."""
+        loss, psnr = self.query_one(LossPlot), self.query_one(PsnrPlot)
+        try:
+            run = self.store.get_run(self.run_id)
+        except Exception:  # nothing recorded (a fake store, a run not in it): the live events are all there is
+            run = None
+        if run is not None:
+            metrics = run.get("metrics") or []
+            losses = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
+            evals = [(m["step"], m["psnr"]) for m in metrics if m.get("psnr") is not None]
+            loss.clear_points()
+            loss.add_points(losses)
+            psnr.clear_points()
+            for step, value in evals:
+                psnr.add_point(step, value)
+            self._last_loss_step = losses[-1][0] if losses else 0
+            self._last_psnr_step = evals[-1][0] if evals else -1
+            log = self.query_one(EventLog)
+            log.clear_entries()
+            for ev in (run.get("events") or [])[-BACKFILL_EVENTS:]:
+                detail = one_line(ev.get("detail") or "")
+                log.add_event(f"{ev['kind']}" + (f" {detail}" if detail else ""), ev.get("step"))
+        latest = getattr(self.trainer, "latest_patches", None)
+        patches = latest() if callable(latest) else None
+        if patches is not None:
+            self.query_one(SamplePatches).show_samples(*patches)
+        loss.redraw()
+        psnr.redraw()
+
     def start_training(self) -> None:
+        """Follow the run (a runner: start reading its socket; in-process: start the trainer's thread)."""
         cfg = self.trainer.config
         noise = "" if cfg.data.startswith("course:") else f", {cfg.noise} noise"  # course data comes noisy
-        self.log_event(f"run {self.run_id}: engine {cfg.engine}, {cfg.data}{noise}")
+        where = f"runner pid {self.trainer.pid}" if self.remote else "in this process"
+        self.log_event(f"run {self.run_id}: engine {cfg.engine}, {cfg.data}{noise} ({where})")
         if self.state == "idle":
             self.query_one(RunStatus).show_state("loading")
-        self.worker = self.run_worker(self.trainer.run, name="trainer", group="trainer", thread=True,
-                                      exit_on_error=False)
+        if self.remote:
+            self.trainer.start()
+        else:
+            threading.Thread(target=self._run_here, name=f"trainer-{self.run_id}", daemon=True).start()
+
+    def _run_here(self) -> None:
+        """The in-process run's thread; should ``run`` itself ever raise, the screen says so instead of hanging."""
+        from engine.events import StateEvent
+
+        try:
+            self.trainer.run()
+        except Exception as e:
+            self.events.put(StateEvent(self.run_id, "failed", f"{type(e).__name__}: {_one_line_error(e)}",
+                                       getattr(self.trainer, "step", 0) or 0))
 
     # --------------------------------------------------------------------------------------------- event pump
     def drain(self, force_plots: bool = False) -> int:
@@ -148,7 +206,7 @@ class DashboardScreen(Screen):
             self.query_one(LossPlot).redraw()
             self._loss_dirty = False
             self._last_plot = time.monotonic()
-        if self.quitting and self.worker is not None and self.worker.is_finished and self.events.empty():
+        if self.quitting and not self.active and self.events.empty():
             self.app.exit(0)
         return len(batch)
 
@@ -162,11 +220,18 @@ class DashboardScreen(Screen):
         for e in batch:
             kind = e.kind
             if kind == "step":
-                losses.append((e.step, e.loss))
+                if e.step > self._last_loss_step:  # not already drawn from the store
+                    losses.append((e.step, e.loss))
+                    self._last_loss_step = e.step
                 last_step = e
                 self._rate.append((e.time, e.step))
+            elif kind == "resync":  # the runner dropped events we had not read: the store has them
+                self.backfill()
+                self.log_event("fell behind the run: reloaded its history", e.step or None)
             elif kind == "eval":
-                self.query_one(PsnrPlot).add_point(e.step, e.psnr)
+                if e.step > self._last_psnr_step:
+                    self.query_one(PsnrPlot).add_point(e.step, e.psnr)
+                    self._last_psnr_step = e.step
                 self._psnr_dirty = True
                 last_eval = e
                 new_best = e.best_psnr is not None and e.psnr >= e.best_psnr
@@ -233,30 +298,34 @@ class DashboardScreen(Screen):
         except Exception as e:  # the store must never take the dashboard down
             self.log_event(f"could not record {kind}: {e}")
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker is not self.worker:
-            return
-        if event.state == WorkerState.ERROR:
-            err = event.worker.error
-            self.state = "failed"
-            self.query_one(RunStatus).show_state("failed", f"{type(err).__name__}: {err}")
-            self.log_event(f"trainer crashed: {type(err).__name__}: {err}")
-        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
-            self.drain(force_plots=True)
-
     @property
     def active(self) -> bool:
-        return self.state in ACTIVE and not (self.worker is not None and self.worker.is_finished)
+        return self.state in ACTIVE
 
     # ------------------------------------------------------------------------------------------------- actions
+    def _control(self, call, *args) -> None:
+        """A control call; a refusal is shown, not raised. A runner answers over its socket, so its calls go off the
+        UI thread; a run in this process takes them at once."""
+        if self.remote:
+            self._control_in_thread(call, *args)
+            return
+        try:
+            call(*args)
+        except Exception as e:
+            self.notify(_one_line_error(e), severity="error")
+
+    @work(thread=True, group="control")
+    def _control_in_thread(self, call, *args) -> None:
+        try:
+            call(*args)
+        except Exception as e:
+            self.app.call_from_thread(self.notify, _one_line_error(e), severity="error")
+
     def action_toggle_pause(self) -> None:
         if not self.active:
             self.notify("the run is not active", severity="warning")
             return
-        if self.trainer.state == "paused":
-            self.trainer.resume()
-        else:
-            self.trainer.pause()
+        self._control(self.trainer.resume if self.trainer.state == "paused" else self.trainer.pause)
 
     def action_set_lr(self) -> None:
         self.app.push_screen(LrScreen(self.trainer.lr), self._apply_lr)
@@ -267,19 +336,24 @@ class DashboardScreen(Screen):
     def _apply_lr(self, lr: float | None) -> None:
         if lr is None:
             return
+        self._control(self._set_lr, lr)
+
+    def _set_lr(self, lr: float) -> None:
         try:
             self.trainer.set_lr(lr)
         except ValueError as e:
-            self.notify(f"learning rate: {e}", severity="error")
-            return
-        self.query_one(RunStatus).show_lr(self.trainer.lr)
+            raise ValueError(f"learning rate: {e}") from None
+        if self.remote:
+            self.app.call_from_thread(self.query_one(RunStatus).show_lr, lr)
+        else:
+            self.query_one(RunStatus).show_lr(lr)
 
     def action_stop(self) -> None:
         if not self.active:
             self.notify("the run is not active", severity="warning")
             return
         self.log_event("stopping…")
-        self.trainer.stop()
+        self._control(self.trainer.stop)
 
     def action_runs(self) -> None:
         from .runs import RunsScreen
@@ -287,25 +361,28 @@ class DashboardScreen(Screen):
         self.app.push_screen(RunsScreen(self.store, current=self.run_id))
 
     def action_quit_run(self) -> None:
-        if self.active:
-            self.app.push_screen(ConfirmScreen("The run is still going. Stop it and quit?"), self._confirmed_quit)
-        else:
+        if not self.active:
             self.record("quit", f"dashboard closed, run {self.state}")
             self.app.exit(0)
+        elif self.remote:
+            self.app.push_screen(QuitScreen(self.run_id), self._quit_answer)
+        else:
+            self.app.push_screen(ConfirmScreen("The run lives in this window (--in-process). Stop it and quit?"),
+                                 lambda yes: self._quit_answer("stop" if yes else None))
 
-    def _confirmed_quit(self, yes: bool | None) -> None:
-        if not yes:
-            return
-        self.record("quit", "dashboard closed, run stopped")
-        self.shutdown()
+    def _quit_answer(self, answer: str | None) -> None:
+        if answer == "detach":
+            self.record("detach", f"a viewer detached; the run goes on (runner pid {self.trainer.pid})")
+            self.app.exit(0)
+        elif answer == "stop":
+            self.record("quit", "dashboard closed, run stopped")
+            self.shutdown()
 
     def shutdown(self) -> None:
-        """Stop the run and exit once the trainer's thread has returned (so the store records ``stopped``)."""
+        """Stop the run and exit once it says it stopped (so the store records ``stopped``)."""
         self.quitting = True
         self.query_one(RunStatus).show_state("stopping", "")
-        self.trainer.stop()
-        if self.worker is None or self.worker.is_finished:
-            self.app.exit(0)
+        self._control(self.trainer.stop)
 
     # ------------------------------------------------------------------------------------------------- save
     def action_save(self) -> None:
@@ -318,15 +395,12 @@ class DashboardScreen(Screen):
 
     @work(thread=True, exclusive=True, group="export")
     def _check_and_export(self, target: Path, force: bool = False) -> None:
-        """The verified export; it refuses to replace better weights, and then we ask."""
+        """The verified export (done by the run's own process); it refuses to replace better weights, and then we
+        ask."""
         from sessions.export import BetterTargetError
 
-        export_run = self.exporter
-        if export_run is None:
-            from sessions.export import export_run
         try:
-            result = export_run(self.store, self.run_id, to=str(target), dataset=getattr(self.trainer, "dataset", None),
-                                force=force)
+            result = self.trainer.export(target, force=force)
         except BetterTargetError as e:
             question = (f"{target} already scores {e.theirs:.2f} dB, better than this run's best {e.ours:.2f} dB "
                         f"on the same validation images. Replace it?")

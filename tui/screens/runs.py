@@ -1,8 +1,10 @@
-"""``RunsScreen``: past and running sessions from the store; open one, or mark two and compare their curves."""
+"""``RunsScreen``: past and running sessions from the store; attach to a live one, open a past one's curves, or mark
+two and compare them."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Label
 
@@ -10,6 +12,13 @@ from ..widgets import RunsTable
 
 
 class RunsScreen(Screen):
+    class Attach(Message):
+        """Enter on a live run: the app opens its dashboard."""
+
+        def __init__(self, run_id: str) -> None:
+            super().__init__()
+            self.run_id = run_id
+
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("m", "mark", "Mark"),
@@ -24,7 +33,8 @@ class RunsScreen(Screen):
         self.current = current
 
     def compose(self) -> ComposeResult:
-        yield Label("Past runs  ·  enter: curves  ·  m: mark (two to compare)  ·  c: compare", id="runs-title")
+        yield Label("Runs  ·  enter: attach (◉ live) or curves  ·  m: mark (two to compare)  ·  c: compare",
+                    id="runs-title")
         yield RunsTable(id="runs-table")
         yield Footer()
 
@@ -48,8 +58,11 @@ class RunsScreen(Screen):
         self.action_open()
 
     def action_open(self) -> None:
-        run = self.query_one(RunsTable).cursor_run
-        if run:
+        table = self.query_one(RunsTable)
+        run = table.cursor_run
+        if run and table.is_live(run):
+            self.post_message(self.Attach(run))
+        elif run:
             self._show([run])
 
     def action_mark(self) -> None:

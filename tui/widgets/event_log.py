@@ -20,3 +20,7 @@ class EventLog(RichLog):
         line.append(text, style)
         self.entries.append(line.plain)
         self.write(line)
+
+    def clear_entries(self) -> None:
+        self.entries.clear()
+        self.clear()

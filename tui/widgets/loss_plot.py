@@ -88,6 +88,11 @@ class LossPlot(PlotextPlot):
                 losses.append(loss)
         self._smooth[0].extend(losses[n:])
 
+    def clear_points(self) -> None:
+        """Empty the live series (before it is filled again from the store)."""
+        self._runs = [("", [], [])]
+        self._smooth = [Ema(self.smoothing)]
+
     def show_runs(self, runs: list[tuple[str, list[int], list[float]]]) -> None:
         """Replace everything with one labelled series per run (past runs, comparisons)."""
         self._runs = [(label, *self._clean(steps, losses)) for label, steps, losses in runs] or [("", [], [])]

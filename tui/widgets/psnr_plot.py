@@ -24,6 +24,9 @@ class PsnrPlot(PlotextPlot):
             steps.append(step)
             values.append(psnr)
 
+    def clear_points(self) -> None:
+        self._runs = [("", [], [])]
+
     def show_runs(self, runs: list[tuple[str, list[int], list[float]]]) -> None:
         cleaned = []
         for label, steps, values in runs:

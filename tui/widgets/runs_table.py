@@ -1,9 +1,13 @@
-"""``RunsTable``: the sessions store's runs, newest first, with up to two rows marked for comparison."""
+"""``RunsTable``: the sessions store's runs, newest first, live ones marked, with up to two rows marked for
+comparison."""
 from __future__ import annotations
 
 import datetime as dt
 
+from rich.text import Text
 from textual.widgets import DataTable
+
+LIVE = ("running", "paused")  # a run in one of these states has a runner: enter attaches to it
 
 COLUMNS = ("", "run", "engine", "state", "step", "best PSNR", "started", "lr")
 
@@ -34,10 +38,15 @@ class RunsTable(DataTable):
         for r in reversed(runs):
             best = r.get("best_psnr")
             lr = r.get("lr")
+            state = r.get("state") or "–"
             self.add_row(
-                "●" if r["id"] in self.marked else " ", r["id"], str(r.get("engine", "–")), r.get("state") or "–",
+                "●" if r["id"] in self.marked else " ", r["id"], str(r.get("engine", "–")),
+                Text(f"{state} ◉ live", style="bold green") if state in LIVE else state,
                 str(r.get("step") or 0), f"{best:.2f} @ {r.get('best_step')}" if best is not None else "–",
                 _when(r.get("started")), f"{lr:.3g}" if lr else "–", key=r["id"])
+
+    def is_live(self, run_id: str | None) -> bool:
+        return run_id in self._runs and self._runs[run_id].get("state") in LIVE
 
     @property
     def cursor_run(self) -> str | None:

@@ -1,0 +1,389 @@
+"""Runs that outlive the terminal: a real runner process and its control socket, real viewers (``RemoteRun``, raw
+sockets, the dashboard on a pseudo-terminal), real signals. Each runner trains a tiny network on a few pairs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+import torch
+
+from engine.config import RunConfig
+from sessions import Store
+from sessions.control import ControlError, RemoteRun, socket_path
+from sessions.runner import spawn
+
+torch.set_num_threads(1)
+
+TINY = RunConfig(engine=1, data="sample", noise="poisson", epochs=2000, batch_size=4, subset=64, n_val=16,
+                 eval_every=8, device="cpu")
+
+
+def wait_until(cond, timeout=60.0, every=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+class Log(list):
+    def __call__(self, ev):
+        self.append(ev)
+
+    def of(self, kind):
+        return [e for e in list(self) if e.kind == kind]
+
+
+@pytest.fixture
+def runner(tmp_path):
+    """A live runner of TINY in tmp_path/runs: (runs_dir, run_id, pid). Stopped (SIGKILL if need be) afterwards."""
+    runs = tmp_path / "runs"
+    started = spawn(runs, TINY)
+    yield runs, started["run"], started["pid"]
+    try:
+        os.kill(started["pid"], signal.SIGKILL)
+        wait_until(lambda: not pid_alive(started["pid"]), timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def raw_exchange(run_dir, payload: bytes, replies: int = 1, timeout=20.0) -> list[dict]:
+    """Send raw bytes on the control socket; return the reply lines (skipping hello and events)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(socket_path(run_dir)))
+    f = s.makefile("rb")
+    s.sendall(payload)
+    out = []
+    while len(out) < replies:
+        d = json.loads(f.readline())
+        if "reply" in d:
+            out.append(d)
+    s.close()
+    return out
+
+
+def test_a_runner_is_watched_and_steered_through_its_socket(runner, tmp_path):
+    runs, run_id, pid = runner
+    with Store(runs, create=False, readonly=True) as s:
+        r = s.get_run(run_id, metrics=False, events=False)
+        run_dir = s.run_dir(run_id)
+    assert r["state"] == "running" and r["pid"] == pid
+    assert socket_path(run_dir).stat().st_mode & 0o777 == 0o600
+
+    a, b = RemoteRun(run_dir), RemoteRun(run_dir)  # two viewers at once
+    log_a, log_b = Log(), Log()
+    a.add_sink(log_a)
+    b.add_sink(log_b)
+    a.start()
+    b.start()
+    assert a.run_id == run_id and a.config.engine == 1 and a.pid == pid
+    wait_until(lambda: len(log_a.of("step")) >= 5 and len(log_b.of("step")) >= 5)
+    wait_until(lambda: log_a.of("eval") and log_a.of("eval")[-1].noisy is not None)  # patches travel too
+    assert log_a.of("eval")[-1].noisy.shape == (6, 3, 32, 32) or log_a.of("eval")[-1].noisy.shape[0] >= 1
+
+    a.pause()
+    wait_until(lambda: a.state == "paused" and b.state == "paused")
+    frozen = a.step
+    a.set_lr(5e-4)
+    wait_until(lambda: b.lr == 5e-4)  # the other viewer sees the change too
+    with pytest.raises(ValueError, match="positive"):
+        a.set_lr(-1)
+    # malformed, oversized and unknown messages: an error reply each, the run untouched
+    replies = raw_exchange(run_dir, b"this is not json\n" + b'{"id": 7, "cmd": "explode"}\n'
+                           + b'{"id": 8, "cmd": "lr", "value": "fast"}\n' + b"x" * (70 * 1024) + b"\n", replies=4)
+    assert [d["ok"] for d in replies] == [False] * 4
+    assert "not a JSON object" in replies[0]["error"] and replies[1]["reply"] == 7
+    assert "unknown command" in replies[1]["error"] and "positive" in replies[2]["error"]
+    assert "over 65536 bytes" in replies[3]["error"]
+    time.sleep(0.5)
+    assert a.step == frozen and a.state == "paused" and a.lr == 5e-4
+
+    # a viewer killed mid-stream: the run does not notice
+    b.close()
+    with Store(runs, create=False, readonly=True) as s:
+        assert s.get_run(run_id, metrics=False, events=False)["lr"] == 5e-4  # runs --json shows the live lr
+
+    target = tmp_path / "bestmodel.pth"
+    result = a.export(target)
+    assert target.is_file() and result["path"] == str(target) and result["run"] == run_id
+    a.resume()
+    wait_until(lambda: a.step > frozen + 3)
+    a.stop()
+    wait_until(lambda: a.state == "stopped")
+    wait_until(lambda: not pid_alive(pid), timeout=30)
+    assert not socket_path(run_dir).exists()
+    with Store(runs) as s:
+        r = s.get_run(run_id)
+    assert r["state"] == "stopped" and r["lr"] == 5e-4
+    kinds = [e["kind"] for e in r["events"]]
+    assert {"pause", "lr", "resume", "export", "stop"} <= set(kinds)
+    assert (run_dir / "runner.log").read_text().count("serving run") == 1
+
+
+def test_ctl_and_attach_json_from_a_shell(runner, tmp_path, capsys):
+    from tui.cli import main
+
+    runs, run_id, pid = runner
+    assert main(["ctl", run_id[:12], "pause", "--runs-dir", str(runs)]) == 0
+    assert "pause sent" in capsys.readouterr().out
+    assert main(["ctl", run_id, "lr", "0.002", "--runs-dir", str(runs)]) == 0
+    assert main(["ctl", run_id, "lr", "-3", "--runs-dir", str(runs)]) == 2
+    assert "positive" in capsys.readouterr().err
+    def status():
+        assert main(["ctl", run_id, "status", "--runs-dir", str(runs)]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    wait_until(lambda: status()["state"] == "paused", every=0.3)  # it pauses once its data is loaded
+    assert status()["lr"] == 0.002 and status()["pid"] == pid
+    assert main(["ctl", run_id, "pause", "extra", "--runs-dir", str(runs)]) == 2
+    assert "takes no value" in capsys.readouterr().err
+
+    import subprocess
+    import sys
+
+    follower = subprocess.Popen([sys.executable, "-m", "tui.cli", "attach", "--json", "--runs-dir", str(runs)],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        assert main(["ctl", run_id, "resume", "--runs-dir", str(runs)]) == 0
+        wait_until(lambda: _steps_seen(runs, run_id) >= 10)
+        assert main(["ctl", run_id, "stop", "--runs-dir", str(runs)]) == 0
+        out, _ = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    lines = [json.loads(x) for x in out.splitlines()]
+    kinds = [d["event"] for d in lines]
+    assert "step" in kinds and lines[-1] == {**lines[-1], "event": "state", "state": "stopped"}
+    assert all(d["run"] == run_id for d in lines) and all("noisy" not in d for d in lines)  # like train --json
+    wait_until(lambda: not pid_alive(pid), timeout=30)
+    assert main(["ctl", run_id, "pause", "--runs-dir", str(runs)]) == 2
+    assert "is stopped, not live" in capsys.readouterr().err
+    assert main(["attach", "--json", "--runs-dir", str(runs)]) == 2
+    assert "no live run" in capsys.readouterr().err
+
+
+def _steps_seen(runs, run_id) -> int:
+    with Store(runs, create=False, readonly=True) as s:
+        return s.get_run(run_id, metrics=False, events=False)["step"]
+
+
+def test_a_connection_from_another_user_is_refused(runner):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    runs, run_id, pid = runner
+    path = socket_path(Store(runs, create=False, readonly=True).run_dir(run_id))
+    os.chmod(path, 0o666)  # even a socket made writable by others: the kernel's peer credentials decide
+    os.chmod(path.parent, 0o755)
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the other user
+        try:
+            os.close(r)
+            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)  # the tmp folders above are root's only
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(f"/proc/self/fd/{folder}/{path.name}")
+            data = s.makefile("rb").readline()
+            os.write(w, data or b"EOF\n")
+        except BaseException as e:  # noqa: BLE001  (report anything to the parent)
+            os.write(w, f"ERROR {e}\n".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(child, 0)
+    with os.fdopen(r, "rb") as f:
+        got = f.read().decode()
+    d = json.loads(got)
+    assert d["event"] == "refused" and "another user" in d["error"], got
+    assert pid_alive(pid)
+
+
+def test_a_sigkilled_runner_reads_crashed_and_resumes(runner, tmp_path):
+    runs, run_id, pid = runner
+    wait_until(lambda: _steps_seen(runs, run_id) >= 3)
+    run_dir = runs / run_id
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(pid), timeout=30)
+    assert socket_path(run_dir).exists()  # what the dead runner left
+    with pytest.raises(ControlError, match="not live"):
+        RemoteRun(run_dir)
+    with Store(runs) as s:
+        r = s.get_run(run_id)
+    assert r["state"] == "crashed" and r["events"][-1]["kind"] == "crashed"
+    assert not socket_path(run_dir).exists()  # cleaned up with the crash
+    again = spawn(runs, resume=run_id)
+    try:
+        assert again["run"] == run_id
+        with pytest.raises(Exception, match="in another process"):  # two runners never train the same run
+            spawn(runs, resume=run_id)
+        handle = RemoteRun(run_dir)
+        assert handle.state in ("idle", "running")
+        handle.stop()
+        handle.close()
+        wait_until(lambda: not pid_alive(again["pid"]), timeout=30)
+    finally:
+        try:
+            os.kill(again["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    with Store(runs) as s:
+        assert s.get_run(run_id)["state"] == "stopped"
+
+
+def test_sighup_to_a_dashboard_leaves_the_run_training_to_the_end(tmp_path):
+    from terminal import Terminal
+
+    runs = tmp_path / "runs"
+    term = Terminal("train", "--engine", "1", "--data", "sample", "--noise", "poisson", "--subset", "64",
+                    "--batch-size", "4", "--n-val", "16", "--epochs", "3", "--device", "cpu", "--runs-dir", str(runs))
+    try:
+        wait_until(lambda: (runs / "sessions.sqlite").exists() and _steps_seen_last(runs) >= 3)
+        term.proc.send_signal(signal.SIGHUP)  # the terminal closed, the SSH connection dropped
+        term.wait(30)
+    finally:
+        term.close()
+    with Store(runs, create=False, readonly=True) as s:
+        assert s.list_runs()[-1]["state"] == "running"  # the viewer is gone, the run is not
+    wait_until(lambda: _last(runs)["state"] == "finished", timeout=120)
+    assert _last(runs)["step"] == 48
+    wait_until(lambda: not pid_alive(_last(runs)["pid"]), timeout=30)  # and the runner has left
+
+
+def _last(runs) -> dict:
+    with Store(runs, create=False, readonly=True) as s:
+        return s.list_runs()[-1]
+
+
+def _steps_seen_last(runs) -> int:
+    rows = Store(runs, create=False, readonly=True).list_runs()
+    return rows[-1]["step"] if rows else 0
+
+
+# ------------------------------------------------------------------------------------- the server on its own
+
+class FakeHandler:
+    def status(self):
+        return {"run": "r1", "config": RunConfig().to_dict(), "state": "running", "step": 0}
+
+    def command(self, msg):
+        if msg["cmd"] == "save":
+            raise ValueError("nothing to save yet")
+        return {"cmd": msg["cmd"]}
+
+
+def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeypatch):
+    """A viewer that stops reading: publishing stays instant, its queue stays bounded, and when it reads again it
+    is told to reload from the store (a resync hello)."""
+    import sessions.control as control
+    from engine.events import StepEvent
+
+    monkeypatch.setattr(control, "QUEUE_BYTES", 64 * 1024)
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # longer than a Unix socket path may be
+    deep.mkdir(parents=True)
+    server = control.ControlServer(deep, FakeHandler()).start()
+    try:
+        stalled = control.connect(deep)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        follower = RemoteRun(deep)
+        got = Log()
+        follower.add_sink(got)
+        follower.start()
+        wait_until(lambda: server.viewers == 2)
+        t0 = time.perf_counter()
+        for i in range(1, 30001):
+            server.publish(StepEvent("r1", i, 1, 0.1, 1e-3, 100.0, 30000))
+            if i % 1000 == 0:
+                time.sleep(0.02)
+        took = time.perf_counter() - t0
+        assert took < 5.0, took  # ~10 us a step even with a viewer that reads nothing
+        wait_until(lambda: len(got.of("step")) == 30000)  # the live follower missed nothing
+        assert [e.step for e in got.of("step")] == list(range(1, 30001))
+        viewer = next(v for v in server._viewers if v.resyncs)  # the stalled one, not the follower
+        assert viewer.size <= control.QUEUE_BYTES + 400 * 1024  # at most one batch over the bound
+        f = stalled.makefile("rb")
+        lines = [json.loads(f.readline()) for _ in range(2)]
+        assert lines[0]["event"] == "hello" and not lines[0]["resync"]
+        found = False
+        for _ in range(2000):  # somewhere in what it reads now: the resync hello
+            d = json.loads(f.readline())
+            if d.get("event") == "hello":
+                found = d["resync"]
+                break
+        assert found
+        with pytest.raises(ControlError, match="nothing to save"):
+            follower.call("save", timeout=5)
+        stalled.close()
+        follower.close()
+    finally:
+        server.close()
+    assert not (deep / "control.sock").exists()
+
+
+def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
+    import asyncio
+
+    from test_tui_fakes import train_args, wait_for
+    from tui.app import N2NApp
+    from tui.commands.attach_cmd import attach_run
+    from tui.screens import DashboardScreen, LrScreen, QuitScreen
+    from tui.widgets import LossPlot, PsnrPlot, SamplePatches
+
+    runs, run_id, pid = runner
+    wait_until(lambda: _steps_seen(runs, run_id) >= 12)
+    handle, store = attach_run(runs, run_id)
+    target = tmp_path / "bestmodel.pth"
+
+    async def go():
+        app = N2NApp(train_args(runs_dir=str(runs), export_to=str(target)), store=store, trainer=handle)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, DashboardScreen) and screen.remote
+            # backfilled from the store: the curve from step 1, the evaluations, the latest patches
+            assert screen.query_one(LossPlot).n_points >= 12 and screen.query_one(PsnrPlot).n_points >= 1
+            assert screen.query_one(SamplePatches).has_samples
+            await pilot.press("space")
+            assert await wait_for(pilot, lambda: handle.state == "paused", timeout=20)
+            frozen = handle.step
+            await pilot.press("right_square_bracket")
+            assert await wait_for(pilot, lambda: handle.lr == pytest.approx(2e-3), timeout=20)
+            await pilot.press("l")
+            assert isinstance(app.screen, LrScreen)
+            app.screen.query_one("#lr-input").value = "7e-4"
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: handle.lr == pytest.approx(7e-4), timeout=20)
+            await pilot.press("s")
+            assert await wait_for(pilot, lambda: target.is_file(), timeout=60)
+            await pilot.press("space")
+            assert await wait_for(pilot, lambda: handle.step > frozen + 2, timeout=30)
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitScreen)
+            await pilot.press("escape")
+            assert isinstance(app.screen, DashboardScreen)
+            await pilot.press("q", "d")
+            assert await wait_for(pilot, lambda: not app.is_running, timeout=20)
+        return app
+
+    app = asyncio.run(go())
+    assert app.return_code == 0
+    time.sleep(1.0)
+    assert pid_alive(pid)
+    with Store(runs, create=False, readonly=True) as s:
+        r = s.get_run(run_id)
+    assert r["state"] == "running" and r["lr"] == pytest.approx(7e-4)  # detached: it trains on
+    assert {"pause", "resume", "lr", "export", "detach"} <= {e["kind"] for e in r["events"]}

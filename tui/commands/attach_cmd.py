@@ -1,0 +1,98 @@
+"""``n2n-tui attach [RUN]``: the dashboard of a live run (default: the newest), or its events as JSON lines; and
+``n2n-tui ctl RUN COMMAND``: steer a live run from a shell."""
+from __future__ import annotations
+
+import json
+
+from engine.headless import event_dict
+from sessions import Store
+from sessions.control import ControlError, RemoteRun
+from sessions.store import LIVE_STATES, StoreError
+
+
+def live_run(runs_dir, ref: str | None) -> dict:
+    """The run ``ref`` (default: the newest live one), which must be live."""
+    with Store(runs_dir, create=False, readonly=True) as store:
+        if ref is None:
+            live = [r for r in store.list_runs() if r["state"] in LIVE_STATES]
+            if not live:
+                raise StoreError(f"no live run in {store.root}: start one with n2n-tui train, or see n2n-tui runs")
+            return max(live, key=lambda r: (r["started"], r["id"]))
+        run = store.get_run(ref, metrics=False, events=False)
+    if run["state"] not in LIVE_STATES:
+        raise StoreError(f"run {run['id']} is {run['state']}, not live (see n2n-tui show {run['id']})")
+    return run
+
+
+def attach_run(runs_dir, run_id: str):
+    """``(RemoteRun, Store)`` of a live run: its runner's control socket, and the store to backfill from."""
+    store = Store(runs_dir)
+    try:
+        return RemoteRun(store.run_dir(run_id)), store
+    except BaseException:
+        store.close()
+        raise
+
+
+def attach(args) -> int:
+    run = live_run(args.runs_dir, args.run)
+    if not args.json:
+        from tui.app import require_terminal, run_dashboard
+
+        require_terminal()
+        handle, store = attach_run(args.runs_dir, run["id"])
+        return run_dashboard(handle, store, args)
+    handle = RemoteRun(Store(args.runs_dir, create=False, readonly=True).run_dir(run["id"]))
+    final = []
+
+    def print_event(ev) -> None:
+        d = event_dict(ev)
+        print(json.dumps(d), flush=True)
+        if ev.kind == "state" and ev.state not in ("idle", "running", "paused"):
+            final.append(ev.state)
+
+    handle.add_sink(print_event)
+    handle.start()
+    try:
+        handle.join()
+    except KeyboardInterrupt:  # detach: the run goes on
+        handle.close()
+        return 130
+    return 0 if final and final[-1] in ("finished", "stopped") else 1
+
+
+def ctl(args) -> int:
+    run = live_run(args.runs_dir, args.run)
+    with Store(args.runs_dir, create=False, readonly=True) as store:
+        run_dir = store.run_dir(run["id"])
+    fields = {}
+    if args.action == "lr":
+        if args.value is None:
+            raise ControlError("lr needs a value, e.g. n2n-tui ctl RUN lr 1e-3")
+        try:
+            fields["value"] = float(args.value)
+        except ValueError:
+            raise ControlError(f"lr: expected a positive number, got {args.value!r}") from None
+    elif args.action == "save":
+        if args.value is not None:
+            from pathlib import Path
+
+            fields["path"] = str(Path(args.value).resolve())
+        fields["force"] = args.force
+    elif args.value is not None:
+        raise ControlError(f"{args.action} takes no value, got {args.value!r}")
+    handle = RemoteRun(run_dir)
+    try:
+        result = handle.call(args.action, timeout=600, **fields)
+    finally:
+        handle.close()
+    if args.action == "status" or args.json:
+        print(json.dumps(result))
+    elif args.action == "save":
+        print(f"wrote {result['path']}: run {result['run']}, {result['psnr']:.2f} dB on {result['n_val']} validation "
+              "images, verified by reloading")
+    elif args.action == "lr":
+        print(f"run {run['id']}: learning rate {result['lr']:g}")
+    else:
+        print(f"run {run['id']}: {args.action} sent")
+    return 0
