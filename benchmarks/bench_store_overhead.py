@@ -22,7 +22,7 @@ import torch
 from _common import load, load_avg
 from engine.config import RunConfig
 from engine.trainer import Trainer
-from sessions import Store
+from sessions import Recorder, Store
 
 p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=2000)
@@ -81,7 +81,7 @@ def run_once(with_store: bool) -> tuple[float, float, int]:
         t = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=ds)
         spent = [0.0, 0]
         if with_store:
-            rec = store.recorder(run_id)
+            rec = Recorder(store, run_id)
 
             def timed(ev):
                 t0 = time.perf_counter()

@@ -24,7 +24,7 @@ from engine.config import RunConfig
 from engine.headless import JsonLines
 from engine.models import new_model
 from engine.trainer import Trainer
-from sessions import Store
+from sessions import Recorder, Store
 from sessions.export import export_run
 
 p = argparse.ArgumentParser()
@@ -88,7 +88,7 @@ for engine in engines:
 
         store = Store(Path(d) / "runs")
         run_id = store.new_run(cfg)
-        t = Trainer(cfg, run_id=run_id, run_dir=store.run_dir(run_id), dataset=small, sinks=[store.recorder(run_id)])
+        t = Trainer(cfg, run_id=run_id, run_dir=store.run_dir(run_id), dataset=small, sinks=[Recorder(store, run_id)])
         t.run()
         r = export_run(store, run_id, Path(d) / "bestmodel.pth")
         check(abs(r["psnr"] - r["recorded_psnr"]) <= 0.01,
@@ -133,7 +133,7 @@ for engine in engines:
             store = Store(d)
             run_id = store.new_run(cfg)
             t = Trainer(cfg, run_id=run_id, run_dir=store.run_dir(run_id), dataset=big,
-                        sinks=[store.recorder(run_id), JsonLines(io.StringIO())])
+                        sinks=[Recorder(store, run_id), JsonLines(io.StringIO())])
             t.prepare()
             sync()
             t0 = time.perf_counter()

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.config import RunConfig  # noqa: E402
 from engine.data import load_data  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
-from sessions import Store  # noqa: E402
+from sessions import Recorder, Store  # noqa: E402
 
 
 MODES = {"headless": "headless (Trainer.run, main thread)", "thread": "headless (Trainer.start, a thread)",
@@ -58,7 +58,7 @@ def make(config: RunConfig, dataset, root: Path):
     store = Store(root)
     run_id = store.new_run(config)
     trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
-                      sinks=[store.recorder(run_id)])
+                      sinks=[Recorder(store, run_id)])
     meter = Meter(trainer.batch_size)
     trainer.add_sink(meter)
     return trainer, store, meter

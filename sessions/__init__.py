@@ -1,10 +1,13 @@
-"""Persistence of runs: the SQLite session store, the trainer's recorder sink, and export of grader-ready files.
+"""Runs: the SQLite session store and the trainer's recorder sink (``store``, ``recorder``), export of grader-ready
+files (``export``), and live runs: the runner process (``runner``, ``launch``) with its control socket and the
+viewers' side of it (``control``, ``protocol``).
 
-    from sessions import Store, StoreError
+    from sessions import Recorder, Store
     store = Store("runs")                 # runs/sessions.sqlite (WAL) and one folder per run
     run_id = store.new_run(config)
-    trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), sinks=[store.recorder(run_id)])
+    trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), sinks=[Recorder(store, run_id)])
 """
+from .recorder import Recorder
 from .store import STATES, Store, StoreError
 
-__all__ = ["STATES", "Store", "StoreError"]
+__all__ = ["STATES", "Recorder", "Store", "StoreError"]

@@ -398,11 +398,6 @@ class Store:
         row = self._exec("SELECT active FROM runs WHERE id = ?", (run_id,))
         return float(row[0][0]) if row and row[0][0] is not None else 0.0
 
-    def recorder(self, run_id: str) -> "Recorder":
-        from .recorder import Recorder
-
-        return Recorder(self, run_id)
-
     # ------------------------------------------------------------------------------------------------- reading
     def resolve(self, ref: str) -> str:
         """A full run id from an id, a unique id prefix, or ``last``."""

@@ -13,7 +13,7 @@ import torch
 
 from engine.config import RunConfig
 from engine.trainer import Trainer, read_best_meta
-from sessions import Store
+from sessions import Recorder, Store
 
 torch.set_num_threads(1)
 
@@ -53,7 +53,7 @@ def test_d1_resume_without_a_full_state_keeps_best_weights_and_history(tiny_mode
     config = cfg(epochs=2, subset=128, eval_every=4)
     with Store(runs) as s:
         run = s.new_run(config)
-        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[s.recorder(run)])
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
         t.add_sink(lambda e: t.stop() if e.kind == "step" and e.step == 12 else None)
         assert t.run() == "stopped"
     (runs / run / "state.pth").unlink()  # as if killed before its first full state was written
@@ -135,7 +135,7 @@ def test_w5_lr_changed_while_paused_reaches_the_runs_table(tiny_models, poisson_
     config = cfg(epochs=5)
     with Store(runs) as s:
         run = s.new_run(config)
-        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[s.recorder(run)])
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
         t.add_sink(lambda e: t.pause() if e.kind == "step" and e.step == 2 else None)
         t.start()
         wait_for(lambda: t.state == "paused")
@@ -155,7 +155,7 @@ def finished_run(tiny_models, poisson_data, tmp_path):
     config = cfg(subset=64, eval_every=4)
     with Store(runs) as s:
         run = s.new_run(config)
-        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[s.recorder(run)])
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
         assert t.run() == "finished"
     return runs, run, t
 
@@ -568,7 +568,7 @@ def test_w6_full_disk_says_so_and_keeps_the_previous_checkpoint(tiny_models, poi
     config = cfg(epochs=3)
     with Store(runs) as s:
         run = s.new_run(config)
-        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[s.recorder(run)])
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
         log = Log()
         t.add_sink(log)
         t.add_sink(lambda e: t.pause() if e.kind == "step" and e.step == 40 else None)
@@ -595,7 +595,7 @@ def test_w4_viewing_works_in_a_read_only_runs_folder(small_disk, capsys):
         done = s.new_run(cfg())
         s.set_state(done, "stopped")
         gone = s.new_run(cfg())
-        s.recorder(gone)(StateEvent(gone, "running"))
+        Recorder(s, gone)(StateEvent(gone, "running"))
         s.release(gone)  # its process died, and nobody has looked since
     small_disk.remount("ro")
     assert main(["runs", "--runs-dir", str(runs)]) == 0
@@ -628,12 +628,12 @@ def test_w8_runs_time_of_a_resumed_run_leaves_out_the_time_it_sat_stopped(tmp_pa
     monkeypatch.setattr(time, "time", lambda: clock[0])
     with Store(tmp_path) as s:
         run = s.new_run(cfg())
-        rec = s.recorder(run)
+        rec = Recorder(s, run)
         rec(StateEvent(run, "running"))
         clock[0] += 60
         rec(StateEvent(run, "stopped"))
         clock[0] += 86400  # a day later
-        rec2 = s.recorder(run)
+        rec2 = Recorder(s, run)
         s.begin_resume(run, 0)
         rec2(StateEvent(run, "running"))
         clock[0] += 30

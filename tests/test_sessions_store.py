@@ -12,7 +12,7 @@ import torch
 from engine.config import RunConfig
 from engine.events import ControlEvent, EvalEvent, SavedEvent, StateEvent, StepEvent
 from engine.trainer import Trainer
-from sessions import Store, StoreError
+from sessions import Recorder, Store, StoreError
 from sessions.export import ExportError, export_run
 from tui.cli import main
 
@@ -54,7 +54,7 @@ def test_resolve_prefix_last_and_errors(tmp_path):
 def test_recorder_batches_and_records_everything(tmp_path):
     with Store(tmp_path) as s:
         run = s.new_run(RunConfig())
-        rec = s.recorder(run)
+        rec = Recorder(s, run)
         rec(StateEvent(run, "running"))
         for i in range(1, 1201):
             rec(StepEvent(run, i, 1 + i // 600, 1.0 / i, 1e-3, 500.0, 1200))
@@ -111,7 +111,7 @@ def test_foreign_or_corrupt_database_is_refused_and_left_alone(tmp_path):
 def test_a_run_whose_process_is_gone_reads_crashed(tmp_path):
     with Store(tmp_path) as s:
         run = s.new_run(RunConfig())
-        s.recorder(run)(StateEvent(run, "running"))
+        Recorder(s, run)(StateEvent(run, "running"))
         with Store(tmp_path) as viewer:  # the owner is alive: still running
             assert viewer.get_run(run)["state"] == "running"
             with pytest.raises(StoreError, match="another process"):
@@ -134,7 +134,7 @@ def test_runs_and_show_commands(tmp_path, capsys):
 
     with Store(runs) as s:
         run = s.new_run(RunConfig(noise="gaussian", epochs=3))
-        rec = s.recorder(run)
+        rec = Recorder(s, run)
         rec(StateEvent(run, "running"))
         for i in range(1, 11):
             rec(StepEvent(run, i, 1, 0.1 / i, 1e-3, 100.0, 10))
@@ -170,7 +170,7 @@ def trained_run(tiny_models, poisson_data, tmp_path):
                        eval_every=4, device="cpu")
     with Store(runs) as s:
         run = s.new_run(config)
-        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[s.recorder(run)])
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
         assert t.run() == "finished"
     return runs, run, t
 

@@ -219,7 +219,6 @@ def test_s_asks_before_replacing_a_better_file(tmp_path):
         app.args.export_to = str(target)
         calls = []
         async with app.run_test() as pilot:
-            screen = app.screen
             def exporter(to, force=False):  # export_run's refusal of better weights
                 if not force:
                     raise BetterTargetError("better", theirs=99.0, ours=20.1)

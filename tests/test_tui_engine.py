@@ -15,6 +15,7 @@ from test_tui_fakes import wait_for as fakes_wait_for
 torch = pytest.importorskip("torch")
 Trainer = pytest.importorskip("engine.trainer").Trainer
 Store = pytest.importorskip("sessions").Store
+Recorder = pytest.importorskip("sessions").Recorder
 
 from engine.config import RunConfig  # noqa: E402
 from engine.data import Dataset  # noqa: E402
@@ -46,7 +47,7 @@ def new_run(tmp_path, dataset, epochs=200):
                        subset=N_TRAIN, n_val=N_VAL, seed=0, device="cpu")
     run_id = store.new_run(config)
     trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
-                      sinks=[store.recorder(run_id)])
+                      sinks=[Recorder(store, run_id)])
     return trainer, store
 
 

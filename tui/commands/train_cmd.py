@@ -8,7 +8,6 @@ process; ``start_run(args)`` gives the dashboard and the launcher a run handle t
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from engine.config import RunConfig
 from engine.data import check_source, default_spec
