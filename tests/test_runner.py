@@ -387,3 +387,37 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
         r = s.get_run(run_id)
     assert r["state"] == "running" and r["lr"] == pytest.approx(7e-4)  # detached: it trains on
     assert {"pause", "resume", "lr", "export", "detach"} <= {e["kind"] for e in r["events"]}
+
+
+def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
+    import asyncio
+
+    from test_tui_fakes import train_args, wait_for
+    from tui.app import N2NApp
+    from tui.screens import DashboardScreen, LauncherScreen, RunsScreen
+    from tui.widgets import RunsTable
+
+    runs, run_id, pid = runner
+    with Store(runs) as s:  # a finished run beside the live one
+        done = s.new_run(TINY)
+        s.set_state(done, "finished")
+
+    async def go():
+        app = N2NApp(train_args(runs_dir=str(runs)), store=Store(runs))
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert isinstance(app.screen, LauncherScreen)
+            await pilot.press("ctrl+r")
+            assert isinstance(app.screen, RunsScreen)
+            table = app.screen.query_one(RunsTable)
+            cells = {table.get_row(rid)[1]: str(table.get_row(rid)[3]) for rid in (run_id, done)}
+            assert "live" in cells[run_id] and "live" not in cells[done]
+            table.move_cursor(row=table.get_row_index(run_id))
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=20)
+            assert app.screen.run_id == run_id and app.screen.remote
+            assert await wait_for(pilot, lambda: app.trainer.step > 0, timeout=30)
+            await pilot.press("q", "d")
+            assert await wait_for(pilot, lambda: not app.is_running, timeout=20)
+
+    asyncio.run(go())
+    assert pid_alive(pid)
