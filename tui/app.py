@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -163,7 +164,10 @@ def wait_until_done(trainer, timeout: float = 120.0) -> None:
 
 
 def require_terminal() -> None:
-    """The dashboard draws on a terminal; with none on stdin and stdout it would wait forever. Say so instead."""
+    """The dashboard draws on a terminal; with none on stdin and stdout it would wait forever. Say so instead.
+    (A Textual driver named in the environment, such as textual-serve's web driver, draws elsewhere.)"""
+    if os.environ.get("TEXTUAL_DRIVER"):
+        return
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         from .errors import UsageError
 

@@ -22,6 +22,9 @@ def _dispatch(args) -> int:
     if args.command == "train":
         from tui.commands import train_cmd
         return train_cmd.run(args)
+    if args.command == "serve":
+        from tui.commands import serve_cmd
+        return serve_cmd.run(args)
     if args.command in ("attach", "ctl"):
         from tui.commands import attach_cmd
         return getattr(attach_cmd, args.command)(args)

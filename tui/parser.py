@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the runner's answer as JSON")
     _add_runs_dir(c)
 
+    w = sub.add_parser("serve", help="the app in a browser (textual-serve); loopback only unless --host")
+    w.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; anything else prints a warning: no login)")
+    w.add_argument("--port", type=_int_type(1, 65535, "a port number"), default=8000)
+    _add_runs_dir(w)
+
     r = sub.add_parser("runs", help="past and running sessions")
     r.add_argument("--json", action="store_true")
     _add_runs_dir(r)
