@@ -5,7 +5,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .data import DataError, parse_spec
-from .noise import NOISES
+from .noise import parse_noise
 
 
 class ConfigError(ValueError):
@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 class RunConfig:
     engine: int = 1               # 1: Miniproject_1 (PyTorch), 2: Miniproject_2 (from scratch)
     data: str = "sample"          # sample | course:DIR | images:DIR
-    noise: str = "mix"            # see engine.noise.NOISES (ignored for course data)
+    noise: str = "mix"            # a noise spec, "gaussian" or "gaussian:25" (engine.noise; ignored for course data)
     epochs: int = 1
     batch_size: int | None = None  # None: the model's own default
     lr: float | None = None        # None: the model's own default
@@ -25,6 +25,7 @@ class RunConfig:
     eval_every: int = 0           # evaluate every N steps (0: only at epoch ends)
     seed: int = 0
     device: str | None = None     # None: cuda when available, else cpu
+    loss: str | None = None       # "l1" | "l2"; None: the model's own default
 
     def validate(self) -> "RunConfig":
         def bad(field, why):
@@ -36,8 +37,10 @@ class RunConfig:
             parse_spec(self.data)
         except DataError as e:
             bad("data", str(e))
-        if self.noise not in NOISES:
-            bad("noise", f"unknown noise {self.noise!r}; choose one of: {', '.join(NOISES)}")
+        try:
+            parse_noise(self.noise)
+        except ValueError as e:
+            bad("noise", str(e))
         if not isinstance(self.epochs, int) or self.epochs < 1:
             bad("epochs", f"must be a positive integer, got {self.epochs!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
@@ -60,6 +63,8 @@ class RunConfig:
 
             if not torch.cuda.is_available():
                 bad("device", "cuda was asked for but no CUDA device is available")
+        if self.loss is not None and self.loss not in ("l1", "l2"):
+            bad("loss", f"must be l1 or l2, got {self.loss!r}")
         return self
 
     def to_dict(self) -> dict:

@@ -44,6 +44,16 @@ def _engine(s: str) -> int:
     return int(s)
 
 
+def _noise(s: str) -> str:
+    """A noise spec (``gaussian``, ``gaussian:25``...), kept as its canonical string."""
+    from engine.noise import parse_noise
+
+    try:
+        return str(parse_noise(s))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other bad input
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
@@ -55,7 +65,7 @@ def _add_runs_dir(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.noise import NOISES
+    from engine.noise import NOISES, SPEC_FORMS
 
     p = _Parser(prog="n2n-tui", description="Train Noise2Noise denoisers and watch them learn.")
     _add_runs_dir(p)
@@ -65,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--engine", type=_engine, default=1, help="1: Miniproject_1 (PyTorch), 2: Miniproject_2")
     t.add_argument("--data", default=None, help="sample | course:DIR | images:DIR (default: course:data if "
                                                 "./data/train_data.pkl exists, else sample)")
-    t.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME",
-                   help=f"noise model for generated data: {', '.join(NOISES)}")
+    t.add_argument("--noise", default="mix", type=_noise, metavar="SPEC",
+                   help=f"noise for generated data: {', '.join(NOISES)} (random strength), or {SPEC_FORMS}")
+    t.add_argument("--loss", choices=["l1", "l2"], default=None, help="default: the model's own (l1)")
     t.add_argument("--epochs", type=_positive_int, default=1)
     t.add_argument("--batch-size", type=_positive_int, default=None)
     t.add_argument("--lr", type=_positive_float, default=None)
@@ -99,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", type=_engine, required=True)
     e.add_argument("--weights", metavar="PATH", default=None, help="default: the shipped bestmodel.pth")
     e.add_argument("--data", default=None, help="sample | course:DIR | images:DIR")
-    e.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME")
+    e.add_argument("--noise", default="mix", type=_noise, metavar="SPEC")
     e.add_argument("--n-val", type=_positive_int, default=None, help="validation pairs to use")
     e.add_argument("--seed", type=_nonneg_int, default=0)
     e.add_argument("--device", choices=["cpu", "cuda"], default=None)
@@ -110,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = dsub.add_parser("make", help="write train_data.pkl / val_data.pkl in the course's exact format")
     m.add_argument("--out", required=True, metavar="DIR")
     m.add_argument("--source", default="sample", metavar="SPEC", help="sample | images:DIR | course:DIR")
-    m.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME")
+    m.add_argument("--noise", default="mix", type=_noise, metavar="SPEC")
     m.add_argument("--n-train", type=_positive_int, default=50000)
     m.add_argument("--n-val", type=_positive_int, default=1000)
     m.add_argument("--seed", type=_nonneg_int, default=0)

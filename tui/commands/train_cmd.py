@@ -15,7 +15,7 @@ from sessions import Store
 from tui.errors import UsageError
 
 CONFIG_ARGS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "n_val", "eval_every", "seed",
-               "device")
+               "device", "loss")
 
 
 def config_from_args(args) -> RunConfig:
