@@ -32,7 +32,7 @@ def _per_image(v: torch.Tensor) -> torch.Tensor:
 
 def gaussian(x: torch.Tensor, g: torch.Generator, sigma: torch.Tensor) -> torch.Tensor:
     """Additive white Gaussian noise of standard deviation ``sigma`` on the 0-255 scale."""
-    return x + _per_image(sigma / 255.0) * torch.randn(x.shape, generator=g)
+    return x + torch.randn(x.shape, generator=g).mul_(_per_image(sigma / 255.0))
 
 
 def poisson(x: torch.Tensor, g: torch.Generator, photons: torch.Tensor) -> torch.Tensor:
@@ -207,7 +207,7 @@ def corrupt_float(x: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Ge
         strength = model.strength(_uniform(x.shape[0], level[0], level[1], generator))
     else:
         strength = torch.full((x.shape[0],), spec.level)
-    return model.fn(x, generator, strength).clamp(0.0, 1.0)
+    return model.fn(x, generator, strength).clamp_(0.0, 1.0)  # every fn returns a new tensor
 
 
 def corrupt(clean: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Generator,

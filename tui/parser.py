@@ -116,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", choices=["cpu", "cuda"], default=None)
     e.add_argument("--json", action="store_true")
 
+    n = sub.add_parser("denoise", help="denoise photographs of any size (tiles), optionally adding noise first")
+    n.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or TIFF files")
+    n.add_argument("-o", "--out", required=True, metavar="OUT", help="a file for one image, or a folder")
+    n.add_argument("--engine", type=_engine, default=None, help="default: the run's engine, else 1")
+    n.add_argument("--weights", metavar="PATH|RUN", default=None,
+                   help="a checkpoint file or a stored run (default: the shipped bestmodel.pth)")
+    n.add_argument("--add-noise", type=_noise, default=None, metavar="SPEC",
+                   help="corrupt the clean input first (e.g. gaussian:25) and report PSNR against it")
+    n.add_argument("--seed", type=_nonneg_int, default=0, help="seed of --add-noise")
+    n.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    n.add_argument("--force", action="store_true", help="replace existing output files")
+    n.add_argument("--json", action="store_true", help="one JSON object per image")
+    _add_runs_dir(n)
+
     d = sub.add_parser("data", help="data sets")
     dsub = d.add_subparsers(dest="data_command", parser_class=_Parser, required=True)
     m = dsub.add_parser("make", help="write train_data.pkl / val_data.pkl in the course's exact format")
