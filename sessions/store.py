@@ -27,7 +27,7 @@ except ImportError:  # not POSIX: fall back to checking the owner's pid
 
 DB_NAME = "sessions.sqlite"
 APP = "n2n-tui"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # SCHEMA below is version 1; MIGRATIONS (at the end of this module) bring it up to date
 STATES = ("running", "paused", "stopped", "finished", "failed", "crashed")
 LIVE_STATES = ("running", "paused")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -105,11 +105,12 @@ class Store:
             if tables and "n2n_meta" not in tables:
                 raise StoreError(f"{db}: an SQLite database that is not an n2n-tui session store "
                                  f"(tables: {', '.join(sorted(tables)[:5])}); refusing to touch it")
-            if tables:
-                self._check_meta(conn)
+            version = self._check_meta(conn) if tables else 0
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA busy_timeout = 10000")
+            if tables and version < SCHEMA_VERSION:
+                _migrate(conn)
             if not tables:
                 conn.execute("BEGIN IMMEDIATE")
                 try:  # another process may have created it between our look and our lock
@@ -117,8 +118,8 @@ class Store:
                         for stmt in SCHEMA.split(";"):
                             if stmt.strip():
                                 conn.execute(stmt)
-                        conn.executemany("INSERT INTO n2n_meta VALUES (?, ?)",
-                                         [("app", APP), ("schema", str(SCHEMA_VERSION))])
+                        conn.executemany("INSERT INTO n2n_meta VALUES (?, ?)", [("app", APP), ("schema", "1")])
+                        _apply_migrations(conn, 1)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -132,7 +133,7 @@ class Store:
         return conn
 
     @staticmethod
-    def _check_meta(conn) -> None:
+    def _check_meta(conn) -> int:
         meta = dict(conn.execute("SELECT key, value FROM n2n_meta").fetchall())
         if meta.get("app") != APP:
             raise StoreError(f"not an n2n-tui session store (app = {meta.get('app')!r}); refusing to touch it")
@@ -140,8 +141,9 @@ class Store:
             version = int(meta.get("schema", "0"))
         except ValueError:
             version = -1
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"session store schema {meta.get('schema')!r}, this n2n-tui reads {SCHEMA_VERSION}")
+        if not 1 <= version <= SCHEMA_VERSION:
+            raise StoreError(f"session store schema {meta.get('schema')!r}, this n2n-tui reads 1 to {SCHEMA_VERSION}")
+        return version
 
     def close(self) -> None:
         with self._lock:
@@ -286,6 +288,7 @@ class Store:
 
         def work(conn):
             conn.execute("DELETE FROM metrics WHERE run = ? AND step > ?", (run_id, step))
+            conn.execute("DELETE FROM samples WHERE run = ? AND step > ?", (run_id, step))
             conn.execute("UPDATE runs SET state = 'running', message = '', ended = NULL, updated = ?, pid = ?, "
                          "host = ?, step = ? WHERE id = ?", (now, os.getpid(), socket.gethostname(), step, run_id))
             conn.execute("INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, 'restart', ?, ?)",
@@ -375,3 +378,67 @@ class Store:
         d["checkpoints"] = [dict(kind=k, path=p, step=s, psnr=ps, time=t) for k, p, s, ps, t in self._exec(
             "SELECT kind, path, step, psnr, time FROM checkpoints WHERE run = ? ORDER BY kind", (run_id,))]
         return d
+
+    # ----------------------------------------------------------------------------------- sample patches (schema 2)
+    def samples(self, ref: str, step: int | None = None) -> dict:
+        """The sample patches of one evaluation of run ``ref``: ``{"steps": [every step with patches], "step",
+        "noisy", "denoised", "clean"}``, the patches as uint8 (K, 3, H, W) tensors of ``step`` (default: the last);
+        with no patches recorded, ``steps`` is empty and the rest None."""
+        run_id = self.resolve(ref)
+        steps = [r[0] for r in self._exec("SELECT step FROM samples WHERE run = ? ORDER BY step", (run_id,))]
+        if not steps:
+            return {"steps": [], "step": None, "noisy": None, "denoised": None, "clean": None}
+        if step is None:
+            step = steps[-1]
+        row = self._exec("SELECT shape, noisy, denoised, clean FROM samples WHERE run = ? AND step = ?",
+                         (run_id, step))
+        if not row:
+            raise StoreError(f"run {run_id} has no sample patches at step {step} (it has them at "
+                             f"{len(steps)} steps, {steps[0]} to {steps[-1]})")
+        shape, *blobs = row[0]
+        dims = [int(v) for v in shape.split(",")]
+        noisy, denoised, clean = (decode_patches(b, dims) for b in blobs)
+        return {"steps": steps, "step": step, "noisy": noisy, "denoised": denoised, "clean": clean}
+
+
+def encode_patches(t) -> tuple[str, bytes]:
+    """A uint8 tensor as (shape "K,3,H,W", raw bytes) for the samples table."""
+    t = t.detach().cpu().contiguous()
+    return ",".join(map(str, t.shape)), t.numpy().tobytes()
+
+
+def decode_patches(blob: bytes, dims: list[int]):
+    import torch
+
+    return torch.frombuffer(bytearray(blob), dtype=torch.uint8).reshape(dims)
+
+
+# Schema migrations: MIGRATIONS[v] upgrades a version-v store to v + 1, additively (new tables, never dropped ones).
+MIGRATIONS = {
+    1: ["""CREATE TABLE IF NOT EXISTS samples (
+        run TEXT NOT NULL, step INTEGER NOT NULL, shape TEXT NOT NULL,
+        noisy BLOB NOT NULL, denoised BLOB NOT NULL, clean BLOB NOT NULL,
+        PRIMARY KEY (run, step)
+    ) WITHOUT ROWID"""],  # every evaluation's sample patches (uint8, a few kB each)
+}
+
+
+def _apply_migrations(conn, version: int) -> None:
+    """Inside an open transaction: bring a store at ``version`` up to SCHEMA_VERSION."""
+    for v in range(version, SCHEMA_VERSION):
+        for stmt in MIGRATIONS[v]:
+            conn.execute(stmt)
+    conn.execute("UPDATE n2n_meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+
+
+def _migrate(conn) -> None:
+    """Upgrade an existing store in place, once, even with several processes opening it at the same time."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("SELECT value FROM n2n_meta WHERE key = 'schema'").fetchone()[0])
+        if version < SCHEMA_VERSION:
+            _apply_migrations(conn, version)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
