@@ -79,7 +79,7 @@ def _from_pillow(im, path: Path, exact: bool) -> tuple[np.ndarray, int]:
     im = ImageOps.exif_transpose(im)
     mode = im.mode
     if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(im).astype(np.int64).clip(0, 65535).astype(np.uint16)
+        arr = np.array(im).astype(np.int64).clip(0, 65535).astype(np.uint16)
         return arr[..., None], 16
     if mode == "F":
         raise ImageError(f"{path}: 32-bit float images are not supported (use 8 or 16 bits per sample)")
@@ -91,7 +91,7 @@ def _from_pillow(im, path: Path, exact: bool) -> tuple[np.ndarray, int]:
         target = "RGBA"
     else:  # RGB, P, CMYK, YCbCr, LAB, HSV, RGBX: Pillow converts each correctly (CMYK with its K)
         target = "RGB"
-    arr = np.asarray(im.convert(target))
+    arr = np.array(im.convert(target))
     return (arr[..., None] if arr.ndim == 2 else arr), 8
 
 
@@ -115,7 +115,7 @@ def read_image(path: str | os.PathLike, *, exact: bool = False) -> Picture:
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError, KeyError) as e:
         detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise ImageError(f"{path}: corrupt or truncated image ({detail})") from None
-    raw = torch.from_numpy(arr.astype(np.int32) if bits == 16 else np.ascontiguousarray(arr)).permute(2, 0, 1)
+    raw = torch.from_numpy(arr.astype(np.int32) if bits == 16 else arr).permute(2, 0, 1)
     top = 65535.0 if bits == 16 else 255.0
     c = raw.shape[0]
     colour = 3 if c >= 3 else 1

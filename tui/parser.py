@@ -108,13 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="PSNR of a checkpoint on a data source")
     e.add_argument("--engine", type=_engine, required=True)
-    e.add_argument("--weights", metavar="PATH", default=None, help="default: the shipped bestmodel.pth")
+    e.add_argument("--weights", metavar="PATH|RUN", default=None,
+                   help="a checkpoint file or a stored run (default: the shipped bestmodel.pth)")
     e.add_argument("--data", default=None, help="sample | course:DIR | images:DIR")
     e.add_argument("--noise", default="mix", type=_noise, metavar="SPEC")
     e.add_argument("--n-val", type=_positive_int, default=None, help="validation pairs to use")
     e.add_argument("--seed", type=_nonneg_int, default=0)
     e.add_argument("--device", choices=["cpu", "cuda"], default=None)
     e.add_argument("--json", action="store_true")
+    e.add_argument("--full", action="store_true",
+                   help="whole photographs of images:DIR (or sample's held-out ones), not crops; PSNR and SSIM each")
+    e.add_argument("--baseline", choices=["bm3d"], default=None,
+                   help="with --full: also measure BM3D on the same noisy images (optional extra: n2n-tui[bm3d])")
+    _add_runs_dir(e)
 
     n = sub.add_parser("denoise", help="denoise photographs of any size (tiles), optionally adding noise first")
     n.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or TIFF files")
