@@ -136,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--json", action="store_true", help="one JSON object per image")
     _add_runs_dir(n)
 
+    rp = sub.add_parser("report", help="figures (PNG, PDF), metrics.csv and summary.md of runs, for a report")
+    rp.add_argument("runs", nargs="+", metavar="RUN", help="run ids, unique prefixes or 'last'; several overlay")
+    rp.add_argument("--out", required=True, metavar="DIR")
+    rp.add_argument("--step", type=_nonneg_int, default=None,
+                    help="the evaluation whose samples to show (default: the best one)")
+    rp.add_argument("--force", action="store_true", help="replace existing files in DIR")
+    _add_runs_dir(rp)
+
     d = sub.add_parser("data", help="data sets")
     dsub = d.add_subparsers(dest="data_command", parser_class=_Parser, required=True)
     m = dsub.add_parser("make", help="write train_data.pkl / val_data.pkl in the course's exact format")
