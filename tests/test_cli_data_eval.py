@@ -39,8 +39,6 @@ def test_eval_json_on_course_data(tmp_path, capsys):
     (["data", "make", "--out", "OUT", "--n-train", "-5"], "positive integer"),
     (["data", "make", "--out", "OUT", "--noise", "nope"], "bad noise 'nope'"),
     (["data", "make", "--out", "OUT", "--noise", "gaussian:x"], "gaussian:SIGMA (0-255)"),
-    (["eval", "--engine", "1", "--noise", "pixelate:2.5"], "whole number"),
-    (["train", "--noise", "mix:3"], "mix takes no level"),
     (["data", "make", "--out", "OUT", "--source", "course:/nonexistent"], "no such directory"),
     (["train", "--lr", "-1"], "positive number"),
     (["train", "--engine", "7"], "engine must be 1 or 2"),

@@ -5,5 +5,7 @@ from .launcher import LauncherScreen
 from .lr_input import LrScreen
 from .run_curves import RunCurvesScreen
 from .runs import RunsScreen
+from .zoom import ZoomScreen
 
-__all__ = ["ConfirmScreen", "DashboardScreen", "LauncherScreen", "LrScreen", "RunCurvesScreen", "RunsScreen"]
+__all__ = ["ConfirmScreen", "DashboardScreen", "LauncherScreen", "LrScreen", "RunCurvesScreen", "RunsScreen",
+           "ZoomScreen"]
