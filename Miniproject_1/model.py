@@ -6,8 +6,10 @@ Grader contract: ``Model()``, ``load_pretrained_model()``, ``train(train_input, 
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +34,18 @@ def _check_images(name: str, t) -> None:
         raise ValueError(f"{name} must be uint8 or float in [0, 255], got dtype {t.dtype}")
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty")
+
+
+def _unreadable(e: Exception, head: bytes) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in words (not PyTorch's migration hint)."""
+    text = str(e).strip()
+    if head != b"PK\x03\x04" and head[:1] == b"\x80":
+        why = "a plain pickle, not a PyTorch zip file: Miniproject_2 weights, or another program's file?"
+    elif "Weights only load failed" in text:
+        why = "it holds Python objects besides tensors, so it was not written by Model.save; refused unread"
+    else:
+        why = text.splitlines()[0][:160] if text else type(e).__name__
+    return f"not a readable checkpoint ({why})"
 
 
 class Model:
@@ -72,6 +86,15 @@ class Model:
         # never in place: the caller's tensor may already be float on our device
         return (t.to(self.device, torch.float32, non_blocking=True) / 255.0).contiguous(memory_format=torch.channels_last)
 
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad the bottom and right edges up to the multiple of the network's poolings (mirrored where it can)."""
+        h, w = x.shape[-2:]
+        m = self.net.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if not (ph or pw):
+            return x
+        return nn.functional.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """One optimizer step on one batch of noisy pairs in [0, 255]; returns the loss (on [0, 1] values)."""
         _check_images("train_input", inputs)
@@ -82,7 +105,8 @@ class Model:
         if self.augment:
             x, y = self._augment(x, y, self.swap_pairs)
         self.net.train()
-        loss = self.criterion(self.net(x), y)
+        h, w = x.shape[-2:]
+        loss = self.criterion(self.net(self._pad(x))[:, :, :h, :w], y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -118,16 +142,27 @@ class Model:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
-            raise ValueError("not a Miniproject_1 checkpoint (missing or wrong 'format' field)")
-        config = state.get("config", {})
-        if list(config.get("widths", [])) != self.config["widths"]:
+        if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("model"), dict):
+            other = isinstance(state, dict) and "miniproject2" in str(state.get("format"))
+            raise ValueError("a Miniproject_2 checkpoint, not a Miniproject_1 one" if other else
+                             "not a Miniproject_1 checkpoint (missing or wrong 'format' field)")
+        config = state.get("config")
+        if not isinstance(config, dict):
+            raise ValueError(f"checkpoint config is a {type(config).__name__}, expected a dict with 'widths' and 'loss'"
+                             if config is not None else "checkpoint has no config (expected 'widths' and 'loss')")
+        widths, loss = config.get("widths"), config.get("loss", self.config["loss"])
+        if not isinstance(widths, (list, tuple)) or not widths or not all(isinstance(w, int) and 0 < w <= 4096
+                                                                         for w in widths):
+            raise ValueError(f"checkpoint config has no valid 'widths' (positive integers), got {widths!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"checkpoint config has an unknown loss {loss!r} (known: {', '.join(LOSSES)})")
+        if list(widths) != self.config["widths"]:
             # the checkpoint's network differs from ours: rebuild to match it
-            self.__init__(widths=tuple(config["widths"]), loss=config.get("loss", self.config["loss"]),
-                          lr=self.learning_rate, batch_size=self.batch_size, device=self.device)
-        elif config.get("loss", self.config["loss"]) != self.config["loss"]:
-            self.config["loss"] = config["loss"]
-            self.criterion = LOSSES[config["loss"]]()
+            self.__init__(widths=tuple(widths), loss=loss, lr=self.learning_rate, batch_size=self.batch_size,
+                          device=self.device)
+        elif loss != self.config["loss"]:
+            self.config["loss"] = loss
+            self.criterion = LOSSES[loss]()
         try:
             self.net.load_state_dict(state["model"])
         except RuntimeError as e:
@@ -138,10 +173,12 @@ class Model:
     def save(self, path: str | os.PathLike, with_optimizer: bool = False) -> None:
         """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
         path = Path(path)
+        buf = io.BytesIO()  # serialised in memory first: a full disk is then a plain OSError, not a zip-writer error
+        torch.save(self.state_dict(with_optimizer), buf)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(self.state_dict(with_optimizer), f)
+                f.write(buf.getvalue())
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary readable file
@@ -156,12 +193,22 @@ class Model:
         """Load ``bestmodel.pth`` next to this file (or ``path``); tensors only (weights_only=True)."""
         path = Path(path) if path is not None else BESTMODEL
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with open(path, "rb") as f:
+                head = f.read(4)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no such checkpoint") from None
+        if not head:
+            raise ValueError(f"{path}: an empty file, not a checkpoint")
+        try:
+            with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it: one line is ours
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ValueError(f"{path}: not a readable checkpoint ({str(e).strip().splitlines()[0][:160]})") from None
-        self.load_state_dict(state)
+            raise ValueError(f"{path}: {_unreadable(e, head)}") from None
+        try:
+            self.load_state_dict(state)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def train(self, train_input: torch.Tensor, train_target: torch.Tensor, num_epochs: int = 1) -> None:
         """Train on pairs of noisy images (N, 3, H, W) in [0, 255] for ``num_epochs`` shuffled passes."""
@@ -183,15 +230,9 @@ class Model:
         _check_images("test_input", test_input)
         self.net.eval()
         n, _, h, w = test_input.shape
-        m = self.net.multiple
-        ph, pw = (-h) % m, (-w) % m
         chunk = max(1, (1 << 20) // (h * w))  # about a million pixels per forward pass bounds the memory
         out = []
         for i in range(0, n, chunk):
-            x = self._to_input(test_input[i:i + chunk])
-            if ph or pw:
-                mode = "reflect" if ph < h and pw < w else "replicate"
-                x = nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
-            y = self.net(x)[:, :, :h, :w]
+            y = self.net(self._pad(self._to_input(test_input[i:i + chunk])))[:, :, :h, :w]
             out.append(y.clamp_(0.0, 1.0).mul_(255.0).to(test_input.device).contiguous())
         return torch.cat(out)

@@ -4,8 +4,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from .data import DataError, parse_spec
+from .data import MAX_PAIRS, DataError, parse_spec, size_problem
 from .noise import parse_noise
+
+# Upper bounds: far beyond any real run, and small enough that every count fits the store's 64-bit integers
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_EVAL_EVERY = 10**9
+MAX_SEED = 2**31 - 1
 
 
 class ConfigError(ValueError):
@@ -41,21 +47,26 @@ class RunConfig:
             parse_noise(self.noise)
         except ValueError as e:
             bad("noise", str(e))
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            bad("epochs", f"must be a positive integer, got {self.epochs!r}")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            bad("batch_size", f"must be a positive integer, got {self.batch_size!r}")
+        def integer(field, value, lo, hi, what):
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                bad(field, f"must be {what} (at most {hi:,}), got {value!r}")
+
+        integer("epochs", self.epochs, 1, MAX_EPOCHS, "a positive integer")
+        if self.batch_size is not None:
+            integer("batch_size", self.batch_size, 1, MAX_BATCH, "a positive integer")
         if self.lr is not None and (not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr)
                                     or self.lr <= 0):
             bad("lr", f"must be a positive number, got {self.lr!r}")
-        if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 1):
-            bad("subset", f"must be a positive integer, got {self.subset!r}")
-        if not isinstance(self.n_val, int) or self.n_val < 1:
-            bad("n_val", f"must be a positive integer, got {self.n_val!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            bad("eval_every", f"must be 0 (epoch ends only) or a positive integer, got {self.eval_every!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            bad("seed", f"must be a non-negative integer, got {self.seed!r}")
+        generated = not str(self.data).startswith("course:")
+        if self.subset is not None:
+            integer("subset", self.subset, 1, MAX_PAIRS, "a positive integer")
+            if generated and size_problem(self.subset):
+                bad("subset", size_problem(self.subset))
+        integer("n_val", self.n_val, 1, MAX_PAIRS, "a positive integer")
+        if generated and size_problem(self.n_val):
+            bad("n_val", size_problem(self.n_val))
+        integer("eval_every", self.eval_every, 0, MAX_EVAL_EVERY, "0 (epoch ends only) or a positive integer")
+        integer("seed", self.seed, 0, MAX_SEED, "a non-negative integer")
         if self.device is not None and self.device.split(":")[0] not in ("cpu", "cuda"):
             bad("device", f"must be cpu or cuda, got {self.device!r}")
         if self.device is not None and self.device.startswith("cuda"):

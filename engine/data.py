@@ -18,6 +18,10 @@ from .images import IMAGE_SUFFIXES, ImageError, read_image
 from .noise import corrupt, parse_noise
 
 CROP = 32
+MIN_SIZE = 4             # smaller images hold no structure to learn (and Miniproject_1 pools twice)
+MAX_PAIRS = 10_000_000   # generated pairs per set: beyond this the count is surely a typo
+# peak bytes per generated pair: the float crop plus the float work of corrupting it twice (measured: about 5 floats)
+BYTES_PER_PAIR = 5 * 3 * CROP * CROP * 4
 
 # The photographs that ship inside scikit-image, split by image so validation never sees a training photograph.
 SAMPLE_TRAIN = [
@@ -62,6 +66,10 @@ def _check_pair(obj, path: Path, what: str) -> tuple[torch.Tensor, torch.Tensor]
             raise DataError(f"{path}: the {name} tensor has dtype {t.dtype}, expected uint8 or float")
     if a.shape != b.shape:
         raise DataError(f"{path}: the two tensors differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.shape[0] == 0:
+        raise DataError(f"{path}: holds 0 image pairs")
+    if min(a.shape[2:]) < MIN_SIZE:
+        raise DataError(f"{path}: images are {a.shape[2]}x{a.shape[3]}, at least {MIN_SIZE}x{MIN_SIZE} are needed")
     return _as_uint8(a, path), _as_uint8(b, path)
 
 
@@ -228,6 +236,31 @@ def default_spec() -> str:
     return "course:data" if Path("data/train_data.pkl").is_file() else "sample"
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def size_problem(n: int) -> str | None:
+    """Why ``n`` generated pairs cannot be made here (too many, or more than the memory holds), or None."""
+    if n > MAX_PAIRS:
+        return f"at most {MAX_PAIRS:,} pairs can be generated, got {n:,}"
+    need, avail = n * BYTES_PER_PAIR, available_memory()
+    if avail is not None and need > avail:
+        return f"{n:,} pairs need about {need / 2**30:.1f} GiB of memory to generate, {avail / 2**30:.1f} GiB available"
+    return None
+
+
 def load_data(spec: str = "sample", noise: str = "mix", seed: int = 0, n_train: int | None = None,
               n_val: int | None = None) -> Dataset:
     """Load a data source. ``noise`` is ignored for course data (it comes noisy); sizes default to 20 000 / 1 000
@@ -236,6 +269,10 @@ def load_data(spec: str = "sample", noise: str = "mix", seed: int = 0, n_train: 
         if v is not None and v < 1:
             raise DataError(f"{name} must be at least 1, got {v}")
     kind, arg = parse_spec(spec)
+    if kind != "course":
+        problem = size_problem((n_train or 20000) + (n_val or 1000))
+        if problem:
+            raise DataError(problem)
     if kind == "course":
         return load_course(arg, n_train, n_val)
     sizes = dict(n_train=n_train or 20000, n_val=n_val or 1000)

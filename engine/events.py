@@ -12,6 +12,7 @@ from typing import Callable, Protocol
 import torch
 
 STATES = ("running", "paused", "stopped", "finished", "failed")
+_OPTIONAL = ("noisy", "denoised", "clean", "value")  # left out of to_dict() when None
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Event:
         d = {"event": self.kind}
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, torch.Tensor) and not (v is None and f.name in ("noisy", "denoised", "clean")):
+            if not isinstance(v, torch.Tensor) and not (v is None and f.name in _OPTIONAL):
                 d[f.name] = v
         return d
 
@@ -78,10 +79,12 @@ class SavedEvent(Event):
 
 @dataclass(frozen=True)
 class ControlEvent(Event):
-    """A control action took effect: pause, resume, stop, lr (detail: "old -> new"), guard (NaN/explosion)."""
+    """A control action took effect: pause, resume, stop, lr (detail: "old -> new", value: the new rate), guard
+    (NaN/explosion)."""
     action: str
     detail: str = ""
     step: int = 0
+    value: float | None = None
     kind = "control"
 
 

@@ -1,8 +1,9 @@
 """Headless runs: a rich progress bar on a terminal, or one JSON object per event per line (``--json``).
 
-The trainer runs in the calling (main) thread. The first Ctrl-C (or SIGTERM) asks it to stop after the current step:
-the full state is saved, the best weights are already on disk, and the last state line says ``stopped``. A second
-Ctrl-C leaves at once. With nobody at the keyboard, an exploding loss is answered automatically: the trainer has
+The trainer runs in the calling (main) thread. The first Ctrl-C (or SIGTERM, or SIGHUP when the terminal closes) asks
+it to stop after the current step: the full state is saved, the best weights are already on disk, and the last state
+line says ``stopped``. A second Ctrl-C leaves at once. A reader that goes away (``| head``) stops the run the same
+way. With nobody at the keyboard, an exploding loss is answered automatically: the trainer has
 already rolled back, the learning rate is halved and the run resumes, up to ``max_recoveries`` times.
 """
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import TextIO
 from .events import Event
 
 EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE  # our reader went away (`| head`): what a shell shows for a piped tool
+OUTPUT_CLOSED = "output closed"
+# stop cleanly (state saved, run "stopped") on Ctrl-C, kill, and a closed terminal or dropped SSH connection
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def event_dict(event: Event) -> dict:
@@ -43,16 +48,30 @@ class JsonLines:
         except BrokenPipeError:  # the reader went away (e.g. `| head`): nobody is following, stop cleanly
             self.closed = True
             if self.trainer is not None:
-                self.trainer.stop("output closed")
+                self.trainer.stop(OUTPUT_CLOSED)
+
+
+def pipe_console(out: TextIO):
+    """A rich Console on ``out`` whose broken pipe raises BrokenPipeError (rich's own reaction is SystemExit(1),
+    which would end the training thread as "failed")."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(file=out, soft_wrap=True)
 
 
 class ProgressPrinter:
-    """Sink: a rich progress bar (epoch, step, loss, PSNR, images/s, ETA) plus one line per notable event."""
+    """Sink: a rich progress bar (epoch, step, loss, PSNR, images/s, ETA) plus one line per notable event. When the
+    reader of the output goes away, it stops the run cleanly, as ``JsonLines`` does."""
 
     def __init__(self, trainer, console):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        self.trainer, self.console = trainer, console
+        self.trainer, self.console, self.closed = trainer, console, False
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), console=console, refresh_per_second=4)
         self.task = self.progress.add_task(self._epoch_text(), total=trainer.total_steps or None,
@@ -82,6 +101,15 @@ class ProgressPrinter:
         self.progress.stop()
 
     def __call__(self, ev: Event) -> None:
+        if self.closed:
+            return
+        try:
+            self._show(ev)
+        except BrokenPipeError:
+            self.closed = True
+            self.trainer.stop(OUTPUT_CLOSED)
+
+    def _show(self, ev: Event) -> None:
         k = ev.kind
         if k == "step":
             self.loss = ev.loss
@@ -140,23 +168,26 @@ def run_headless(trainer, *, json_lines: bool = False, out: TextIO | None = None
             signalled.append(signum)
             trainer.stop(f"interrupted ({signal.Signals(signum).name})")
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             old_handlers[sig] = signal.signal(sig, on_signal)
     try:
         if json_lines:
             trainer.add_sink(JsonLines(out, trainer))
             final = trainer.run()
         else:
-            from rich.console import Console
-
-            console = Console(file=out, soft_wrap=True)
+            console = pipe_console(out)
             with ProgressPrinter(trainer, console) as printer:
                 trainer.add_sink(printer)
                 final = trainer.run()
-            _summary(trainer, console)
+            if not printer.closed:
+                _summary(trainer, console)
+    except BrokenPipeError:  # the progress bar's last refresh, or the summary
+        final = trainer.state
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
+    if final == "stopped" and trainer.message == OUTPUT_CLOSED:
+        return EXIT_OUTPUT_CLOSED
     if final == "finished":
         return EXIT_OK
     if final == "stopped" and signalled:

@@ -12,7 +12,13 @@ Files in the run folder (all written atomically, temporary file + ``os.replace``
 
 - ``best.pth``  -- the best-validation weights, in the Model's own grader format (``Model.save``)
 - ``best.json`` -- ``{"psnr", "step", "sha256"}`` of ``best.pth``
-- ``state.pth`` -- the full training state (model + optimizer, step, RNG), at every epoch end, on pause and on stop
+- ``state.pth`` -- the full training state (model + optimizer, step, RNG, and the last weights judged good), at
+  every epoch end, on pause and on stop, and at least every ``STATE_SECONDS`` while training, so a killed run loses
+  minutes, not an epoch
+
+Weights are "judged good" by the explosion guard: the loss a step returns is measured on the weights *before* that
+step's update, so a snapshot is taken just before a step and becomes the rollback target only when that step's loss
+passes the guard. A step that ruins the weights is therefore never the one whose weights are kept.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from .config import RunConfig
 from .data import Dataset, load_data
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
-from .fileio import atomic_write
+from .fileio import atomic_torch_save, atomic_write_bytes, write_error
 from .metrics import psnr
 from .models import new_model
 
@@ -47,6 +53,7 @@ GUARD_WINDOW = 50        # losses in the explosion guard's running median
 GUARD_MIN = 20           # ... needed before the 10x test applies
 GUARD_FACTOR = 10.0
 SNAPSHOT_SECONDS = 5.0   # at most this long between in-memory "last good weights" snapshots (rollback target)
+STATE_SECONDS = 120.0    # at most this long between full training states on disk while training
 EVAL_BATCH = 1000        # images per predict() call in evaluations (the Model chunks further by its own memory rule)
 
 BEST_FILE, BEST_META, STATE_FILE = "best.pth", "best.json", "state.pth"
@@ -135,6 +142,8 @@ class Trainer:
         self._best_blob: bytes | None = None     # best.pth bytes, immutable: save_best reads it from any thread
         self._good = None                         # (step, snapshot) rollback target of the explosion guard
         self._good_time = 0.0
+        self._snapshot_due = False                # take a candidate snapshot before the next step
+        self._state_time = 0.0                    # when state.pth was last written (monotonic)
         self._recent: deque[float] = deque(maxlen=GUARD_WINDOW)
         self._sec_per_img: float | None = None
         self._rng_state: dict | None = None       # restored at run start when resuming
@@ -195,10 +204,7 @@ class Trainer:
             blob, best, step = self._best_blob, self.best_psnr, self.best_step
         if blob is None:
             raise ValueError("no validation result yet: nothing to save")
-        target = Path(path)
-        if target.is_dir():
-            target = target / "bestmodel.pth"
-        atomic_write(target, lambda f: f.write(blob))
+        target = atomic_write_bytes(path, blob)
         self._post([SavedEvent(self.run_id, path=str(target), psnr=best, step=step or 0, what="export"),
                     ControlEvent(self.run_id, action="save", step=self.step,
                                  detail=f"{target}" + (f" ({best:.2f} dB)" if best is not None else ""))])
@@ -248,7 +254,9 @@ class Trainer:
             self._set_state("running", self.resume_note)
             if not self._resumed and not self._want_stop:
                 self._evaluate()  # step 0: the curve starts at the untrained network
-            self._take_snapshot()
+            if self._good is None:  # nothing judged yet: the starting weights are the only fallback
+                self._good = (self.step, self._snapshot())
+            self._good_time = self._state_time = time.monotonic()
             final = self._train()
             if final == "stopped":
                 self._save_state()
@@ -284,6 +292,10 @@ class Trainer:
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + e)
                 order, order_epoch = torch.randperm(n, generator=g).to(self._train_x.device), e
             idx = order[i * bs:(i + 1) * bs]
+            # a candidate rollback target: the weights this step's loss is about to judge
+            candidate = None
+            if self._snapshot_due or time.monotonic() - self._good_time > SNAPSHOT_SECONDS:
+                candidate, self._snapshot_due = (self.step, self._snapshot()), False
 
             t0 = time.perf_counter()
             loss = model.train_step(self._train_x[idx], self._train_y[idx])
@@ -295,15 +307,13 @@ class Trainer:
                                  img_per_s=self.img_per_s, total_steps=self.total_steps))
 
             rolled_back = self._guard(loss)  # a NaN/exploding loss: weights rolled back, pause requested
+            if candidate is not None and not rolled_back:
+                self._good, self._good_time = candidate, time.monotonic()
             epoch_end = i + 1 == spe
-            if rolled_back:
-                pass
-            elif epoch_end or (cfg.eval_every and self.step % cfg.eval_every == 0):
+            if not rolled_back and (epoch_end or (cfg.eval_every and self.step % cfg.eval_every == 0)):
                 self._evaluate()
-                self._take_snapshot()
-            elif time.monotonic() - self._good_time > SNAPSHOT_SECONDS:
-                self._take_snapshot()
-            if epoch_end:
+                self._snapshot_due = True  # the next step judges the weights just evaluated
+            if epoch_end or time.monotonic() - self._state_time > STATE_SECONDS:
                 self._save_state()
         return "finished"
 
@@ -319,7 +329,8 @@ class Trainer:
             old = self.lr
             self.model.learning_rate = lr
             self.lr = float(self.model.learning_rate)
-            self._emit(ControlEvent(self.run_id, action="lr", detail=f"{old:.3g} -> {self.lr:.3g}", step=self.step))
+            self._emit(ControlEvent(self.run_id, action="lr", detail=f"{old:.3g} -> {self.lr:.3g}", step=self.step,
+                                    value=self.lr))
         for ev in queued:
             self._emit(ev)
 
@@ -396,20 +407,20 @@ class Trainer:
 
     def _write_best(self, p: float) -> None:
         path = self.run_dir / BEST_FILE
-        self.model.save(path)  # the Model's own (grader) format, written atomically by the Model
+        try:
+            self.model.save(path)  # the Model's own (grader) format, written atomically by the Model
+        except OSError as e:
+            raise write_error(e, path) from None
         blob = path.read_bytes()
         meta = {"psnr": p, "step": self.step, "sha256": hashlib.sha256(blob).hexdigest(), "run": self.run_id,
                 "engine": self.config.engine}
-        atomic_write(self.run_dir / BEST_META, lambda f: f.write(json.dumps(meta).encode()))
+        atomic_write_bytes(self.run_dir / BEST_META, json.dumps(meta).encode())
         with self._cv:
             self._best_blob, self.best_psnr, self.best_step = blob, p, self.step
 
     def _has_state_dict(self) -> bool:
         return callable(getattr(self.model, "state_dict", None)) and callable(
             getattr(self.model, "load_state_dict", None))
-
-    def _take_snapshot(self) -> None:
-        self._good, self._good_time = (self.step, self._snapshot()), time.monotonic()
 
     def _snapshot(self):
         """The model's full state in memory (rollback target)."""
@@ -437,7 +448,8 @@ class Trainer:
             os.unlink(tmp)
 
     def _save_state(self) -> None:
-        """Full training state: model + optimizer, step, RNG, best, guard history."""
+        """Full training state: model + optimizer, step, RNG, best, guard history, and the last good weights (the
+        rollback target after a resume: the live weights may not have been judged yet)."""
         if not self._has_state_dict():
             if not self._no_full_state_logged:
                 self._no_full_state_logged = True
@@ -454,8 +466,11 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.startswith("cuda") else [],
             "rng_python": random.getstate(), "time": time.time(),
         }
+        if self._good is not None and self._good[1][0] == "dict":
+            state["good"] = {"step": self._good[0], "model": self._good[1][1]}
         path = self.run_dir / STATE_FILE
-        atomic_write(path, lambda f: torch.save(state, f))
+        atomic_torch_save(state, path)
+        self._state_time = time.monotonic()
         self._emit(SavedEvent(self.run_id, path=str(path), psnr=self.best_psnr, step=self.step, what="state"))
 
     def _load_resume(self, path: Path) -> None:
@@ -465,8 +480,10 @@ class Trainer:
         if not state_path.exists():
             if not path.is_dir():
                 raise FileNotFoundError(f"{state_path}: no such training state")
-            self.resume_note = f"no full training state in {run_dir} yet: starting over from step 0"
             self._resumed = False
+            kept = self._load_best(run_dir)
+            self.resume_note = (f"no full training state in {run_dir} yet: starting over from step 0"
+                                + (f"; the best weights so far ({kept}) stay the bar to beat" if kept else ""))
             return
         if not self._has_state_dict():
             raise CheckpointError(f"engine {self.config.engine}'s Model has no load_state_dict(): "
@@ -489,15 +506,29 @@ class Trainer:
         self.best_psnr, self.best_step = state.get("best_psnr"), state.get("best_step")
         self._recent.extend(state.get("recent_losses") or [])
         self._rng_state = {k: state.get(k) for k in ("rng_torch", "rng_cuda", "rng_python")}
-        best = run_dir / BEST_FILE
-        if best.is_file():
-            self._best_blob = best.read_bytes()
-            meta = read_best_meta(run_dir)
-            if meta and meta.get("sha256") == hashlib.sha256(self._best_blob).hexdigest():
-                self.best_psnr, self.best_step = meta.get("psnr"), meta.get("step")
-        else:
+        good = state.get("good")
+        if isinstance(good, dict) and isinstance(good.get("model"), dict):
+            self._good = (int(good.get("step", self.step)), ("dict", good["model"]))
+        if not self._load_best(run_dir):
             self.best_psnr = self.best_step = None
         self.resume_note = f"resumed from step {self.step} (epoch {self.epoch})"
+
+    def _load_best(self, run_dir: Path) -> str:
+        """Take the run's ``best.pth`` (when ``best.json`` vouches for it) as the best so far; returns a description,
+        or "" when there is none."""
+        best = run_dir / BEST_FILE
+        meta = read_best_meta(run_dir)
+        try:
+            blob = best.read_bytes()
+        except OSError:
+            return ""
+        if not blob or not meta or meta.get("sha256") != hashlib.sha256(blob).hexdigest():
+            return ""
+        psnr_, step = meta.get("psnr"), meta.get("step")
+        if not isinstance(psnr_, (int, float)) or not math.isfinite(psnr_):
+            return ""
+        self._best_blob, self.best_psnr, self.best_step = blob, float(psnr_), step
+        return f"{psnr_:.2f} dB at step {step}"
 
     def _seed(self) -> None:
         if self._rng_state is None:

@@ -3,7 +3,8 @@
 The bytes of the run's ``best.pth`` are written to a temporary file next to the target; a fresh ``Model()`` loads
 that file with ``load_pretrained_model(path)`` and its PSNR is measured again on the run's validation set, the way the
 grader measures. Only if it matches the PSNR recorded when the weights were saved does the temporary file replace the
-target (``os.replace``, atomic). On any mismatch or error the target is left exactly as it was.
+target (``os.replace``, atomic). On any mismatch or error the target is left exactly as it was, and so it is when
+the target already holds better weights, unless the caller forces it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from engine.config import RunConfig
 from engine.data import Dataset, load_data
 from engine.evaluate import predict_all
+from engine.fileio import check_target, write_error
 from engine.metrics import psnr
 from engine.models import bestmodel_path, new_model
 from engine.trainer import BEST_FILE, read_best_meta
@@ -53,55 +55,89 @@ def _read_best(run: dict) -> tuple[bytes, float, int | None]:
     return blob, float(run["best_psnr"]), run.get("best_step")
 
 
+class BetterTargetError(ExportError):
+    """The target already holds weights that measure better; ``force`` replaces them anyway."""
+
+    def __init__(self, message: str, theirs: float, ours: float):
+        super().__init__(message)
+        self.theirs, self.ours = theirs, ours
+
+
+def measure(engine: int, path: str | os.PathLike, val_in, val_tg) -> float:
+    """PSNR of the weights in ``path`` loaded by a fresh ``Model()`` of ``engine``, measured as the grader does.
+    Raises ValueError (one line) when they do not load."""
+    model = new_model(engine)  # a fresh Model(), as the grader builds it
+    try:
+        model.load_pretrained_model(str(path))
+    except (ValueError, RuntimeError, KeyError, EOFError, TypeError, AttributeError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(first[:200]) from None
+    return psnr(predict_all(model, val_in), val_tg)
+
+
 def export_run(store: Store, ref: str, to: str | os.PathLike | None = None, *,
-               dataset: Dataset | None = None) -> dict:
+               dataset: Dataset | None = None, force: bool = False) -> dict:
     """Write run ``ref``'s best weights to ``to`` (default ``Miniproject_<engine>/bestmodel.pth``), verified.
 
+    An existing target is replaced only if it is a regular file and its weights measure no better than the run's on
+    the run's validation images (``BetterTargetError`` otherwise), or if it does not hold this engine's weights at
+    all (``ExportError``); ``force`` replaces it in both cases. Devices, FIFOs, sockets and folders are never replaced.
     ``dataset`` may pass the run's already loaded data (the dashboard) to skip loading its validation set again.
-    Returns ``{"run", "engine", "path", "psnr", "recorded_psnr", "step", "n_val", "data", "noise"}``.
+    Returns ``{"run", "engine", "path", "psnr", "recorded_psnr", "replaced_psnr", "step", "n_val", "data", "noise"}``.
     """
     run = store.get_run(ref, metrics=False, events=False)
     run_id, engine = run["id"], run["engine"]
+    target = check_target(to if to is not None else bestmodel_path(engine), "--to")
     blob, recorded, step = _read_best(run)
-
-    target = Path(to) if to is not None else bestmodel_path(engine)
-    if target.is_dir():
-        target = target / "bestmodel.pth"
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"{target}: folder {target.parent} does not exist")
 
     cfg = RunConfig.from_dict(run["config"])
     if dataset is None:
         dataset = load_data(cfg.data, noise=cfg.noise, seed=cfg.seed, n_train=1, n_val=cfg.n_val)
     val_in, val_tg = dataset.val_input[:cfg.n_val], dataset.val_target[:cfg.n_val]
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise write_error(e, target) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
-        model = new_model(engine)  # a fresh Model(), as the grader builds it
         try:
-            model.load_pretrained_model(tmp)
-        except (ValueError, RuntimeError, KeyError, EOFError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ExportError(f"run {run_id}: its best weights do not load in a fresh Model ({first[:160]}); "
+            measured = measure(engine, tmp, val_in, val_tg)
+        except ValueError as e:
+            raise ExportError(f"run {run_id}: its best weights do not load in a fresh Model ({e}); "
                               f"{target} left untouched") from None
-        measured = psnr(predict_all(model, val_in), val_tg)
         if not abs(measured - recorded) <= TOLERANCE_DB:
             raise ExportError(f"export refused: run {run_id}'s best weights measure {measured:.3f} dB on its "
                               f"{len(val_in)} validation images, but {recorded:.3f} dB was recorded; "
                               f"{target} left untouched")
+        theirs = None
+        if target.exists():
+            try:
+                theirs = measure(engine, target, val_in, val_tg)
+            except ValueError as e:
+                if not force:
+                    raise ExportError(f"{target} exists and does not hold engine-{engine} weights ({e}); "
+                                      "left untouched (--force replaces it)") from None
+            if theirs is not None and theirs > measured + TOLERANCE_DB and not force:
+                raise BetterTargetError(
+                    f"{target} already scores {theirs:.2f} dB, better than run {run_id}'s {measured:.2f} dB on the "
+                    f"same {len(val_in)} validation images; left untouched (--force replaces it)", theirs, measured)
+        check_target(target, "--to")  # still a regular file (or free) after the measuring
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a bestmodel.pth is handed in and read by others
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise write_error(e, target) from None
         raise
     store.record_checkpoint(run_id, "export", str(target), step, measured)
-    store.add_event(run_id, "export", f"{target} ({measured:.2f} dB, verified by reloading)", step)
+    replaced = f", replacing {theirs:.2f} dB" if theirs is not None else ""
+    store.add_event(run_id, "export", f"{target} ({measured:.2f} dB, verified by reloading{replaced})", step)
     return {"run": run_id, "engine": engine, "path": str(target), "psnr": measured, "recorded_psnr": recorded,
-            "step": step, "n_val": len(val_in), "data": cfg.data, "noise": cfg.noise}
+            "replaced_psnr": theirs, "step": step, "n_val": len(val_in), "data": cfg.data, "noise": cfg.noise}

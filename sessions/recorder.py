@@ -32,8 +32,12 @@ class Recorder:
         self._progress: tuple | None = None   # step, epoch, lr, total_steps
         self._best: tuple | None = None       # psnr, step
         self._state: tuple | None = None      # state, message, time
+        self._lr: float | None = None         # a learning-rate change (steps carry it too, but not while paused)
         self._last_flush = time.monotonic()
         self.points = 0                        # step points written or buffered (for tests and benchmarks)
+        # live time: what earlier sessions of this run (before a resume) recorded, plus this session's
+        self._active_base = store.active_seconds(run_id)
+        self._since = time.time()
 
     def __call__(self, ev: Event) -> None:
         k = ev.kind
@@ -61,6 +65,8 @@ class Recorder:
                     self._events.append((self.run_id, ev.time, "export", f"{ev.path}{psnr}", ev.step))
             elif k == "control":
                 self._events.append((self.run_id, ev.time, ev.action, ev.detail, ev.step))
+                if ev.action == "lr" and ev.value is not None:  # also while paused, when no step reports it
+                    self._lr = ev.value
             elif k == "state":
                 self._state = (ev.state, ev.message, ev.time)
                 detail = ev.state + (f": {ev.message}" if ev.message else "")
@@ -82,8 +88,8 @@ class Recorder:
         self._last_flush = time.monotonic()
         steps, evals, events, cps = self._steps, self._evals, self._events, self._checkpoints
         samples = self._samples
-        progress, best, state = self._progress, self._best, self._state
-        if not (steps or evals or events or cps or samples or progress or best or state):
+        progress, best, state, lr = self._progress, self._best, self._state, self._lr
+        if not (steps or evals or events or cps or samples or progress or best or state or lr):
             return
         now = time.time()
 
@@ -103,14 +109,17 @@ class Recorder:
             if progress:
                 conn.execute("UPDATE runs SET step = ?, epoch = ?, lr = ?, total_steps = ? WHERE id = ?",
                              (*progress, self.run_id))
+            if lr is not None:  # after progress: the change came after the buffered steps
+                conn.execute("UPDATE runs SET lr = ? WHERE id = ?", (lr, self.run_id))
             if best:
                 conn.execute("UPDATE runs SET best_psnr = ?, best_step = ? WHERE id = ?", (*best, self.run_id))
             if state:
                 s, message, t = state
                 conn.execute("UPDATE runs SET state = ?, message = ?, ended = ? WHERE id = ?",
                              (s, message, None if s in LIVE_STATES else t, self.run_id))
-            conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (now, self.run_id))
+            conn.execute("UPDATE runs SET updated = ?, active = ? WHERE id = ?",
+                         (now, self._active_base + now - self._since, self.run_id))
 
         self.store._transaction(work)  # raises StoreError; the buffers are kept for the next try
         self._steps, self._evals, self._events, self._checkpoints, self._samples = [], [], [], [], []
-        self._progress = self._best = self._state = None
+        self._progress = self._best = self._state = self._lr = None

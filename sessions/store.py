@@ -5,7 +5,10 @@ it at once. One folder per run (``<runs>/<id>/``) holds its checkpoint files (wr
 file that the process owning the run holds with ``flock`` while it lives: a run still marked running or paused whose
 lock can be taken belongs to a process that is gone (killed, crashed) and reads ``crashed`` from then on.
 
-A database that is corrupt or belongs to something else raises :class:`StoreError` and is never written to.
+A database that is corrupt or belongs to something else raises :class:`StoreError` and is never written to. A store
+opened ``readonly`` (``n2n-tui runs``, ``show``) never writes either, so it can be read from a read-only folder; runs
+whose process is gone then read ``crashed`` without being marked so. Older schemas are upgraded in place by the
+first store that opens them for writing (``MIGRATIONS``).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ except ImportError:  # not POSIX: fall back to checking the owner's pid
 
 DB_NAME = "sessions.sqlite"
 APP = "n2n-tui"
-SCHEMA_VERSION = 2  # SCHEMA below is version 1; MIGRATIONS (at the end of this module) bring it up to date
+SCHEMA_VERSION = 3
 STATES = ("running", "paused", "stopped", "finished", "failed", "crashed")
 LIVE_STATES = ("running", "paused")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -39,7 +42,8 @@ CREATE TABLE runs (
     state TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',
     step INTEGER NOT NULL DEFAULT 0, epoch INTEGER NOT NULL DEFAULT 0, total_steps INTEGER NOT NULL DEFAULT 0,
     lr REAL, best_psnr REAL, best_step INTEGER,
-    started REAL NOT NULL, ended REAL, updated REAL NOT NULL, pid INTEGER, host TEXT
+    started REAL NOT NULL, ended REAL, updated REAL NOT NULL, pid INTEGER, host TEXT,
+    active REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE metrics (
     run TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, loss REAL, lr REAL, psnr REAL, img_per_s REAL,
@@ -57,7 +61,24 @@ CREATE TABLE checkpoints (
 """
 
 RUN_COLUMNS = ("id", "engine", "state", "message", "step", "epoch", "total_steps", "lr", "best_psnr", "best_step",
-               "started", "ended", "updated", "pid", "host", "config")
+               "started", "ended", "updated", "pid", "host", "active", "config")
+
+# every evaluation's sample patches, uint8 (K, 3, H, W) as raw bytes: a few kB each (``Store.samples``)
+SAMPLES_TABLE = """CREATE TABLE samples (
+    run TEXT NOT NULL, step INTEGER NOT NULL, shape TEXT NOT NULL,
+    noisy BLOB NOT NULL, denoised BLOB NOT NULL, clean BLOB NOT NULL,
+    PRIMARY KEY (run, step)
+) WITHOUT ROWID"""
+SCHEMA += SAMPLES_TABLE + ";\n"
+
+# schema version -> the statements that bring a store of that version to the next one
+MIGRATIONS = {
+    1: [  # seconds a run has been live (a resumed run's time stopped is not counted): until now, ended - started
+        "ALTER TABLE runs ADD COLUMN active REAL NOT NULL DEFAULT 0",
+        "UPDATE runs SET active = max(0, coalesce(ended, updated) - started)",
+    ],
+    2: [SAMPLES_TABLE],
+}
 
 
 class StoreError(ValueError):
@@ -65,16 +86,21 @@ class StoreError(ValueError):
 
 
 class Store:
-    def __init__(self, runs_dir: str | os.PathLike = "runs", *, create: bool = True):
+    def __init__(self, runs_dir: str | os.PathLike = "runs", *, create: bool = True, readonly: bool = False):
         self.root = Path(runs_dir)
         self.db_path = self.root / DB_NAME
+        self.readonly = readonly
         self._lock = threading.RLock()
         self._held: dict[str, int] = {}   # run id -> fd of its .lock, held by this process
+        self._gone: set[str] = set()      # read-only: live-marked runs whose process is gone
         self._conn: sqlite3.Connection | None = None
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"{self.root}: exists and is not a directory")
-        if not self.db_path.exists() and not create:
+        if not self.db_path.exists() and (not create or readonly):
             return  # nothing recorded yet: an empty, read-only view
+        if readonly:
+            self._conn = self._open_readonly()
+            return
         if not self.root.exists():
             try:
                 self.root.mkdir(parents=True)
@@ -87,15 +113,7 @@ class Store:
     def _open(self) -> sqlite3.Connection:
         db = self.db_path
         if db.exists():
-            if db.is_dir():
-                raise StoreError(f"{db}: is a directory, not a session store")
-            try:
-                with open(db, "rb") as f:
-                    head = f.read(len(SQLITE_MAGIC))
-            except OSError as e:
-                raise StoreError(f"{db}: cannot be read ({e.strerror})") from None
-            if head and head != SQLITE_MAGIC:
-                raise StoreError(f"{db}: not an SQLite database; refusing to touch it (move it away to start afresh)")
+            self._open_checks(db)
         try:
             conn = sqlite3.connect(db, timeout=10.0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
@@ -105,12 +123,11 @@ class Store:
             if tables and "n2n_meta" not in tables:
                 raise StoreError(f"{db}: an SQLite database that is not an n2n-tui session store "
                                  f"(tables: {', '.join(sorted(tables)[:5])}); refusing to touch it")
-            version = self._check_meta(conn) if tables else 0
+            if tables and self._check_meta(conn) != SCHEMA_VERSION:
+                self._migrate(conn)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA busy_timeout = 10000")
-            if tables and version < SCHEMA_VERSION:
-                _migrate(conn)
             if not tables:
                 conn.execute("BEGIN IMMEDIATE")
                 try:  # another process may have created it between our look and our lock
@@ -118,8 +135,8 @@ class Store:
                         for stmt in SCHEMA.split(";"):
                             if stmt.strip():
                                 conn.execute(stmt)
-                        conn.executemany("INSERT INTO n2n_meta VALUES (?, ?)", [("app", APP), ("schema", "1")])
-                        _apply_migrations(conn, 1)
+                        conn.executemany("INSERT INTO n2n_meta VALUES (?, ?)",
+                                         [("app", APP), ("schema", str(SCHEMA_VERSION))])
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -132,8 +149,48 @@ class Store:
             raise StoreError(f"{db}: corrupt or unusable session store ({e}); refusing to touch it") from None
         return conn
 
+    def _open_readonly(self) -> sqlite3.Connection | None:
+        """A connection that cannot write. ``mode=ro`` first; in a read-only folder SQLite cannot make the WAL's
+        shared-memory file, and ``immutable=1`` (no locking: nobody can be writing there) is what still works."""
+        db = self.db_path
+        self._open_checks(db)
+        for flags in ("mode=ro", "immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{db.resolve().as_uri()}?{flags}", uri=True, timeout=10.0,
+                                       isolation_level=None, check_same_thread=False)
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.Error:
+                continue
+            if not tables:  # being created right now by the first writer: nothing recorded yet
+                conn.close()
+                return None
+            try:
+                if "n2n_meta" not in tables:
+                    raise StoreError(f"{db}: an SQLite database that is not an n2n-tui session store; refusing to "
+                                     "touch it")
+                if self._check_meta(conn) != SCHEMA_VERSION:
+                    raise StoreError(f"{db}: an older session store that a read-only view cannot upgrade; open it "
+                                     "once from a writable folder (e.g. n2n-tui train)")
+            except StoreError:
+                conn.close()
+                raise
+            return conn
+        raise StoreError(f"{db}: cannot be opened for reading")
+
+    def _open_checks(self, db: Path) -> None:
+        if db.is_dir():
+            raise StoreError(f"{db}: is a directory, not a session store")
+        try:
+            with open(db, "rb") as f:
+                head = f.read(len(SQLITE_MAGIC))
+        except OSError as e:
+            raise StoreError(f"{db}: cannot be read ({e.strerror})") from None
+        if head and head != SQLITE_MAGIC:
+            raise StoreError(f"{db}: not an SQLite database; refusing to touch it (move it away to start afresh)")
+
     @staticmethod
     def _check_meta(conn) -> int:
+        """The store's schema version; StoreError if it is not ours or newer than this n2n-tui."""
         meta = dict(conn.execute("SELECT key, value FROM n2n_meta").fetchall())
         if meta.get("app") != APP:
             raise StoreError(f"not an n2n-tui session store (app = {meta.get('app')!r}); refusing to touch it")
@@ -141,9 +198,26 @@ class Store:
             version = int(meta.get("schema", "0"))
         except ValueError:
             version = -1
-        if not 1 <= version <= SCHEMA_VERSION:
-            raise StoreError(f"session store schema {meta.get('schema')!r}, this n2n-tui reads 1 to {SCHEMA_VERSION}")
+        if version not in MIGRATIONS and version != SCHEMA_VERSION:
+            raise StoreError(f"session store schema {meta.get('schema')!r}, this n2n-tui reads {SCHEMA_VERSION}")
         return version
+
+    def _migrate(self, conn) -> None:
+        """Bring an older store up to SCHEMA_VERSION, one version at a time, each in its own transaction."""
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._check_meta(conn)  # again under the lock: another process may have done it
+                if version == SCHEMA_VERSION:
+                    conn.execute("COMMIT")
+                    return
+                for stmt in MIGRATIONS[version]:
+                    conn.execute(stmt)
+                conn.execute("UPDATE n2n_meta SET value = ? WHERE key = 'schema'", (str(version + 1),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -233,7 +307,7 @@ class Store:
         if not path.exists():
             return False
         try:
-            fd = os.open(path, os.O_RDWR)
+            fd = os.open(path, os.O_RDONLY)  # flock needs no write access: this works in a read-only folder too
         except OSError:
             return True
         try:
@@ -245,10 +319,13 @@ class Store:
         return False
 
     def _reap(self) -> None:
-        """Runs marked running/paused whose process is gone are crashed."""
+        """Runs marked running/paused whose process is gone are crashed (a read-only store only shows them so)."""
         if self._conn is None:
             return
         live = self._exec(f"SELECT id, pid, host, updated FROM runs WHERE state IN {LIVE_STATES}")
+        if self.readonly:
+            self._gone = {run_id for run_id, pid, host, _ in live if not self._owner_alive(run_id, pid, host)}
+            return
         for run_id, pid, host, updated in live:
             if not self._owner_alive(run_id, pid, host):
                 def work(conn, run_id=run_id, updated=updated):
@@ -282,13 +359,12 @@ class Store:
         return run_id
 
     def begin_resume(self, run_id: str, step: int, note: str = "") -> None:
-        """Take over a stopped/crashed/failed run to continue it from ``step``: points after it are dropped."""
+        """Take over a stopped/crashed/failed run to continue it from ``step``. Its recorded points are kept (a step
+        done again overwrites its point); the restart is an event."""
         self.acquire(run_id)
         now = time.time()
 
         def work(conn):
-            conn.execute("DELETE FROM metrics WHERE run = ? AND step > ?", (run_id, step))
-            conn.execute("DELETE FROM samples WHERE run = ? AND step > ?", (run_id, step))
             conn.execute("UPDATE runs SET state = 'running', message = '', ended = NULL, updated = ?, pid = ?, "
                          "host = ?, step = ? WHERE id = ?", (now, os.getpid(), socket.gethostname(), step, run_id))
             conn.execute("INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, 'restart', ?, ?)",
@@ -319,6 +395,11 @@ class Store:
         self._transaction(lambda c: c.execute(
             "INSERT OR REPLACE INTO checkpoints (run, kind, path, step, psnr, time) VALUES (?, ?, ?, ?, ?, ?)",
             (run_id, kind, str(path), step, psnr, time.time())))
+
+    def active_seconds(self, run_id: str) -> float:
+        """Seconds the run has been live so far, over all its sessions."""
+        row = self._exec("SELECT active FROM runs WHERE id = ?", (run_id,))
+        return float(row[0][0]) if row and row[0][0] is not None else 0.0
 
     def recorder(self, run_id: str) -> "Recorder":
         from .recorder import Recorder
@@ -351,6 +432,8 @@ class Store:
 
     def _row_dict(self, row) -> dict:
         d = dict(zip(RUN_COLUMNS, row))
+        if d["id"] in self._gone:  # read-only: what _reap would have written
+            d["state"], d["ended"] = "crashed", d["updated"]
         d["config"] = json.loads(d["config"])
         d["run_dir"] = str(self.run_dir(d["id"]))
         return d
@@ -379,7 +462,7 @@ class Store:
             "SELECT kind, path, step, psnr, time FROM checkpoints WHERE run = ? ORDER BY kind", (run_id,))]
         return d
 
-    # ----------------------------------------------------------------------------------- sample patches (schema 2)
+    # ----------------------------------------------------------------------------------- sample patches (schema 3)
     def samples(self, ref: str, step: int | None = None) -> dict:
         """The sample patches of one evaluation of run ``ref``: ``{"steps": [every step with patches], "step",
         "noisy", "denoised", "clean"}``, the patches as uint8 (K, 3, H, W) tensors of ``step`` (default: the last);
@@ -411,34 +494,3 @@ def decode_patches(blob: bytes, dims: list[int]):
     import torch
 
     return torch.frombuffer(bytearray(blob), dtype=torch.uint8).reshape(dims)
-
-
-# Schema migrations: MIGRATIONS[v] upgrades a version-v store to v + 1, additively (new tables, never dropped ones).
-MIGRATIONS = {
-    1: ["""CREATE TABLE IF NOT EXISTS samples (
-        run TEXT NOT NULL, step INTEGER NOT NULL, shape TEXT NOT NULL,
-        noisy BLOB NOT NULL, denoised BLOB NOT NULL, clean BLOB NOT NULL,
-        PRIMARY KEY (run, step)
-    ) WITHOUT ROWID"""],  # every evaluation's sample patches (uint8, a few kB each)
-}
-
-
-def _apply_migrations(conn, version: int) -> None:
-    """Inside an open transaction: bring a store at ``version`` up to SCHEMA_VERSION."""
-    for v in range(version, SCHEMA_VERSION):
-        for stmt in MIGRATIONS[v]:
-            conn.execute(stmt)
-    conn.execute("UPDATE n2n_meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
-
-
-def _migrate(conn) -> None:
-    """Upgrade an existing store in place, once, even with several processes opening it at the same time."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = int(conn.execute("SELECT value FROM n2n_meta WHERE key = 'schema'").fetchone()[0])
-        if version < SCHEMA_VERSION:
-            _apply_migrations(conn, version)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise

@@ -242,7 +242,7 @@ def test_save_best_writes_a_grader_ready_file(tiny_models, poisson_data, tmp_pat
     assert psnr(predict_all(fresh, poisson_data.val_input), poisson_data.val_target) == pytest.approx(best, abs=1e-4)
     assert [e.what for e in log.of("saved")][-1] == "export" and log.of("control")[-1].action == "save"
     before = target.read_bytes()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(OSError, match="does not exist"):
         t.save_best(tmp_path / "missing" / "bestmodel.pth")
     assert target.read_bytes() == before
 

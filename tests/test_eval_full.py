@@ -94,15 +94,22 @@ def test_eval_full_bad_input(tmp_path, capsys, argv, why):
 
 
 def test_t5_ssim_on_tiny_images_is_defined(tmp_path, capsys):
-    for side in (1, 2, 5, 6):
+    for side in (1, 2, 4, 5, 6):
         x = torch.randint(0, 256, (3, 3, side, side), dtype=torch.uint8)
         assert ssim(x, x) == pytest.approx(1.0)
         assert -1 <= ssim(x, 255 - x) < 1
-    d = tmp_path / "course"
-    d.mkdir()
     g = torch.Generator().manual_seed(0)
-    pair = tuple(torch.randint(0, 256, (8, 3, 1, 1), generator=g, dtype=torch.uint8) for _ in range(2))
-    torch.save(pair, d / "train_data.pkl")
-    torch.save(pair, d / "val_data.pkl")
-    r = run_json(capsys, ["eval", "--engine", "1", "--data", f"course:{d}"])
-    assert r["n"] == 8 and np.isfinite(r["ssim"]) and np.isfinite(r["ssim_noisy"])
+    for side, status in ((4, 0), (1, 2)):  # 4x4: the smallest course images accepted (smaller: refused, one line)
+        d = tmp_path / f"course{side}"
+        d.mkdir()
+        pair = tuple(torch.randint(0, 256, (8, 3, side, side), generator=g, dtype=torch.uint8) for _ in range(2))
+        torch.save(pair, d / "train_data.pkl")
+        torch.save(pair, d / "val_data.pkl")
+        capsys.readouterr()
+        assert main(["eval", "--engine", "1", "--data", f"course:{d}", "--json"]) == status
+        out = capsys.readouterr()
+        if status == 0:
+            r = json.loads(out.out)
+            assert r["n"] == 8 and np.isfinite(r["ssim"]) and np.isfinite(r["ssim_noisy"])
+        else:
+            assert "at least 4x4" in out.err and len(out.err.strip().splitlines()) == 1

@@ -11,7 +11,7 @@ from engine.config import RunConfig
 from engine.events import EvalEvent, StateEvent
 from engine.trainer import Trainer
 from sessions import Store, StoreError
-from sessions.store import SCHEMA, SCHEMA_VERSION
+from sessions.store import SCHEMA_VERSION
 
 torch.set_num_threads(1)
 
@@ -21,11 +21,36 @@ def patches(step: int, k: int = 4):
     return tuple(torch.randint(0, 256, (k, 3, 32, 32), generator=g, dtype=torch.uint8) for _ in range(3))
 
 
+V1_SCHEMA = """
+CREATE TABLE n2n_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, engine INTEGER NOT NULL, config TEXT NOT NULL,
+    state TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',
+    step INTEGER NOT NULL DEFAULT 0, epoch INTEGER NOT NULL DEFAULT 0, total_steps INTEGER NOT NULL DEFAULT 0,
+    lr REAL, best_psnr REAL, best_step INTEGER,
+    started REAL NOT NULL, ended REAL, updated REAL NOT NULL, pid INTEGER, host TEXT
+);
+CREATE TABLE metrics (
+    run TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, loss REAL, lr REAL, psnr REAL, img_per_s REAL,
+    PRIMARY KEY (run, step)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL, time REAL NOT NULL, kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '', step INTEGER
+);
+CREATE INDEX events_by_run ON events (run, id);
+CREATE TABLE checkpoints (
+    run TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, step INTEGER, psnr REAL, time REAL NOT NULL,
+    PRIMARY KEY (run, kind)
+);
+"""  # the first released schema, before live time and sample patches
+
+
 def make_v1_store(root):
     """A store as n2n-tui wrote it before sample patches existed, with one finished run."""
     root.mkdir()
     conn = sqlite3.connect(root / "sessions.sqlite")
-    conn.executescript(SCHEMA)
+    conn.executescript(V1_SCHEMA)
     conn.executemany("INSERT INTO n2n_meta VALUES (?, ?)", [("app", "n2n-tui"), ("schema", "1")])
     conn.execute("INSERT INTO runs (id, engine, config, state, started, updated) VALUES "
                  "('20240101-000000-aaaa', 1, ?, 'finished', 1, 2)", (json_config(),))
@@ -83,8 +108,11 @@ def test_recorder_keeps_every_evaluations_patches(tmp_path):
         assert torch.equal(s.samples(run, step=50)["denoised"], patches(50)[1])
         with pytest.raises(StoreError, match="no sample patches at step 60"):
             s.samples(run, step=60)
-        s.begin_resume(run, 50)  # continuing from step 50: later points (and patches) are dropped
-        assert s.samples(run)["steps"] == [0, 50]
+        s.begin_resume(run, 50)  # continuing from step 50: recorded patches stay until a step done again replaces them
+        rec = s.recorder(run)
+        rec(EvalEvent(run, 100, 1, 23.0, 23.0, *patches(7)))
+        rec.flush()
+        assert s.samples(run)["steps"] == [0, 50, 100] and torch.equal(s.samples(run)["noisy"], patches(7)[0])
 
 
 def test_a_real_run_stores_the_patches_of_each_evaluation(tmp_path, tiny_models, poisson_data):

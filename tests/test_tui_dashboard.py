@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 
+from sessions.export import BetterTargetError
 from test_tui_fakes import FakeStore, FakeTrainer, patches, scripted_events, stored_run, train_args, wait_for
 from tui.app import N2NApp
 from tui.screens import ConfirmScreen, DashboardScreen, LrScreen, RunCurvesScreen, RunsScreen
@@ -186,7 +187,7 @@ def test_s_exports_through_the_verified_export(tmp_path):
         app.args.export_to = str(tmp_path / "bestmodel.pth")
         calls = []
 
-        def fake_export(st, ref, to, dataset=None):
+        def fake_export(st, ref, to, dataset=None, force=False):
             calls.append((st, ref, to))
             st.add_event(ref, "export", to)  # the real export_run records its own event
             return {"path": to, "psnr": 21.25}
@@ -199,7 +200,7 @@ def test_s_exports_through_the_verified_export(tmp_path):
             assert calls == [(store, trainer.run_id, str(tmp_path / "bestmodel.pth"))]
             assert "21.25 dB, verified" in log_text(app)
 
-            def failing(st, ref, to, dataset=None):
+            def failing(st, ref, to, dataset=None, force=False):
                 raise RuntimeError("verification failed: PSNR 3.1 dB after reload")
 
             app.screen.exporter = failing
@@ -219,8 +220,13 @@ def test_s_asks_before_replacing_a_better_file(tmp_path):
         calls = []
         async with app.run_test() as pilot:
             screen = app.screen
-            screen.exporter = lambda st, ref, to, dataset=None: calls.append(to) or {"path": to, "psnr": 20.1}
-            screen._target_psnr = lambda path: 99.0 if path == target else None
+            def exporter(st, ref, to, dataset=None, force=False):  # export_run's refusal of better weights
+                if not force:
+                    raise BetterTargetError("better", theirs=99.0, ours=20.1)
+                calls.append(to)
+                return {"path": to, "psnr": 20.1}
+
+            screen.exporter = exporter
             assert await wait_for(pilot, lambda: trainer.best_psnr is not None)
             await pilot.press("s")
             assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
+import sys
+import time
 from typing import Callable
 
 from textual import work
@@ -27,8 +31,10 @@ class N2NApp(App[int]):
         self.make_trainer = make_trainer
         self.start_training = start
         self.dashboard: DashboardScreen | None = None
+        self.event_loop: asyncio.AbstractEventLoop | None = None
 
     def on_mount(self) -> None:
+        self.event_loop = asyncio.get_running_loop()  # signal handlers hand their work to it
         if self.trainer is not None:
             self.open_dashboard(self.trainer, self.store)
         else:
@@ -91,25 +97,65 @@ class N2NApp(App[int]):
         stop_active(self.trainer)
 
 
-def stop_active(trainer) -> None:
+def stop_active(trainer, reason: str = "") -> None:
     if trainer is not None and getattr(trainer, "state", None) in ACTIVE:
         try:
-            trainer.stop()
+            trainer.stop(reason)
         except Exception:
             pass
 
 
+def wait_until_done(trainer, timeout: float = 120.0) -> None:
+    """Wait for a stopping trainer's thread to save its state and close the run (it is a daemon thread: leaving
+    the process earlier would kill it half-way)."""
+    deadline = time.monotonic() + timeout
+    while getattr(trainer, "alive", False) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def require_terminal() -> None:
+    """The dashboard draws on a terminal; with none on stdin and stdout it would wait forever. Say so instead."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        from .errors import UsageError
+
+        raise UsageError("the dashboard needs a terminal (stdin and stdout are not one here); "
+                         "use --headless or --json for scripts")
+
+
+def _run_app(app: "N2NApp") -> None:
+    """``app.run()``, with SIGHUP (terminal closed, SSH dropped) and SIGTERM handled like the dashboard's own clean
+    stop: the run's state is saved and it reads ``stopped``, not ``crashed``."""
+    def on_signal(signum, frame):
+        stop_active(app.trainer, f"interrupted ({signal.Signals(signum).name})")
+        loop = app.event_loop
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: app.exit(return_code=128 + signum))
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        app.run()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        stop_active(app.trainer)
+        wait_until_done(app.trainer)
+
+
+def _exit_status(app: "N2NApp") -> int:
+    if app.return_code:
+        return app.return_code
+    return 1 if getattr(app.trainer, "state", None) == "failed" else 0
+
+
 def run_dashboard(trainer, store, args: argparse.Namespace) -> int:
-    """Open the dashboard on ``trainer`` (not yet started), train in a worker thread, return the exit status."""
+    """Open the dashboard on ``trainer`` (not yet started), train in a worker thread, return the exit status:
+    0, 1 when the run failed, 128 + N when signal N ended it."""
     app = N2NApp(args, store=store, trainer=trainer)
-    app.run()
-    stop_active(trainer)  # the worker thread has returned by now: App.run waits for it
-    return app.return_code or 0
+    _run_app(app)
+    return _exit_status(app)
 
 
 def run_launcher(args: argparse.Namespace, store=None, make_trainer: Callable | None = None) -> int:
     app = N2NApp(args, store=store, make_trainer=make_trainer)
-    app.run()
-    if app.trainer is not None:
-        stop_active(app.trainer)
-    return app.return_code or 0
+    _run_app(app)
+    return _exit_status(app)

@@ -2,6 +2,7 @@
 (the parser itself is ``tui.parser``)."""
 from __future__ import annotations
 
+import os
 import sys
 
 from tui.errors import UsageError  # noqa: F401  (re-exported: commands raise it)
@@ -31,6 +32,9 @@ def _dispatch(args) -> int:
     return getattr(runs_cmd, args.command)(args)
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE, as `seq 1e9 | head -1` is
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from engine.config import ConfigError
@@ -38,13 +42,25 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _dispatch(args) or 0
-    except (UsageError, DataError, ConfigError, ValueError, FileNotFoundError, PermissionError,
-            IsADirectoryError, NotADirectoryError) as e:
+    except BrokenPipeError:
+        return _broken_pipe()
+    except (UsageError, DataError, ConfigError, ValueError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"n2n-tui: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (``| head``): leave quietly, like other Unix tools. Python would complain
+    once more when it flushes stdout at exit, so stdout is pointed at /dev/null first."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 EXIT_BAD_INPUT = 2
+# a value like -inf or -1e-3 is a (bad) number for an option, not an option name: argparse's own pattern misses them
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+def _int_type(lo: int, hi: int, what: str):
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected {what} up to {hi:,}, got {s}")
+        return v
 
-
-def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
-    return v
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
 
 
 def _positive_float(s: str) -> float:
@@ -54,18 +51,41 @@ def _noise(s: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _path(s: str) -> str:
+    if not s.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return s
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
     def error(self, message: str):  # one line and exit 2, like every other bad input
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
+def default_runs_dir() -> str:
+    """``$N2N_RUNS_DIR`` when set and not empty, else ``runs``: the same folder for every command."""
+    return os.environ.get("N2N_RUNS_DIR", "").strip() or "runs"
+
+
 def _add_runs_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs-dir", default=os.environ.get("N2N_RUNS_DIR", "runs"),
+    p.add_argument("--runs-dir", type=_path, default=default_runs_dir(),
                    help="where sessions are stored (default: ./runs, or $N2N_RUNS_DIR)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.config import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_SEED
+    from engine.data import MAX_PAIRS
     from engine.noise import NOISES, SPEC_FORMS
+
+    epochs = _int_type(1, MAX_EPOCHS, "a positive integer")
+    batch = _int_type(1, MAX_BATCH, "a positive integer")
+    pairs = _int_type(1, MAX_PAIRS, "a positive integer")
+    every = _int_type(0, MAX_EVAL_EVERY, "a non-negative integer")
+    seed = _int_type(0, MAX_SEED, "a non-negative integer")
 
     p = _Parser(prog="n2n-tui", description="Train Noise2Noise denoisers and watch them learn.")
     _add_runs_dir(p)
@@ -78,18 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--noise", default="mix", type=_noise, metavar="SPEC",
                    help=f"noise for generated data: {', '.join(NOISES)} (random strength), or {SPEC_FORMS}")
     t.add_argument("--loss", choices=["l1", "l2"], default=None, help="default: the model's own (l1)")
-    t.add_argument("--epochs", type=_positive_int, default=1)
-    t.add_argument("--batch-size", type=_positive_int, default=None)
+    t.add_argument("--epochs", type=epochs, default=1)
+    t.add_argument("--batch-size", type=batch, default=None)
     t.add_argument("--lr", type=_positive_float, default=None)
-    t.add_argument("--subset", type=_positive_int, default=None, help="train on the first N pairs only")
-    t.add_argument("--n-val", type=_positive_int, default=1000, help="validation pairs (default 1000)")
-    t.add_argument("--eval-every", type=_nonneg_int, default=0, help="evaluate every N steps (0: epoch ends)")
-    t.add_argument("--seed", type=_nonneg_int, default=0)
+    t.add_argument("--subset", type=pairs, default=None, help="train on the first N pairs only")
+    t.add_argument("--n-val", type=pairs, default=1000, help="validation pairs (default 1000)")
+    t.add_argument("--eval-every", type=every, default=0, help="evaluate every N steps (0: epoch ends)")
+    t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--device", choices=["cpu", "cuda"], default=None)
     t.add_argument("--headless", action="store_true", help="no dashboard: print progress")
     t.add_argument("--json", action="store_true", help="one JSON event per line (implies --headless)")
     t.add_argument("--resume", metavar="RUN", default=None, help="continue a stopped or crashed run")
-    t.add_argument("--export-to", metavar="PATH", default=None, help="target of the dashboard's save key")
+    t.add_argument("--export-to", metavar="PATH", type=_path, default=None,
+                   help="where the best weights are exported: by the dashboard's save key, and at the end of a "
+                        "--headless run (never over better weights without --force)")
+    t.add_argument("--force", action="store_true", help="let --export-to replace weights that measure better")
     _add_runs_dir(t)
 
     r = sub.add_parser("runs", help="past and running sessions")
@@ -103,17 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="write a run's best weights as a grader-ready bestmodel.pth, verified")
     x.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
-    x.add_argument("--to", metavar="PATH", default=None, help="default: Miniproject_<engine>/bestmodel.pth")
+    x.add_argument("--to", metavar="PATH", type=_path, default=None,
+                   help="default: Miniproject_<engine>/bestmodel.pth")
+    x.add_argument("--force", action="store_true", help="replace a target that measures better, or is not weights")
     _add_runs_dir(x)
 
     e = sub.add_parser("eval", help="PSNR of a checkpoint on a data source")
     e.add_argument("--engine", type=_engine, required=True)
-    e.add_argument("--weights", metavar="PATH|RUN", default=None,
+    e.add_argument("--weights", metavar="PATH|RUN", type=_path, default=None,
                    help="a checkpoint file or a stored run (default: the shipped bestmodel.pth)")
     e.add_argument("--data", default=None, help="sample | course:DIR | images:DIR")
     e.add_argument("--noise", default="mix", type=_noise, metavar="SPEC")
-    e.add_argument("--n-val", type=_positive_int, default=None, help="validation pairs to use")
-    e.add_argument("--seed", type=_nonneg_int, default=0)
+    e.add_argument("--n-val", type=pairs, default=None, help="validation pairs to use")
+    e.add_argument("--seed", type=seed, default=0)
     e.add_argument("--device", choices=["cpu", "cuda"], default=None)
     e.add_argument("--json", action="store_true")
     e.add_argument("--full", action="store_true",
@@ -124,13 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("denoise", help="denoise photographs of any size (tiles), optionally adding noise first")
     n.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or TIFF files")
-    n.add_argument("-o", "--out", required=True, metavar="OUT", help="a file for one image, or a folder")
+    n.add_argument("-o", "--out", required=True, metavar="OUT", type=_path, help="a file for one image, or a folder")
     n.add_argument("--engine", type=_engine, default=None, help="default: the run's engine, else 1")
-    n.add_argument("--weights", metavar="PATH|RUN", default=None,
+    n.add_argument("--weights", metavar="PATH|RUN", type=_path, default=None,
                    help="a checkpoint file or a stored run (default: the shipped bestmodel.pth)")
     n.add_argument("--add-noise", type=_noise, default=None, metavar="SPEC",
                    help="corrupt the clean input first (e.g. gaussian:25) and report PSNR against it")
-    n.add_argument("--seed", type=_nonneg_int, default=0, help="seed of --add-noise")
+    n.add_argument("--seed", type=seed, default=0, help="seed of --add-noise")
     n.add_argument("--device", choices=["cpu", "cuda"], default=None)
     n.add_argument("--force", action="store_true", help="replace existing output files")
     n.add_argument("--json", action="store_true", help="one JSON object per image")
@@ -138,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="figures (PNG, PDF), metrics.csv and summary.md of runs, for a report")
     rp.add_argument("runs", nargs="+", metavar="RUN", help="run ids, unique prefixes or 'last'; several overlay")
-    rp.add_argument("--out", required=True, metavar="DIR")
-    rp.add_argument("--step", type=_nonneg_int, default=None,
+    rp.add_argument("--out", required=True, metavar="DIR", type=_path)
+    rp.add_argument("--step", type=every, default=None,
                     help="the evaluation whose samples to show (default: the best one)")
     rp.add_argument("--force", action="store_true", help="replace existing files in DIR")
     _add_runs_dir(rp)
@@ -147,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="data sets")
     dsub = d.add_subparsers(dest="data_command", parser_class=_Parser, required=True)
     m = dsub.add_parser("make", help="write train_data.pkl / val_data.pkl in the course's exact format")
-    m.add_argument("--out", required=True, metavar="DIR")
+    m.add_argument("--out", required=True, metavar="DIR", type=_path)
+    m.add_argument("--force", action="store_true", help="replace existing train_data.pkl / val_data.pkl")
     m.add_argument("--source", default="sample", metavar="SPEC", help="sample | images:DIR | course:DIR")
     m.add_argument("--noise", default="mix", type=_noise, metavar="SPEC")
-    m.add_argument("--n-train", type=_positive_int, default=50000)
-    m.add_argument("--n-val", type=_positive_int, default=1000)
-    m.add_argument("--seed", type=_nonneg_int, default=0)
+    m.add_argument("--n-train", type=pairs, default=50000)
+    m.add_argument("--n-val", type=pairs, default=1000)
+    m.add_argument("--seed", type=seed, default=0)
     return p

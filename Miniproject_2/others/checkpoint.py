@@ -95,6 +95,11 @@ def dumps(tree):
 
 def loads(blob):
     """Bytes -> the tree given to ``dumps``; raises CheckpointError on anything else."""
+    if not blob:
+        raise CheckpointError("an empty file, not a checkpoint")
+    if blob[:4] == b"PK\x03\x04":  # torch.save's zip format, which Model.save never writes
+        raise CheckpointError("a PyTorch (torch.save) file, not a Miniproject_2 checkpoint"
+                              + (" (it holds Miniproject_1 weights)" if b"miniproject1" in blob[:1 << 16] else ""))
     try:
         obj = _RefuseGlobals(io.BytesIO(blob)).load()
     except CheckpointError:

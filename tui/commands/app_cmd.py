@@ -5,7 +5,8 @@ from __future__ import annotations
 def run(args) -> int:
     from sessions import Store
 
-    from tui.app import run_launcher
+    from tui.app import require_terminal, run_launcher
 
+    require_terminal()
     store = Store(args.runs_dir)
     return run_launcher(args, store=store)

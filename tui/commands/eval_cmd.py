@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from engine.data import SAMPLE_VAL, DataError, default_spec, load_data, parse_spec, sample_dir
+from engine.data import SAMPLE_VAL, DataError, default_spec, load_data, parse_spec, sample_dir, size_problem
 from engine.evaluate import evaluate, evaluate_photos
 from engine.images import IMAGE_SUFFIXES
 from tui.errors import UsageError
@@ -32,6 +32,8 @@ def run(args) -> int:
     model = load_model(engine, weights, args.device)
     if photos is not None:
         return _full(args, model, engine, weights, spec, photos)
+    if args.n_val is not None and not spec.startswith("course:") and size_problem(args.n_val):
+        raise UsageError(f"--n-val {args.n_val}: {size_problem(args.n_val)}")
     ds = load_data(spec, noise=args.noise, seed=args.seed, n_train=1, n_val=args.n_val)
     r = evaluate(model, ds.val_input, ds.val_target)
     r.update(engine=engine, weights=str(weights), data=ds.source, noise=ds.noise)

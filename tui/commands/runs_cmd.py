@@ -9,7 +9,7 @@ from sessions import Store
 
 
 def _open(args) -> Store:
-    return Store(args.runs_dir, create=False)  # looking never creates a runs folder
+    return Store(args.runs_dir, create=False, readonly=True)  # looking never creates or writes anything
 
 
 def _when(t: float | None) -> str:
@@ -17,8 +17,11 @@ def _when(t: float | None) -> str:
 
 
 def _duration(run: dict) -> str:
-    end = run["ended"] or (run["updated"] if run["state"] not in ("running", "paused") else time.time())
-    s = max(0, int(end - run["started"]))
+    """How long the run has trained (live time, summed over its resumptions; not the time it sat stopped)."""
+    s = run["active"] or 0.0
+    if run["state"] in ("running", "paused"):
+        s += max(0.0, time.time() - run["updated"])  # since the recorder last wrote
+    s = max(0, int(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
@@ -102,8 +105,9 @@ def show(args) -> int:
 def export(args) -> int:
     from sessions.export import export_run
 
-    store = _open(args)
-    r = export_run(store, args.run, args.to)
+    store = Store(args.runs_dir, create=False)  # it records the export
+    r = export_run(store, args.run, args.to, force=args.force)
+    replaced = f"; it replaced weights that scored {r['replaced_psnr']:.2f} dB" if r["replaced_psnr"] is not None else ""
     print(f"wrote {r['path']}: run {r['run']} (engine {r['engine']}, step {r['step']}), "
-          f"{r['psnr']:.2f} dB on {r['n_val']} validation images of {r['data']}, verified by reloading")
+          f"{r['psnr']:.2f} dB on {r['n_val']} validation images of {r['data']}, verified by reloading{replaced}")
     return 0

@@ -55,7 +55,7 @@ def make_trainer(args, *, load: bool = True, sinks=()) -> tuple[Trainer, Store]:
     Raises ConfigError / DataError / StoreError / CheckpointError (all ValueError) with one-line messages.
     """
     store = Store(getattr(args, "runs_dir", None) or "runs")
-    if getattr(args, "resume", None):
+    if getattr(args, "resume", None) is not None:  # "" is a (bad) reference, not "no resume"
         return _resume(args, store, load, sinks)
     config = config_from_args(args)
     dataset = _load_or_check(config, load)
@@ -105,18 +105,17 @@ def _ignored_options(args) -> list[str]:
 def run(args) -> int:
     if args.json:
         args.headless = True  # --json is a headless format
-    if args.resume:
+    if args.resume is not None:
         ignored = _ignored_options(args)
         if ignored:
             print(f"n2n-tui: note: {', '.join(ignored)} ignored: a resumed run keeps its recorded configuration",
                   file=sys.stderr)
     if not args.headless:
-        try:
-            from tui.app import run_dashboard
-        except ModuleNotFoundError as e:
-            if e.name not in ("tui.app", "tui"):
-                raise
-            raise UsageError("the dashboard is not available yet: use --headless") from None
+        from tui.app import require_terminal, run_dashboard
+
+        if args.resume is None:  # bad options and missing data first: they are what the user needs to fix
+            check_data_exists(config_from_args(args).data)
+        require_terminal()  # before anything is recorded
         trainer, store = make_trainer(args, load=False)
         return run_dashboard(trainer, store, args)
 
@@ -131,7 +130,7 @@ def run(args) -> int:
         from sessions.export import export_run
 
         with Store(args.runs_dir) as s:
-            r = export_run(s, trainer.run_id, args.export_to, dataset=trainer.dataset)
+            r = export_run(s, trainer.run_id, args.export_to, dataset=trainer.dataset, force=args.force)
         msg = {"event": "export", "run": r["run"], "path": r["path"], "psnr": r["psnr"]}
         if args.json:
             import json

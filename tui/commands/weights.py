@@ -40,5 +40,6 @@ def load_model(engine: int, weights: Path, device: str | None = None):
     try:
         model.load_pretrained_model(str(weights))
     except (ValueError, RuntimeError, KeyError, EOFError) as e:
-        raise UsageError(f"--weights {weights}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(msg if msg.startswith(str(weights)) else f"--weights {weights}: {msg}") from None
     return model

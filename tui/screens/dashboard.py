@@ -323,37 +323,32 @@ class DashboardScreen(Screen):
         self._check_and_export(target)
 
     @work(thread=True, exclusive=True, group="export")
-    def _check_and_export(self, target: Path) -> None:
-        """Compare with what the target holds; ask before replacing better weights; export verified."""
-        ours = self.trainer.best_psnr
-        theirs = self._target_psnr(target)
-        if theirs is not None and theirs > ours:
-            question = (f"{target} already scores {theirs:.2f} dB, better than this run's best {ours:.2f} dB "
-                        f"on the same validation images. Replace it?")
-            self.app.call_from_thread(self.app.push_screen, ConfirmScreen(question),
-                                      lambda yes: self._export(target) if yes else self._export_cancelled(target))
-            return
-        self._do_export(target)
+    def _check_and_export(self, target: Path, force: bool = False) -> None:
+        """The verified export; it refuses to replace better weights, and then we ask."""
+        from sessions.export import BetterTargetError
 
-    def _export_cancelled(self, target: Path) -> None:
-        self.log_event(f"export cancelled: {target} kept")
-        self.record("export-cancelled", f"{target} kept (better PSNR)")
-
-    @work(thread=True, exclusive=True, group="export")
-    def _export(self, target: Path) -> None:
-        self._do_export(target)
-
-    def _do_export(self, target: Path) -> None:
         export_run = self.exporter
         if export_run is None:
             from sessions.export import export_run
         try:
-            result = export_run(self.store, self.run_id, to=str(target), dataset=getattr(self.trainer, "dataset", None))
+            result = export_run(self.store, self.run_id, to=str(target), dataset=getattr(self.trainer, "dataset", None),
+                                force=force)
+        except BetterTargetError as e:
+            question = (f"{target} already scores {e.theirs:.2f} dB, better than this run's best {e.ours:.2f} dB "
+                        f"on the same validation images. Replace it?")
+            self.app.call_from_thread(self.app.push_screen, ConfirmScreen(question),
+                                      lambda yes: self._check_and_export(target, True) if yes
+                                      else self._export_cancelled(target))
+            return
         except Exception as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             self.app.call_from_thread(self._export_done, None, f"export failed: {msg}")
             return
         self.app.call_from_thread(self._export_done, result, None)
+
+    def _export_cancelled(self, target: Path) -> None:
+        self.log_event(f"export cancelled: {target} kept")
+        self.record("export-cancelled", f"{target} kept (better PSNR)")
 
     def _export_done(self, result: dict | None, error: str | None) -> None:
         if error:
@@ -365,21 +360,3 @@ class DashboardScreen(Screen):
         text = f"saved {result['path']}" + (f" ({psnr:.2f} dB, verified)" if psnr is not None else " (verified)")
         self.log_event(text)
         self.notify(text)  # export_run itself records the "export" event in the store
-
-    def _target_psnr(self, target: Path) -> float | None:
-        """PSNR of the weights already at ``target`` on this run's validation images; None if none or unreadable."""
-        if not target.is_file():
-            return None
-        try:
-            from engine.evaluate import predict_all
-            from engine.metrics import psnr
-            from engine.models import new_model
-
-            ds = getattr(self.trainer, "dataset", None)
-            if ds is None:
-                return None
-            model = new_model(self.engine, getattr(self.trainer, "device", None))
-            model.load_pretrained_model(str(target))
-            return psnr(predict_all(model, ds.val_input), ds.val_target)
-        except Exception:
-            return None

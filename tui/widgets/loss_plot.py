@@ -36,6 +36,21 @@ def thin(xs: list, ys: list, n: int) -> tuple[list, list]:
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
+def log_ticks(values: list[float], n: int) -> tuple[list[float], list[str]]:
+    """``n`` ticks spanning log10 ``values``, labelled with the loss they stand for (as few digits as keep them
+    apart)."""
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-9:
+        ticks = [lo]
+    else:
+        ticks = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    for digits in (2, 3, 4, 5, 6):
+        labels = [f"{10 ** t:.{digits}g}" for t in ticks]
+        if len(set(labels)) == len(labels):
+            break
+    return ticks, labels
+
+
 def int_ticks(xs: list[int], n: int = 5) -> tuple[list[int], list[str]]:
     """About ``n`` whole-number ticks spanning ``xs`` (steps are integers; plotext would label them 149.5)."""
     if not xs:
@@ -49,7 +64,11 @@ def int_ticks(xs: list[int], n: int = 5) -> tuple[list[int], list[str]]:
 
 
 class LossPlot(PlotextPlot):
-    """Loss against step. Live: ``add_points`` then ``redraw``. History: ``show_runs`` with one series per run."""
+    """Loss against step. Live: ``add_points`` then ``redraw``. History: ``show_runs`` with one series per run.
+
+    The log scale is ours: log10 of the losses on a linear axis, with ticks labelled by the loss. plotext's own log
+    scale transforms its stored data in place on every build, so any second build (a resize) took the log twice.
+    """
 
     def __init__(self, *, smoothing: float = 0.05, title: str = "loss (log scale)", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -89,19 +108,30 @@ class LossPlot(PlotextPlot):
         plt.clear_data()
         plt.title(self.title)
         budget = max(20, 2 * self.size.width)
-        drawn = False
+        shown = []
         for i, (label, steps, losses) in enumerate(self._runs):
             if not steps:
                 continue
             colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
-            smooth = self._smooth[i].values
+            smooth = [math.log10(v) for v in self._smooth[i].values]
             if len(self._runs) == 1:  # raw points only for a single run: two clouds would hide each other
-                plt.scatter(*thin(steps, losses, budget), marker="dot", color=RAW_COLOUR)
-            plt.plot(*thin(steps, smooth, budget), marker="braille", color=colour, label=label or None)
-            drawn = True
-        plt.yscale("log" if drawn else "linear")  # plotext cannot draw an empty log axis
+                xs, ys = thin(steps, losses, budget)
+                ys = [math.log10(v) for v in ys]
+                plt.scatter(xs, ys, marker="dot", color=RAW_COLOUR)
+                shown += ys
+            xs, ys = thin(steps, smooth, budget)
+            plt.plot(xs, ys, marker="braille", color=colour, label=label or None)
+            shown += ys
+        rows = self.size.height - 4  # less the title, the frame and the step labels
+        if shown and rows >= 2:
+            plt.yticks(*log_ticks(shown, max(2, min(6, rows // 2))))
+        else:  # too flat to place labels: plotext would put them upside down
+            plt.yticks([], [])
         plt.xticks(*int_ticks([s for _, steps, _ in self._runs for s in steps]))
         self.refresh()
+
+    def on_resize(self) -> None:
+        self.redraw()  # ticks and thinning follow the new size
 
     def render(self):
         t = time.perf_counter()

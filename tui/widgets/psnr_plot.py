@@ -54,6 +54,9 @@ class PsnrPlot(PlotextPlot):
                 return title
         return ""
 
+    def on_resize(self) -> None:
+        self.redraw()  # the title is fitted to the width
+
     def redraw(self) -> None:
         plt = self.plt
         plt.clear_data()
