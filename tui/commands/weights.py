@@ -20,7 +20,7 @@ def resolve_weights(ref: str | None, engine: int | None, runs_dir: str) -> tuple
     from sessions import Store, StoreError
 
     try:
-        with Store(runs_dir, create=False) as store:
+        with Store(runs_dir, create=False, readonly=True) as store:
             run = store.get_run(ref, metrics=False, events=False)
     except StoreError as e:
         raise UsageError(f"--weights {ref}: neither a file nor a run in {runs_dir} ({e})") from None
