@@ -1,4 +1,5 @@
-"""Persistence of runs: the SQLite session store, the trainer's recorder sink, and export of grader-ready files.
+"""Persistence of runs: the SQLite session store, the trainer's recorder sink, export of grader-ready files, and
+report figures and tables of stored runs (``sessions.report``).
 
     from sessions import Store, StoreError
     store = Store("runs")                 # runs/sessions.sqlite (WAL) and one folder per run
