@@ -132,17 +132,23 @@ def output_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def check_writable(path: str | os.PathLike, pic_bits: int, has_alpha: bool) -> str:
-    """The Pillow/tifffile format for ``path``, or ImageError if it cannot hold the picture as it is."""
+def check_writable(path: str | os.PathLike, pic: Picture | None = None) -> str:
+    """The Pillow/tifffile format for ``path``, or ImageError if it cannot hold ``pic`` as it is."""
     fmt = output_format(path)
-    if fmt == "JPEG" and (pic_bits == 16 or has_alpha):
-        what = "16-bit samples" if pic_bits == 16 else "an alpha channel"
+    if pic is None:
+        return fmt
+    if fmt == "JPEG" and (pic.bits == 16 or pic.alpha is not None):
+        what = "16-bit samples" if pic.bits == 16 else "an alpha channel"
         raise ImageError(f"{path}: JPEG cannot hold {what}; write a .png or .tif")
+    if fmt != "TIFF" and pic.bits == 16 and (pic.pixels.shape[0] == 3 or pic.alpha is not None):
+        raise ImageError(f"{path}: a 16-bit {'colour' if pic.pixels.shape[0] == 3 else 'grey + alpha'} image can "
+                         f"only be written as TIFF (.tif); Pillow keeps 8 bits of it in {fmt}")
     return fmt
 
 
-def encode_image(pic: Picture, fmt: str) -> bytes:
-    """The file's bytes: ``pic`` in format ``fmt`` ("PNG", "JPEG", "TIFF"), at its own depth and mode."""
+def _encode(pic: Picture, fmt: str) -> bytes:
+    """The file's bytes: ``pic`` in format ``fmt`` ("PNG", "JPEG", "TIFF"), at its own depth and mode; ``fmt`` is
+    one ``check_writable`` accepted for it."""
     from PIL import Image
 
     grey = pic.pixels.shape[0] == 1
@@ -151,10 +157,7 @@ def encode_image(pic: Picture, fmt: str) -> bytes:
     arr = planes.clamp(0, 1).mul_(top).round_().permute(1, 2, 0).numpy()
     arr = arr.astype(np.uint16 if pic.bits == 16 else np.uint8)
     buf = io.BytesIO()
-    if pic.bits == 16 and not (grey and pic.alpha is None):
-        if fmt != "TIFF":
-            raise ImageError(f"16-bit {'grey + alpha' if grey else 'colour'} images can only be written as "
-                             f"TIFF (.tif); Pillow keeps 8 bits of them in {fmt}")
+    if pic.bits == 16 and not (grey and pic.alpha is None):  # check_writable has made sure fmt is TIFF
         import tifffile
 
         tifffile.imwrite(buf, arr, photometric="minisblack" if grey else "rgb",
@@ -167,6 +170,6 @@ def encode_image(pic: Picture, fmt: str) -> bytes:
 
 def write_image(path: str | os.PathLike, pic: Picture) -> Path:
     """Write ``pic`` to ``path`` (format from the suffix) in its own mode and depth, atomically."""
-    fmt = check_writable(path, pic.bits, pic.alpha is not None)
-    data = encode_image(pic, fmt)
+    fmt = check_writable(path, pic)
+    data = _encode(pic, fmt)
     return atomic_write(path, lambda f: f.write(data))

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 from skimage import data as skdata
@@ -71,8 +72,6 @@ def test_read_modes(tmp_path, mode, channels, alpha):
 ])
 def test_write_keeps_mode_and_depth_exactly(tmp_path, name, arr):
     if name.endswith(".tif"):
-        import tifffile
-
         tifffile.imwrite(tmp_path / name, arr, photometric="rgb" if arr.ndim == 3 and arr.shape[-1] >= 3
                          else "minisblack", extrasamples=["unassalpha"] if arr.ndim == 3 and arr.shape[-1] == 4
                          else None)
@@ -234,11 +233,13 @@ def test_denoise_with_a_run_reference(tmp_path, capsys, weights):
     (["{d}/in.png", "-o", "{d}/out.png", "--add-noise", "gaussian:x"], "gaussian:SIGMA (0-255)"),
     (["{d}/in.png", "-o", "{d}/out.png", "--weights", "{d}/missing.pth"], "no such file"),
     (["{d}/rgba.png", "-o", "{d}/out.jpg"], "JPEG cannot hold an alpha channel"),
+    (["{d}/rgb16.tif", "-o", "{d}/out.png"], "out.png: a 16-bit colour image can only be written as TIFF"),
 ])
 def test_denoise_bad_input_is_one_line_exit_2(tmp_path, capsys, weights, argv, why):
     Image.fromarray(photo(16, 16)).save(tmp_path / "in.png")
     Image.fromarray(photo(16, 16)).save(tmp_path / "in2.png")
     Image.fromarray(photo(16, 16)[..., [0, 1, 2, 0]]).save(tmp_path / "rgba.png")
+    tifffile.imwrite(tmp_path / "rgb16.tif", photo(16, 16).astype(np.uint16) * 257, photometric="rgb")
     (tmp_path / "file").write_text("keep me")
     argv = [a.format(d=tmp_path) for a in argv]
     if "--weights" not in argv:

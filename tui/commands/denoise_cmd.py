@@ -55,7 +55,7 @@ def check_plan(plan, force: bool) -> None:
         for path in (dst, extra):
             if path is None:
                 continue
-            check_writable(path, 8, False)  # the suffix is a format we write (depth and alpha: per image, later)
+            check_writable(path)  # the suffix is a format we write (depth and alpha: per image, later)
             if path.resolve() in inputs:
                 raise UsageError(f"{path}: is one of the input images; refusing to overwrite it")
             if path.exists() and not force:
@@ -97,7 +97,7 @@ def run(args) -> int:
     for src, dst, noisy_path in plan:
         t0 = time.perf_counter()
         clean = read_image(src, exact=True)
-        check_writable(dst, clean.bits, clean.alpha is not None)
+        check_writable(dst, clean)
         source, psnr_noisy = clean, None
         if args.add_noise is not None:
             g = torch.Generator().manual_seed(args.seed)
