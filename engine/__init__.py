@@ -1,4 +1,6 @@
-"""The engine: data sources, noise models, metrics, and the training loop with live control and events.
+"""The engine: data sources, noise models, metrics, and the training loop with live control and events; and the
+photo tools: image files in and out (``images``), whole photographs through a model in tiles (``tiles``), classical
+baselines (``baselines``).
 
 ``RunConfig`` and ``Trainer`` are the entry points; ``Trainer`` is imported on first use so that light commands
 (``n2n-tui data``) do not pay for it.

@@ -5,7 +5,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .data import MAX_PAIRS, DataError, parse_spec, size_problem
-from .noise import NOISES
+from .noise import parse_noise
 
 # Upper bounds: far beyond any real run, and small enough that every count fits the store's 64-bit integers
 MAX_EPOCHS = 100_000
@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 class RunConfig:
     engine: int = 1               # 1: Miniproject_1 (PyTorch), 2: Miniproject_2 (from scratch)
     data: str = "sample"          # sample | course:DIR | images:DIR
-    noise: str = "mix"            # see engine.noise.NOISES (ignored for course data)
+    noise: str = "mix"            # a noise spec, "gaussian" or "gaussian:25" (engine.noise; ignored for course data)
     epochs: int = 1
     batch_size: int | None = None  # None: the model's own default
     lr: float | None = None        # None: the model's own default
@@ -31,6 +31,7 @@ class RunConfig:
     eval_every: int = 0           # evaluate every N steps (0: only at epoch ends)
     seed: int = 0
     device: str | None = None     # None: cuda when available, else cpu
+    loss: str | None = None       # "l1" | "l2"; None: the model's own default
 
     def validate(self) -> "RunConfig":
         def bad(field, why):
@@ -42,8 +43,10 @@ class RunConfig:
             parse_spec(self.data)
         except DataError as e:
             bad("data", str(e))
-        if self.noise not in NOISES:
-            bad("noise", f"unknown noise {self.noise!r}; choose one of: {', '.join(NOISES)}")
+        try:
+            parse_noise(self.noise)
+        except ValueError as e:
+            bad("noise", str(e))
         def integer(field, value, lo, hi, what):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 bad(field, f"must be {what} (at most {hi:,}), got {value!r}")
@@ -71,6 +74,8 @@ class RunConfig:
 
             if not torch.cuda.is_available():
                 bad("device", "cuda was asked for but no CUDA device is available")
+        if self.loss is not None and self.loss not in ("l1", "l2"):
+            bad("loss", f"must be l1 or l2, got {self.loss!r}")
         return self
 
     def to_dict(self) -> dict:

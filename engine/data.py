@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .noise import corrupt, get_noise
+from .images import IMAGE_SUFFIXES, ImageError, read_image
+from .noise import corrupt, parse_noise
 
 CROP = 32
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MIN_SIZE = 4             # smaller images hold no structure to learn (and Miniproject_1 pools twice)
 MAX_PAIRS = 10_000_000   # generated pairs per set: beyond this the count is surely a typo
 # peak bytes per generated pair: the float crop plus the float work of corrupting it twice (measured: about 5 floats)
@@ -111,25 +111,12 @@ def load_course(directory: str | os.PathLike, n_train: int | None = None, n_val:
 # --------------------------------------------------------------------------------------------- photographs to crops
 
 def _read_image(path: Path) -> torch.Tensor:
-    """Read a photograph as a float (3, H, W) tensor in [0, 1]; grey images are repeated, alpha is dropped."""
-    from skimage import io  # imported here: course data needs no scikit-image
-
+    """Read a photograph as a float (3, H, W) tensor in [0, 1] (``engine.images``): grey images are repeated, alpha
+    is dropped, every other mode (CMYK, palette, 16-bit...) converted to RGB."""
     try:
-        arr = io.imread(str(path))
-    except Exception as e:
-        raise DataError(f"{path}: cannot be read as an image ({type(e).__name__})") from None
-    t = torch.from_numpy(arr.copy())
-    if t.dtype == torch.bool:
-        t = t.to(torch.uint8) * 255
-    if t.dim() == 2:
-        t = t.unsqueeze(-1)
-    if t.dim() != 3 or t.shape[-1] not in (1, 3, 4):
-        raise DataError(f"{path}: unsupported image shape {tuple(arr.shape)}")
-    t = t[..., :3].permute(2, 0, 1).float()
-    if t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    scale = 65535.0 if arr.dtype.itemsize == 2 else 255.0
-    return (t / scale).clamp(0, 1).contiguous()
+        return read_image(path).rgb()
+    except ImageError as e:
+        raise DataError(str(e)) from None
 
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  # area-downsampling factors, log-spaced
@@ -184,7 +171,7 @@ def make_crops(images: list[torch.Tensor], n: int, generator: torch.Generator, s
 
 def _photos_to_dataset(train, val, source: str, noise: str, seed: int, n_train: int, n_val: int) -> Dataset:
     """``train`` and ``val`` are (photographs, pyramids) pairs."""
-    get_noise(noise)  # fail on an unknown name before any work
+    noise = str(parse_noise(noise))  # fail on a bad spec before any work
     g = torch.Generator().manual_seed(seed)
     clean_train = make_crops(train[0], n_train, g, pyramids=train[1])
     clean_val = make_crops(val[0], n_val, torch.Generator().manual_seed(seed + 1_000_003), pyramids=val[1])
@@ -220,7 +207,7 @@ def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0,
         raise DataError(f"{d}: no such directory")
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if len(files) < 2:
-        raise DataError(f"{d}: need at least 2 PNG/JPEG images (one for validation), found {len(files)}")
+        raise DataError(f"{d}: need at least 2 PNG/JPEG/TIFF images (one for validation), found {len(files)}")
     imgs = [_read_image(p) for p in files]
     small = [p.name for p, im in zip(files, imgs) if min(im.shape[1:]) < CROP]
     if small:

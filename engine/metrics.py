@@ -22,9 +22,12 @@ def psnr(denoised: torch.Tensor, clean: torch.Tensor, max_val: float = 255.0) ->
 
 def ssim(denoised: torch.Tensor, clean: torch.Tensor, max_val: float = 255.0, window: int = 7) -> float:
     """Mean structural similarity (Wang et al., 2004) with a Gaussian window (sigma 1.5), averaged over channels and
-    images. A small window suits 32x32 patches."""
+    images. A small window suits 32x32 patches; on images smaller than the window it shrinks to the largest odd
+    size that fits (down to 1 px, where SSIM compares means only)."""
     d = denoised.detach().float().cpu() / max_val
     c = clean.detach().float().cpu() / max_val
+    side = min(d.shape[-2:])
+    window = min(window, side if side % 2 else side - 1)
     ax = torch.arange(window, dtype=torch.float32) - (window - 1) / 2
     g1 = torch.exp(-(ax ** 2) / (2 * 1.5 ** 2))
     g1 = g1 / g1.sum()

@@ -13,12 +13,13 @@ def model_module(engine: int):
     return importlib.import_module(f"Miniproject_{engine}.model")
 
 
-def new_model(engine: int, device: str | None = None):
-    """A fresh ``Model()`` of Miniproject_<engine>, on ``device`` (default: cuda when available)."""
+def new_model(engine: int, device: str | None = None, **options):
+    """A fresh ``Model()`` of Miniproject_<engine>, on ``device`` (default: cuda when available); ``options`` go to
+    its constructor (e.g. ``loss="l2"``)."""
     cls = model_module(engine).Model
-    if device is None:
-        return cls()
-    return cls(device=device)
+    if device is not None:
+        options["device"] = device
+    return cls(**options)
 
 
 def bestmodel_path(engine: int) -> Path:

@@ -5,8 +5,11 @@ loss the Noise2Noise paper (Lehtinen et al., 2018) pairs with it: L2 for zero-me
 targets is the clean image), L1 where a minority of pixels is replaced (the median survives), L0 (annealed) for
 the same at higher density.
 
-All functions take float images in [0, 1] shaped (N, C, H, W) and a ``torch.Generator``; ``corrupt`` is the entry
-point for uint8 images in [0, 255].
+All functions take float images in [0, 1] shaped (N, C, H, W), a ``torch.Generator`` and a per-image strength in
+the model's own unit (sigma of 255, photons, fraction of pixels, block size). A noise is named by a spec
+(``parse_noise``): a bare name draws the strength per image from the model's range, ``NAME:LEVEL`` fixes it
+(``gaussian:25``, ``poisson:30``, ``impulse:0.1``, ``pixelate:3``, ``blocky:0.1``). ``corrupt`` is the entry point
+for uint8 images in [0, 255], ``corrupt_float`` for float ones.
 """
 from __future__ import annotations
 
@@ -27,15 +30,14 @@ def _per_image(v: torch.Tensor) -> torch.Tensor:
     return v.view(-1, 1, 1, 1)
 
 
-def gaussian(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.Tensor:
-    """Additive white Gaussian noise, sigma = level * 50/255 (the paper's training range is sigma in [0, 50])."""
-    sigma = _per_image(level * 50.0 / 255.0)
-    return x + sigma * torch.randn(x.shape, generator=g)
+def gaussian(x: torch.Tensor, g: torch.Generator, sigma: torch.Tensor) -> torch.Tensor:
+    """Additive white Gaussian noise of standard deviation ``sigma`` on the 0-255 scale."""
+    return x + torch.randn(x.shape, generator=g).mul_(_per_image(sigma / 255.0))
 
 
-def poisson(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.Tensor:
-    """Poisson (shot) noise: counts ~ Poisson(lambda * x) / lambda, lambda = 50 (level 0) down to 5 (level 1)."""
-    lam = _per_image(50.0 - 45.0 * level)
+def poisson(x: torch.Tensor, g: torch.Generator, photons: torch.Tensor) -> torch.Tensor:
+    """Poisson (shot) noise: counts ~ Poisson(photons * x) / photons; fewer photons, more noise."""
+    lam = _per_image(photons)
     return torch.poisson(x * lam, generator=g) / lam
 
 
@@ -55,23 +57,22 @@ def _blocks(x: torch.Tensor, g: torch.Generator, density: torch.Tensor, colours:
     return out
 
 
-def impulse(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.Tensor:
-    """Random-valued impulse noise in 1-2 px blocks: up to 40% of pixels replaced by a uniformly random colour."""
+def impulse(x: torch.Tensor, g: torch.Generator, fraction: torch.Tensor) -> torch.Tensor:
+    """Random-valued impulse noise in 1-2 px blocks: about ``fraction`` of the pixels get a uniformly random colour."""
     colours = torch.rand(x.shape, generator=g)
-    return _blocks(x, g, 0.02 + 0.38 * level, colours)
+    return _blocks(x, g, fraction, colours)
 
 
-def pixelate(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.Tensor:
-    """Pixelation with a random phase: average over b x b blocks (b = 2..4 by level) whose grid is shifted at random."""
+def pixelate(x: torch.Tensor, g: torch.Generator, block: torch.Tensor) -> torch.Tensor:
+    """Pixelation with a random phase: average over ``block`` x ``block`` squares whose grid is shifted at random."""
     n, c, h, w = x.shape
-    block = (2 + (level * 2.999).floor()).long()  # 2, 3 or 4
+    block = block.long()
     oy = (torch.rand(n, generator=g) * block).long()
     ox = (torch.rand(n, generator=g) * block).long()
     out = torch.empty_like(x)
-    keys = block * 100 + oy * 10 + ox
-    for key in keys.unique().tolist():
-        b, py, px = key // 100, (key // 10) % 10, key % 10
-        idx = (keys == key).nonzero().flatten()
+    keys = torch.stack([block, oy, ox], 1)
+    for b, py, px in keys.unique(dim=0).tolist():
+        idx = (keys == torch.tensor([b, py, px])).all(1).nonzero().flatten()
         # shift the grid by padding (py, px) in front, pool, blow back up, and crop back to (h, w)
         padded = F.pad(x[idx], (px, b, py, b), mode="replicate")
         hh, ww = (h + py) // b * b + b, (w + px) // b * b + b
@@ -81,10 +82,17 @@ def pixelate(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.
     return out
 
 
-def blocky(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.Tensor:
-    """What the course data looks like: a pixelated image with scattered 1-2 px blocks of wrong colour on top."""
-    low = pixelate(x, g, level)
-    return _blocks(low, g, 0.02 + 0.18 * level, torch.rand(x.shape, generator=g))
+def _blocky_block(fraction: torch.Tensor) -> torch.Tensor:
+    """The pixelation block that goes with a fraction of wrong-colour pixels: 2 px up to 8%, 3 px up to 14%, then 4."""
+    level = (fraction - 0.02) / 0.18
+    return (2 + (level * 2.999).floor()).clamp(2, 4)
+
+
+def blocky(x: torch.Tensor, g: torch.Generator, fraction: torch.Tensor) -> torch.Tensor:
+    """What the course data looks like: a pixelated image with scattered 1-2 px blocks of wrong colour on top,
+    covering about ``fraction`` of the pixels (the pixelation coarsens with it)."""
+    low = pixelate(x, g, _blocky_block(fraction))
+    return _blocks(low, g, fraction, torch.rand(x.shape, generator=g))
 
 
 @dataclass(frozen=True)
@@ -93,14 +101,28 @@ class NoiseModel:
     fn: NoiseFn
     loss: str  # the loss the paper pairs with this noise: "l2", "l1" or "l0"
     help: str
+    strength: Callable[[torch.Tensor], torch.Tensor]  # a random level in [0, 1] -> the argument of ``fn``
+    unit: str = ""                       # what NAME:LEVEL fixes ("" : no fixed form)
+    limits: tuple[float, float] = (0.0, 0.0)
+    integer: bool = False
+
+    @property
+    def form(self) -> str:
+        lo, hi = (f"{v:g}" for v in self.limits)
+        return f"{self.name}:{self.unit.upper()} ({lo}-{hi})"
 
 
 _BASE = {
-    "gaussian": NoiseModel("gaussian", gaussian, "l2", "additive Gaussian, sigma 0-50 of 255"),
-    "poisson": NoiseModel("poisson", poisson, "l2", "Poisson shot noise, peak 5-50 photons"),
-    "impulse": NoiseModel("impulse", impulse, "l1", "random-valued impulse in 1-2 px blocks, 2-40% of pixels"),
-    "pixelate": NoiseModel("pixelate", pixelate, "l2", "block-average pixelation (2-4 px) with random phase"),
-    "blocky": NoiseModel("blocky", blocky, "l1", "pixelation plus scattered wrong-colour blocks (course-like)"),
+    "gaussian": NoiseModel("gaussian", gaussian, "l2", "additive Gaussian, sigma 0-50 of 255",
+                           lambda lv: lv * 50.0, "sigma", (0.0, 255.0)),
+    "poisson": NoiseModel("poisson", poisson, "l2", "Poisson shot noise, peak 5-50 photons",
+                          lambda lv: 50.0 - 45.0 * lv, "photons", (0.1, 100000.0)),
+    "impulse": NoiseModel("impulse", impulse, "l1", "random-valued impulse in 1-2 px blocks, 2-40% of pixels",
+                          lambda lv: 0.02 + 0.38 * lv, "fraction", (0.0, 1.0)),
+    "pixelate": NoiseModel("pixelate", pixelate, "l2", "block-average pixelation (2-4 px) with random phase",
+                           lambda lv: 2 + (lv * 2.999).floor(), "block", (1, 16), integer=True),
+    "blocky": NoiseModel("blocky", blocky, "l1", "pixelation plus scattered wrong-colour blocks (course-like)",
+                         lambda lv: 0.02 + 0.18 * lv, "fraction", (0.0, 1.0)),
 }
 
 
@@ -112,32 +134,84 @@ def mix(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.Tenso
     for i, model in enumerate(models):
         idx = (choice == i).nonzero().flatten()
         if len(idx):
-            out[idx] = model.fn(x[idx], g, level[idx])
+            out[idx] = model.fn(x[idx], g, model.strength(level[idx]))
     return out
 
 
 NOISES: dict[str, NoiseModel] = {
     **_BASE,
-    "mix": NoiseModel("mix", mix, "l1", "a random model above and strength per image (blind default)"),
+    "mix": NoiseModel("mix", mix, "l1", "a random model above and strength per image (blind default)",
+                      lambda lv: lv),
 }
+SPEC_FORMS = ", ".join(m.form for m in _BASE.values())
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """A parsed ``--noise`` value: a model, and either a fixed level in the model's own unit or None (random)."""
+    name: str
+    level: float | None = None
+
+    @property
+    def model(self) -> NoiseModel:
+        return NOISES[self.name]
+
+    def __str__(self) -> str:
+        return self.name if self.level is None else f"{self.name}:{self.level:g}"
+
+
+def parse_noise(spec: "str | NoiseSpec") -> NoiseSpec:
+    """``"gaussian"`` -> random strength per image; ``"gaussian:25"`` -> sigma 25 of 255 for every image.
+    Raises ValueError naming the accepted forms."""
+    if isinstance(spec, NoiseSpec):
+        return spec
+    name, sep, value = str(spec).strip().partition(":")
+    why = None
+    if name not in NOISES:
+        why = f"unknown noise {name!r}"
+    elif sep:
+        model = NOISES[name]
+        try:
+            level = float(value)
+        except ValueError:
+            level = None
+        lo, hi = model.limits
+        if not model.unit:
+            why = f"{name} takes no level"
+        elif level is None or not lo <= level <= hi or (model.integer and level != int(level)):
+            kind = "a whole number" if model.integer else "a number"
+            why = f"{name} level must be {kind} in {lo:g}-{hi:g}, got {value!r}"
+        else:
+            return NoiseSpec(name, level)
+    else:
+        return NoiseSpec(name)
+    raise ValueError(f"bad noise {spec!r}: {why}; use one of {', '.join(NOISES)} (random strength per image) "
+                     f"or NAME:LEVEL: {SPEC_FORMS}")
 
 
 def noise_names() -> list[str]:
     return list(NOISES)
 
 
-def get_noise(name: str) -> NoiseModel:
-    try:
-        return NOISES[name]
-    except KeyError:
-        raise ValueError(f"unknown noise {name!r}; choose one of: {', '.join(NOISES)}") from None
+def get_noise(spec: "str | NoiseSpec") -> NoiseModel:
+    return parse_noise(spec).model
 
 
-def corrupt(clean: torch.Tensor, noise: str, generator: torch.Generator,
+def corrupt_float(x: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Generator,
+                  level: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """Corrupt float images (N, C, H, W) in [0, 1]; returns float, clipped to [0, 1]. A spec with a fixed level
+    applies it to every image; a bare name draws the strength per image in ``level`` (a range within [0, 1])."""
+    spec = parse_noise(noise)
+    model = spec.model
+    if spec.level is None:
+        strength = model.strength(_uniform(x.shape[0], level[0], level[1], generator))
+    else:
+        strength = torch.full((x.shape[0],), spec.level)
+    return model.fn(x, generator, strength).clamp_(0.0, 1.0)  # every fn returns a new tensor
+
+
+def corrupt(clean: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Generator,
             level: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
-    """Corrupt uint8 images (N, C, H, W) in [0, 255]; returns uint8. The strength is drawn per image in ``level``."""
-    model = get_noise(noise)
-    x = clean.float() / 255.0
-    lv = _uniform(x.shape[0], level[0], level[1], generator)
-    y = model.fn(x, generator, lv)
-    return (y.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    """Corrupt uint8 images (N, C, H, W) in [0, 255]; returns uint8 (see ``corrupt_float``)."""
+    y = corrupt_float(clean.float() / 255.0, noise, generator, level)
+    return (y * 255.0).round().to(torch.uint8)

@@ -104,7 +104,8 @@ class Trainer:
         self.dataset = dataset
 
         torch.manual_seed(config.seed)  # reproducible initial weights
-        self.model = new_model(config.engine, self.device)
+        options = {"loss": config.loss} if config.loss else {}
+        self.model = new_model(config.engine, self.device, **options)
         if config.batch_size is not None:
             self.model.batch_size = config.batch_size
         if config.lr is not None:

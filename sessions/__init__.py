@@ -1,6 +1,6 @@
 """Runs: the SQLite session store and the trainer's recorder sink (``store``, ``recorder``), export of grader-ready
-files (``export``), and live runs: the runner process (``runner``, ``launch``) with its control socket and the
-viewers' side of it (``control``, ``protocol``).
+files (``export``), report figures and tables of stored runs (``report``), and live runs: the runner process
+(``runner``, ``launch``) with its control socket and the viewers' side of it (``control``, ``protocol``).
 
     from sessions import Recorder, Store
     store = Store("runs")                 # runs/sessions.sqlite (WAL) and one folder per run

@@ -8,7 +8,7 @@ import time
 
 from engine.events import Event
 
-from .store import LIVE_STATES, Store
+from .store import LIVE_STATES, Store, encode_patches
 
 FLUSH_ROWS = 500
 FLUSH_SECONDS = 1.0
@@ -28,6 +28,7 @@ class Recorder:
         self._evals: list[tuple] = []
         self._events: list[tuple] = []
         self._checkpoints: list[tuple] = []
+        self._samples: list[tuple] = []     # (run, step, shape, noisy, denoised, clean) of each evaluation
         self._progress: tuple | None = None   # step, epoch, lr, total_steps
         self._best: tuple | None = None       # psnr, step
         self._state: tuple | None = None      # state, message, time
@@ -50,6 +51,10 @@ class Recorder:
                 return
             if k == "eval":
                 self._evals.append((self.run_id, ev.step, ev.epoch, ev.psnr))
+                if ev.noisy is not None and ev.denoised is not None and ev.clean is not None:
+                    shape, noisy = encode_patches(ev.noisy)
+                    self._samples.append((self.run_id, ev.step, shape, noisy, encode_patches(ev.denoised)[1],
+                                          encode_patches(ev.clean)[1]))
                 return
             if k == "saved":
                 self._checkpoints.append((self.run_id, ev.what, ev.path, ev.step, ev.psnr, ev.time))
@@ -82,8 +87,9 @@ class Recorder:
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
         steps, evals, events, cps = self._steps, self._evals, self._events, self._checkpoints
+        samples = self._samples
         progress, best, state, lr = self._progress, self._best, self._state, self._lr
-        if not (steps or evals or events or cps or progress or best or state or lr):
+        if not (steps or evals or events or cps or samples or progress or best or state or lr):
             return
         now = time.time()
 
@@ -92,6 +98,9 @@ class Recorder:
                 conn.executemany(_UPSERT_STEP, steps)
             if evals:
                 conn.executemany(_UPSERT_EVAL, evals)
+            if samples:
+                conn.executemany("INSERT OR REPLACE INTO samples (run, step, shape, noisy, denoised, clean) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", samples)
             if events:
                 conn.executemany("INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, ?, ?, ?)", events)
             if cps:
@@ -112,5 +121,5 @@ class Recorder:
                          (now, self._active_base + now - self._since, self.run_id))
 
         self.store._transaction(work)  # raises StoreError; the buffers are kept for the next try
-        self._steps, self._evals, self._events, self._checkpoints = [], [], [], []
+        self._steps, self._evals, self._events, self._checkpoints, self._samples = [], [], [], [], []
         self._progress = self._best = self._state = self._lr = None

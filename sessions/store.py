@@ -32,7 +32,7 @@ except ImportError:  # not POSIX: fall back to checking the owner's pid
 
 DB_NAME = "sessions.sqlite"
 APP = "n2n-tui"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATES = ("running", "paused", "stopped", "finished", "failed", "crashed")
 LIVE_STATES = ("running", "paused")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -65,12 +65,21 @@ CREATE TABLE checkpoints (
 RUN_COLUMNS = ("id", "engine", "state", "message", "step", "epoch", "total_steps", "lr", "best_psnr", "best_step",
                "started", "ended", "updated", "pid", "host", "active", "config")
 
+# every evaluation's sample patches, uint8 (K, 3, H, W) as raw bytes: a few kB each (``Store.samples``)
+SAMPLES_TABLE = """CREATE TABLE samples (
+    run TEXT NOT NULL, step INTEGER NOT NULL, shape TEXT NOT NULL,
+    noisy BLOB NOT NULL, denoised BLOB NOT NULL, clean BLOB NOT NULL,
+    PRIMARY KEY (run, step)
+) WITHOUT ROWID"""
+SCHEMA += SAMPLES_TABLE + ";\n"
+
 # schema version -> the statements that bring a store of that version to the next one
 MIGRATIONS = {
     1: [  # seconds a run has been live (a resumed run's time stopped is not counted): until now, ended - started
         "ALTER TABLE runs ADD COLUMN active REAL NOT NULL DEFAULT 0",
         "UPDATE runs SET active = max(0, coalesce(ended, updated) - started)",
     ],
+    2: [SAMPLES_TABLE],
 }
 
 
@@ -453,3 +462,36 @@ class Store:
         d["checkpoints"] = [dict(kind=k, path=p, step=s, psnr=ps, time=t) for k, p, s, ps, t in self._exec(
             "SELECT kind, path, step, psnr, time FROM checkpoints WHERE run = ? ORDER BY kind", (run_id,))]
         return d
+
+    # ----------------------------------------------------------------------------------- sample patches (schema 3)
+    def samples(self, ref: str, step: int | None = None) -> dict:
+        """The sample patches of one evaluation of run ``ref``: ``{"steps": [every step with patches], "step",
+        "noisy", "denoised", "clean"}``, the patches as uint8 (K, 3, H, W) tensors of ``step`` (default: the last);
+        with no patches recorded, ``steps`` is empty and the rest None."""
+        run_id = self.resolve(ref)
+        steps = [r[0] for r in self._exec("SELECT step FROM samples WHERE run = ? ORDER BY step", (run_id,))]
+        if not steps:
+            return {"steps": [], "step": None, "noisy": None, "denoised": None, "clean": None}
+        if step is None:
+            step = steps[-1]
+        row = self._exec("SELECT shape, noisy, denoised, clean FROM samples WHERE run = ? AND step = ?",
+                         (run_id, step))
+        if not row:
+            raise StoreError(f"run {run_id} has no sample patches at step {step} (it has them at "
+                             f"{len(steps)} steps, {steps[0]} to {steps[-1]})")
+        shape, *blobs = row[0]
+        dims = [int(v) for v in shape.split(",")]
+        noisy, denoised, clean = (decode_patches(b, dims) for b in blobs)
+        return {"steps": steps, "step": step, "noisy": noisy, "denoised": denoised, "clean": clean}
+
+
+def encode_patches(t) -> tuple[str, bytes]:
+    """A uint8 tensor as (shape "K,3,H,W", raw bytes) for the samples table."""
+    t = t.detach().cpu().contiguous()
+    return ",".join(map(str, t.shape)), t.numpy().tobytes()
+
+
+def decode_patches(blob: bytes, dims: list[int]):
+    import torch
+
+    return torch.frombuffer(bytearray(blob), dtype=torch.uint8).reshape(dims)

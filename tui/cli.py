@@ -19,6 +19,12 @@ def _dispatch(args) -> int:
     if args.command == "eval":
         from tui.commands import eval_cmd
         return eval_cmd.run(args)
+    if args.command == "denoise":
+        from tui.commands import denoise_cmd
+        return denoise_cmd.run(args)
+    if args.command == "report":
+        from tui.commands import report_cmd
+        return report_cmd.run(args)
     if args.command == "train":
         from tui.commands import train_cmd
         return train_cmd.run(args)

@@ -41,6 +41,16 @@ def _engine(s: str) -> int:
     return int(s)
 
 
+def _noise(s: str) -> str:
+    """A noise spec (``gaussian``, ``gaussian:25``...), kept as its canonical string."""
+    from engine.noise import parse_noise
+
+    try:
+        return str(parse_noise(s))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _path(s: str) -> str:
     if not s.strip():
         raise argparse.ArgumentTypeError("empty path")
@@ -69,7 +79,7 @@ def _add_runs_dir(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from engine.config import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_SEED
     from engine.data import MAX_PAIRS
-    from engine.noise import NOISES
+    from engine.noise import NOISES, SPEC_FORMS
 
     epochs = _int_type(1, MAX_EPOCHS, "a positive integer")
     batch = _int_type(1, MAX_BATCH, "a positive integer")
@@ -85,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--engine", type=_engine, default=1, help="1: Miniproject_1 (PyTorch), 2: Miniproject_2")
     t.add_argument("--data", default=None, help="sample | course:DIR | images:DIR (default: course:data if "
                                                 "./data/train_data.pkl exists, else sample)")
-    t.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME",
-                   help=f"noise model for generated data: {', '.join(NOISES)}")
+    t.add_argument("--noise", default="mix", type=_noise, metavar="SPEC",
+                   help=f"noise for generated data: {', '.join(NOISES)} (random strength), or {SPEC_FORMS}")
+    t.add_argument("--loss", choices=["l1", "l2"], default=None, help="default: the model's own (l1)")
     t.add_argument("--epochs", type=epochs, default=1)
     t.add_argument("--batch-size", type=batch, default=None)
     t.add_argument("--lr", type=_positive_float, default=None)
@@ -150,13 +161,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="PSNR of a checkpoint on a data source")
     e.add_argument("--engine", type=_engine, required=True)
-    e.add_argument("--weights", metavar="PATH", type=_path, default=None, help="default: the shipped bestmodel.pth")
+    e.add_argument("--weights", metavar="PATH|RUN", type=_path, default=None,
+                   help="a checkpoint file or a stored run (default: the shipped bestmodel.pth)")
     e.add_argument("--data", default=None, help="sample | course:DIR | images:DIR")
-    e.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME")
+    e.add_argument("--noise", default="mix", type=_noise, metavar="SPEC")
     e.add_argument("--n-val", type=pairs, default=None, help="validation pairs to use")
     e.add_argument("--seed", type=seed, default=0)
     e.add_argument("--device", choices=["cpu", "cuda"], default=None)
     e.add_argument("--json", action="store_true")
+    e.add_argument("--full", action="store_true",
+                   help="whole photographs of images:DIR (or sample's held-out ones), not crops; PSNR and SSIM each")
+    e.add_argument("--baseline", choices=["bm3d"], default=None,
+                   help="with --full: also measure BM3D on the same noisy images (optional extra: n2n-tui[bm3d])")
+    _add_runs_dir(e)
+
+    n = sub.add_parser("denoise", help="denoise photographs of any size (tiles), optionally adding noise first")
+    n.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or TIFF files")
+    n.add_argument("-o", "--out", required=True, metavar="OUT", type=_path, help="a file for one image, or a folder")
+    n.add_argument("--engine", type=_engine, default=None, help="default: the run's engine, else 1")
+    n.add_argument("--weights", metavar="PATH|RUN", type=_path, default=None,
+                   help="a checkpoint file or a stored run (default: the shipped bestmodel.pth)")
+    n.add_argument("--add-noise", type=_noise, default=None, metavar="SPEC",
+                   help="corrupt the clean input first (e.g. gaussian:25) and report PSNR against it")
+    n.add_argument("--seed", type=seed, default=0, help="seed of --add-noise")
+    n.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    n.add_argument("--force", action="store_true", help="replace existing output files")
+    n.add_argument("--json", action="store_true", help="one JSON object per image")
+    _add_runs_dir(n)
+
+    rp = sub.add_parser("report", help="figures (PNG, PDF), metrics.csv and summary.md of runs, for a report")
+    rp.add_argument("runs", nargs="+", metavar="RUN", help="run ids, unique prefixes or 'last'; several overlay")
+    rp.add_argument("--out", required=True, metavar="DIR", type=_path)
+    rp.add_argument("--step", type=every, default=None,
+                    help="the evaluation whose samples to show (default: the best one)")
+    rp.add_argument("--force", action="store_true", help="replace existing files in DIR")
+    _add_runs_dir(rp)
 
     d = sub.add_parser("data", help="data sets")
     dsub = d.add_subparsers(dest="data_command", parser_class=_Parser, required=True)
@@ -164,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, metavar="DIR", type=_path)
     m.add_argument("--force", action="store_true", help="replace existing train_data.pkl / val_data.pkl")
     m.add_argument("--source", default="sample", metavar="SPEC", help="sample | images:DIR | course:DIR")
-    m.add_argument("--noise", default="mix", choices=list(NOISES), metavar="NAME")
+    m.add_argument("--noise", default="mix", type=_noise, metavar="SPEC")
     m.add_argument("--n-train", type=pairs, default=50000)
     m.add_argument("--n-val", type=pairs, default=1000)
     m.add_argument("--seed", type=seed, default=0)

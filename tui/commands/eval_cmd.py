@@ -1,38 +1,103 @@
-"""``n2n-tui eval``: PSNR of a checkpoint on a data source's validation pairs."""
+"""``n2n-tui eval``: PSNR of a checkpoint on a data source's validation pairs, or with ``--full`` on whole
+photographs at a fixed noise, per image, with SSIM and optionally BM3D on the same noisy images."""
 from __future__ import annotations
 
 import json
+import math
+import sys
 from pathlib import Path
 
-from engine.data import default_spec, load_data, parse_spec, size_problem
-from engine.evaluate import evaluate
-from engine.models import bestmodel_path, new_model
+from engine.data import SAMPLE_VAL, DataError, default_spec, load_data, parse_spec, sample_dir, size_problem
+from engine.evaluate import evaluate, evaluate_photos
+from engine.images import IMAGE_SUFFIXES
 from tui.errors import UsageError
+
+from .weights import load_model, resolve_weights
 
 
 def run(args) -> int:
     spec = args.data or default_spec()
     parse_spec(spec)  # a bad spec is reported before anything is loaded
-    weights = Path(args.weights) if args.weights else bestmodel_path(args.engine)
-    if not weights.is_file():
-        raise UsageError(f"--weights {weights}: no such file")
+    if args.baseline and not args.full:
+        raise UsageError("--baseline needs --full (baselines run on whole photographs)")
+    photos = full_images(spec) if args.full else None
+    if args.baseline:
+        from engine.baselines import BaselineUnavailable, require
+
+        try:
+            require(args.baseline)
+        except BaselineUnavailable as e:
+            raise UsageError(str(e)) from None
+    engine, weights = resolve_weights(args.weights, args.engine, args.runs_dir)
+    model = load_model(engine, weights, args.device)
+    if photos is not None:
+        return _full(args, model, engine, weights, spec, photos)
     if args.n_val is not None and not spec.startswith("course:") and size_problem(args.n_val):
         raise UsageError(f"--n-val {args.n_val}: {size_problem(args.n_val)}")
     ds = load_data(spec, noise=args.noise, seed=args.seed, n_train=1, n_val=args.n_val)
-    model = new_model(args.engine, args.device)
-    try:
-        model.load_pretrained_model(str(weights))
-    except (ValueError, RuntimeError, KeyError, EOFError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(msg if msg.startswith(str(weights)) else f"--weights {weights}: {msg}") from None
     r = evaluate(model, ds.val_input, ds.val_target)
-    r.update(engine=args.engine, weights=str(weights), data=ds.source, noise=ds.noise)
+    r.update(engine=engine, weights=str(weights), data=ds.source, noise=ds.noise)
     if args.json:
         print(json.dumps(r))
     else:
-        print(f"engine {args.engine}  {weights}  on {ds.source}" + (f" ({ds.noise})" if ds.noise else "")
+        print(f"engine {engine}  {weights}  on {ds.source}" + (f" ({ds.noise})" if ds.noise else "")
               + f", {r['n']} images")
         print(f"  noisy input  PSNR {r['psnr_noisy']:6.2f} dB   SSIM {r['ssim_noisy']:.3f}")
         print(f"  denoised     PSNR {r['psnr']:6.2f} dB   SSIM {r['ssim']:.3f}   "
               f"(gain {r['psnr'] - r['psnr_noisy']:+.2f} dB)")
     return 0
+
+
+def full_images(spec: str) -> list[Path]:
+    """Every photograph of ``images:DIR`` (sorted), or the held-out ``sample`` photographs."""
+    kind, arg = parse_spec(spec)
+    if kind == "sample":
+        return [sample_dir() / name for name in SAMPLE_VAL]
+    if kind != "images":
+        raise UsageError(f"--full needs whole photographs: --data images:DIR or sample, not {spec}")
+    d = Path(arg)
+    if not d.is_dir():
+        raise DataError(f"{d}: no such directory")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{d}: no PNG/JPEG/TIFF images")
+    return files
+
+
+def _full(args, model, engine: int, weights: Path, spec: str, photos: list[Path]) -> int:
+    live = not args.json and sys.stderr.isatty()
+    progress = (lambda name: print(f"\r\033[K  {name}…", end="", file=sys.stderr, flush=True)) if live else None
+    r = evaluate_photos(model, photos, args.noise, args.seed, args.baseline, progress=progress)
+    if live:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    r.update(engine=engine, weights=str(weights), data=spec, noise=args.noise)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    base = args.baseline
+    print(f"engine {engine}  {weights}  on {len(photos)} whole images of {spec}, noise {args.noise} (seed {args.seed})")
+    head = f"{'image':<20} {'size':>9}  {'noisy':>13}  {'model':>13}"
+    if base:
+        head += f"  {base.upper():>13}  {'model-' + base.upper():>10}"
+    print(head)
+    print(f"{'':<20} {'':>9}  {'PSNR   SSIM':>13}  {'PSNR   SSIM':>13}" + (f"  {'PSNR   SSIM':>13}  {'dB':>10}"
+                                                                            if base else ""))
+    rows = r["images"] + [{"name": "mean", "size": None, **{k: v for k, v in r.items()
+                                                            if k.startswith(("psnr", "ssim"))}}]
+    for row in rows:
+        size = f"{row['size'][0]}x{row['size'][1]}" if row["size"] else ""
+        line = f"{row['name'][:20]:<20} {size:>9}  {_pair(row, '_noisy')}  {_pair(row, '')}"
+        if base:
+            gap = row["psnr"] - row[f"psnr_{base}"]
+            line += f"  {_pair(row, '_' + base)}  {gap:>+10.2f}"
+        print(line)
+    secs = ", ".join(f"{k} {v:.1f} s" for k, v in r["seconds"].items())
+    print(f"time: {secs}")
+    return 0
+
+
+def _pair(row: dict, suffix: str) -> str:
+    p, s = row.get(f"psnr{suffix}"), row.get(f"ssim{suffix}")
+    ps = f"{p:6.2f}" if p is not None and math.isfinite(p) else "     –"
+    ss = f"{s:.3f}" if s is not None else "  n/a"
+    return f"{ps} {ss:>6}"

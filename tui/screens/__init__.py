@@ -6,6 +6,7 @@ from .lr_input import LrScreen
 from .quit import QuitScreen
 from .run_curves import RunCurvesScreen
 from .runs import RunsScreen
+from .zoom import ZoomScreen
 
 __all__ = ["ConfirmScreen", "DashboardScreen", "LauncherScreen", "LrScreen", "QuitScreen", "RunCurvesScreen",
-           "RunsScreen"]
+           "RunsScreen", "ZoomScreen"]

@@ -66,6 +66,7 @@ class DashboardScreen(Screen):
         Binding("s", "save", "Save"),
         Binding("x", "stop", "Stop"),
         Binding("r", "runs", "Runs"),
+        Binding("z", "zoom", "Zoom", show=False),
         Binding("q", "quit_run", "Quit"),
     ]
 
@@ -359,6 +360,11 @@ class DashboardScreen(Screen):
         from .runs import RunsScreen
 
         self.app.push_screen(RunsScreen(self.store, current=self.run_id))
+
+    def action_zoom(self) -> None:
+        from .zoom import ZoomScreen
+
+        self.app.push_screen(ZoomScreen(self.store, self.run_id, latest=self.query_one(SamplePatches).samples))
 
     def action_quit_run(self) -> None:
         if not self.active:

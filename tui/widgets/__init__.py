@@ -5,5 +5,6 @@ from .psnr_plot import PsnrPlot
 from .run_status import RunStatus
 from .runs_table import RunsTable
 from .sample_patches import SamplePatches
+from .zoom_view import ZoomView
 
-__all__ = ["EventLog", "LossPlot", "PsnrPlot", "RunStatus", "RunsTable", "SamplePatches"]
+__all__ = ["EventLog", "LossPlot", "PsnrPlot", "RunStatus", "RunsTable", "SamplePatches", "ZoomView"]

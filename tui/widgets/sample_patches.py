@@ -70,6 +70,11 @@ class SamplePatches(Widget):
     def has_samples(self) -> bool:
         return self._images is not None
 
+    @property
+    def samples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The (noisy, denoised, clean) patches shown now, or None before the first evaluation."""
+        return self._images
+
     def show_samples(self, noisy: torch.Tensor, denoised: torch.Tensor, clean: torch.Tensor) -> None:
         self._images = tuple(t.detach().cpu() for t in (noisy, denoised, clean))
         self._built_for = None

@@ -1,0 +1,134 @@
+"""A Gaussian-specialised Miniproject_1 against BM3D on whole photographs (goal: the model beats BM3D).
+
+    python benchmarks/bench_gaussian_vs_bm3d.py [--minutes 56] [--runs-dir runs] [--unclipped-targets]
+    python benchmarks/bench_gaussian_vs_bm3d.py --weights runs/<id>/best.pth    # only the evaluation
+
+Training is an ordinary engine run (``Trainer``, recorded in the sessions store, so ``n2n-tui show`` / ``report``
+see it): engine 1, ``sample`` data with ``gaussian:25`` noise, L2 loss (the paper's pairing for zero-mean noise),
+stopped when the time budget is spent; the learning rate follows a cosine over that budget through the trainer's
+live control (``set_lr``), as a person at the dashboard could do by hand. The best-validation weights are then
+measured with exactly ``n2n-tui eval --engine 1 --weights best.pth --data images:DIR --noise gaussian:25 --full
+--baseline bm3d`` on the held-out ``sample`` photographs (``SAMPLE_VAL``, whole, never seen in training).
+
+``--unclipped-targets`` hands the trainer the same data with float targets, clean + N(0, 25^2) not clipped to
+[0, 255], as in the Noise2Noise paper (``bench_n2n_vs_n2c.py --unclipped`` measures why: clipping biases the targets'
+mean near black and white); inputs stay uint8, as the test inputs are, and input/target swaps are off.
+"""
+import argparse
+import contextlib
+import io
+import json
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from _common import load_avg
+
+NOISE = "gaussian:25"
+
+
+def train(args) -> Path:
+    from engine.config import RunConfig
+    from engine.trainer import Trainer
+    from sessions import Recorder, Store
+
+    cfg = RunConfig(engine=1, data="sample", noise=NOISE, loss="l2", epochs=args.epochs, subset=args.n_train,
+                    lr=args.lr, eval_every=args.eval_every, seed=args.seed)
+    dataset = unclipped_dataset(cfg) if args.unclipped_targets else None
+    store = Store(args.runs_dir)
+    run_id = store.new_run(cfg)
+    budget, t0 = args.minutes * 60, time.monotonic()
+    trainer = Trainer(cfg, run_id=run_id, run_dir=store.run_dir(run_id), sinks=[Recorder(store, run_id)],
+                      dataset=dataset)
+    if args.unclipped_targets:
+        trainer.model.swap_pairs = False  # a float target cannot be a clipped input's twin
+
+    def schedule(ev):  # cosine decay to 1% over the time budget, then stop
+        if ev.kind == "eval":
+            print(f"step {ev.step:>6}  {(time.monotonic() - t0) / 60:5.1f} min  val PSNR {ev.psnr:.2f} dB "
+                  f"(best {ev.best_psnr:.2f})  lr {trainer.lr:.2e}  load {load_avg()}", flush=True)
+        if ev.kind != "step" or ev.step % 100:
+            return
+        f = (time.monotonic() - t0) / budget
+        if f >= 1:
+            trainer.stop(f"time budget of {args.minutes:g} min spent")
+        else:
+            trainer.set_lr(args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * f))))
+
+    trainer.add_sink(schedule)
+    print(f"run {run_id}: {cfg.data} {cfg.noise}, loss {cfg.loss}, {args.n_train} pairs"
+          f"{' (unclipped float targets)' if args.unclipped_targets else ''}, budget {args.minutes:g} min, "
+          f"load {load_avg()}", flush=True)
+    state = trainer.run()
+    store.close()
+    minutes = (time.monotonic() - t0) / 60
+    print(f"{state} after {minutes:.1f} min, step {trainer.step} ({trainer.step * trainer.batch_size / 60 / minutes:.0f}"
+          f" img/s); best val PSNR {trainer.best_psnr:.2f} dB at step {trainer.best_step} "
+          f"(noisy crops {trainer.psnr_noisy:.2f} dB)", flush=True)
+    return trainer.run_dir / "best.pth"
+
+
+def unclipped_dataset(cfg):
+    """The run's data with float targets: clean + N(0, sigma^2), not clipped, sigma from the noise spec."""
+    import torch
+
+    from engine.data import Dataset, load_data
+    from engine.noise import parse_noise
+
+    ds = load_data(cfg.data, noise=cfg.noise, seed=cfg.seed, n_train=cfg.subset, n_val=cfg.n_val)
+    sigma = parse_noise(cfg.noise).level
+    g = torch.Generator().manual_seed(cfg.seed * 3 + 2)
+    targets = ds.train_clean.float() + sigma * torch.randn(ds.train_clean.shape, generator=g)
+    return Dataset(ds.train_input, targets, ds.val_input, ds.val_target, ds.source, ds.noise, ds.train_clean)
+
+
+def evaluate(weights: Path, seed: int) -> dict:
+    from engine.data import SAMPLE_VAL, sample_dir
+    from tui.cli import main
+
+    folder = Path(tempfile.mkdtemp(prefix="n2n-heldout-"))
+    try:
+        for name in SAMPLE_VAL:
+            shutil.copy(sample_dir() / name, folder / name)
+        argv = ["eval", "--engine", "1", "--weights", str(weights), "--data", f"images:{folder}", "--noise", NOISE,
+                "--full", "--baseline", "bm3d", "--seed", str(seed)]
+        print("n2n-tui " + " ".join(argv).replace(str(folder), "<SAMPLE_VAL photos>"), flush=True)
+        t0 = time.monotonic()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = main(argv + ["--json"])
+        if status:
+            raise SystemExit(f"eval failed with status {status}")
+        r = json.loads(out.getvalue())
+        for im in r["images"]:
+            print(f"  {im['name']:<12} noisy {im['psnr_noisy']:6.2f}  BM3D {im['psnr_bm3d']:6.2f}  "
+                  f"model {im['psnr']:6.2f} dB")
+        print(f"evaluation {time.monotonic() - t0:.0f} s, load {load_avg()}")
+        return r
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=56, help="training budget (the issue allows at most 60)")
+    p.add_argument("--n-train", type=int, default=50000)
+    p.add_argument("--epochs", type=int, default=100, help="an upper bound: the time budget ends the run")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--weights", default=None, help="skip training: evaluate these weights")
+    p.add_argument("--unclipped-targets", action="store_true", help="float targets, not clipped (see above)")
+    args = p.parse_args()
+    weights = Path(args.weights) if args.weights else train(args)
+    r = evaluate(weights, args.seed)
+    gap = r["psnr"] - r["psnr_bm3d"]
+    print(f"held-out photos, {NOISE}: noisy {r['psnr_noisy']:.2f} dB, BM3D {r['psnr_bm3d']:.2f} dB, "
+          f"model {r['psnr']:.2f} dB, gap model - BM3D {gap:+.2f} dB; load {load_avg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""``n2n-tui report``: loss and PSNR figures (PNG and PDF), the samples grid of any recorded evaluation,
+metrics.csv matching the store row for row, summary.md; one-line errors for unknown runs and existing files."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from engine.config import RunConfig
+from engine.events import EvalEvent, StateEvent, StepEvent
+from sessions import Recorder, Store
+from tui.cli import main
+
+
+def patches(step: int):
+    g = torch.Generator().manual_seed(step)
+    clean = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
+    noisy = (clean.float() + torch.randn(clean.shape, generator=g) * 30).clamp(0, 255).to(torch.uint8)
+    denoised = ((clean.float() + noisy.float()) / 2).to(torch.uint8)
+    return noisy, denoised, clean
+
+
+def record_run(store: Store, steps: int = 120, every: int = 40, scale: float = 1.0, samples: bool = True) -> str:
+    run = store.new_run(RunConfig(noise="gaussian:25", loss="l2"))
+    rec = Recorder(store, run)
+    rec(StateEvent(run, "running"))
+    best = None
+    for s in range(0, steps + 1):
+        if s:
+            rec(StepEvent(run, s, 1 + s // 100, scale * (0.05 * math.exp(-s / 40) + 0.01), 1e-3, 500.0, steps))
+        if s % every == 0:
+            p = 20 + 6 * (1 - math.exp(-s / 50)) - (1.0 if s == steps else 0)  # the last one is not the best
+            best = p if best is None else max(best, p)
+            rec(EvalEvent(run, s, 1 + s // 100, p, best, *(patches(s) if samples else (None,) * 3)))
+    rec(StateEvent(run, "finished", step=steps))
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    with Store(tmp_path / "runs") as s:
+        yield s, tmp_path / "runs"
+
+
+def report(capsys, *argv):
+    capsys.readouterr()
+    status = main(["report", *map(str, argv)])
+    return status, capsys.readouterr()
+
+
+def test_report_of_one_run(tmp_path, capsys, runs):
+    store, runs_dir = runs
+    run = record_run(store)
+    status, out = report(capsys, run[:15], "--out", tmp_path / "rep", "--runs-dir", runs_dir)
+    assert status == 0, out.err
+    files = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    assert files == ["loss.pdf", "loss.png", "metrics.csv", "psnr.pdf", "psnr.png", "samples.pdf", "samples.png",
+                     "summary.md"]
+    for name in ("loss", "psnr", "samples"):
+        with Image.open(tmp_path / "rep" / f"{name}.png") as im:
+            im.verify()
+        pdf = (tmp_path / "rep" / f"{name}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and b"%%EOF" in pdf[-64:]
+    with Image.open(tmp_path / "rep" / "samples.png") as im:
+        assert min(im.size) > 300  # three rows of four panels at 150 dpi
+    rows = list(csv.DictReader((tmp_path / "rep" / "metrics.csv").open()))
+    stored = store.get_run(run)["metrics"]
+    assert len(rows) == len(stored) == 121
+    for row, m in zip(rows, stored):
+        assert list(row) == ["step", "epoch", "loss", "lr", "psnr"]
+        for k in row:
+            assert (row[k] == "") if m[k] is None else float(row[k]) == pytest.approx(m[k], rel=1e-12)
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert f"## Run {run}" in summary and "best PSNR | 24.79 dB at step 80" in summary
+    assert "noise gaussian:25" in summary and "images/s" in summary and "![samples.png](samples.png)" in summary
+
+
+def test_report_overlays_several_runs_and_picks_any_step(tmp_path, capsys, runs):
+    store, runs_dir = runs
+    a, b = record_run(store), record_run(store, steps=80, scale=2.0, samples=False)
+    status, out = report(capsys, a, b, "--out", tmp_path / "rep", "--runs-dir", runs_dir)
+    assert status == 0, out.err
+    files = {p.name for p in (tmp_path / "rep").iterdir()}
+    assert {f"metrics-{a}.csv", f"metrics-{b}.csv", f"samples-{a}.png", "loss.png", "psnr.png"} <= files
+    assert f"samples-{b}.png" not in files  # recorded without patches: no grid, the rest still there
+    status, out = report(capsys, a, "--step", 40, "--out", tmp_path / "step40", "--runs-dir", runs_dir)
+    assert status == 0 and (tmp_path / "step40" / "samples.png").is_file()
+
+
+def test_report_errors_are_one_line(tmp_path, capsys, runs):
+    store, runs_dir = runs
+    run = record_run(store)
+    status, out = report(capsys, "nosuchrun", "--out", tmp_path / "rep", "--runs-dir", runs_dir)
+    assert status == 2 and "no run matches 'nosuchrun'" in out.err
+    assert report(capsys, run, "--out", tmp_path / "rep", "--runs-dir", runs_dir)[0] == 0
+    before = (tmp_path / "rep" / "loss.png").read_bytes()
+    status, out = report(capsys, run, "--out", tmp_path / "rep", "--runs-dir", runs_dir)
+    assert status == 2 and "loss.png exists" in out.err and "--force" in out.err
+    assert (tmp_path / "rep" / "loss.png").read_bytes() == before
+    assert report(capsys, run, "--out", tmp_path / "rep", "--runs-dir", runs_dir, "--force")[0] == 0
+    status, out = report(capsys, run, "--step", 41, "--out", tmp_path / "r2", "--runs-dir", runs_dir)
+    assert status == 2 and "no sample patches at step 41" in out.err
+    assert len(out.err.strip().splitlines()) == 1
