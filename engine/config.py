@@ -18,6 +18,37 @@ class ConfigError(ValueError):
     """A run configuration that cannot work; the message names the field."""
 
 
+def model_options(engine: int) -> tuple[str, ...]:
+    """The options the engine's ``Model(...)`` takes besides device, lr and batch size (its network's shape, loss)."""
+    import inspect
+
+    from .models import model_module
+
+    cls = model_module(engine).Model
+    params = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is not p.VAR_KEYWORD]
+    names = [n for n in params if n not in ("device", "lr", "batch_size")]
+    config = getattr(model_module(engine), "DEFAULT_CONFIG", None)  # Miniproject_2 takes its options as **config
+    return tuple(names) + tuple(k for k in (config or {}) if k not in names)
+
+
+def model_options_problem(engine: int, options) -> str | None:
+    """Why ``Model(**options)`` of the engine cannot be built (an unknown option, a bad value), or None. Tried for
+    real, on the CPU, so the answer is the Model's own."""
+    if not isinstance(options, dict):
+        return f"must be a table of Model options, got {type(options).__name__}"
+    known = model_options(engine)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        return f"unknown Model option(s) {', '.join(unknown)} for engine {engine} (known: {', '.join(known)})"
+    from .models import new_model
+
+    try:
+        new_model(engine, "cpu", **options)
+    except (ValueError, TypeError) as e:
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return None
+
+
 @dataclass
 class RunConfig:
     engine: int = 1               # 1: Miniproject_1 (PyTorch), 2: Miniproject_2 (from scratch)
@@ -32,6 +63,9 @@ class RunConfig:
     seed: int = 0
     device: str | None = None     # None: cuda when available, else cpu
     loss: str | None = None       # "l1" | "l2"; None: the model's own default
+    model: dict | None = None     # engine-specific Model options (Miniproject_1: widths; Miniproject_2: c1, c2, c3, k)
+    sweep: str | None = None      # the sweep this run is a trial of
+    trial: str | None = None      # ... and its trial id there (Ray Tune's)
 
     def validate(self) -> "RunConfig":
         def bad(field, why):
@@ -76,7 +110,18 @@ class RunConfig:
                 bad("device", "cuda was asked for but no CUDA device is available")
         if self.loss is not None and self.loss not in ("l1", "l2"):
             bad("loss", f"must be l1 or l2, got {self.loss!r}")
+        if self.model is not None:
+            problem = model_options_problem(self.engine, self.model)
+            if problem:
+                bad("model", problem)
         return self
+
+    def model_options(self) -> dict:
+        """What the engine's ``Model`` is built with besides its device: the model options and the loss."""
+        options = dict(self.model or {})
+        if self.loss:
+            options["loss"] = self.loss
+        return options
 
     def to_dict(self) -> dict:
         return asdict(self)

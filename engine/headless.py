@@ -131,7 +131,7 @@ class ProgressPrinter:
             self.console.print(f"saved  {ev.path}", highlight=False, markup=False)
 
 
-def _auto_recover(trainer, max_recoveries: int):
+def auto_recover(trainer, max_recoveries: int):
     """Sink: answers the explosion guard the way a person at the dashboard would (halve the lr, resume)."""
     count = 0
 
@@ -157,7 +157,7 @@ def run_headless(trainer, *, json_lines: bool = False, out: TextIO | None = None
     out = out or sys.stdout
     err = err or sys.stderr
     trainer.prepare()
-    trainer.add_sink(_auto_recover(trainer, max_recoveries))
+    trainer.add_sink(auto_recover(trainer, max_recoveries))
 
     signalled: list[int] = []
     old_handlers = {}

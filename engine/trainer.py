@@ -104,8 +104,7 @@ class Trainer:
         self.dataset = dataset
 
         torch.manual_seed(config.seed)  # reproducible initial weights
-        options = {"loss": config.loss} if config.loss else {}
-        self.model = new_model(config.engine, self.device, **options)
+        self.model = new_model(config.engine, self.device, **config.model_options())
         if config.batch_size is not None:
             self.model.batch_size = config.batch_size
         if config.lr is not None:

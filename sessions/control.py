@@ -402,7 +402,7 @@ class RemoteRun:
         return self._thread
 
     def _read_loop(self) -> None:
-        final = False
+        final = self.state not in self.alive_states  # it may have ended before we connected (the hello says so)
         try:
             while True:
                 d = self._read_json()

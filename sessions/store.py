@@ -32,7 +32,7 @@ except ImportError:  # not POSIX: fall back to checking the owner's pid
 
 DB_NAME = "sessions.sqlite"
 APP = "n2n-tui"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STATES = ("running", "paused", "stopped", "finished", "failed", "crashed")
 LIVE_STATES = ("running", "paused")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -73,6 +73,14 @@ SAMPLES_TABLE = """CREATE TABLE samples (
 ) WITHOUT ROWID"""
 SCHEMA += SAMPLES_TABLE + ";\n"
 
+# sweeps: a row each (its trials are ordinary runs whose config names the sweep); the driver process owns it
+SWEEPS_TABLE = """CREATE TABLE sweeps (
+    id TEXT PRIMARY KEY, spec TEXT NOT NULL, storage TEXT NOT NULL, state TEXT NOT NULL,
+    best_run TEXT, best_psnr REAL, started REAL NOT NULL, ended REAL, updated REAL NOT NULL, pid INTEGER, host TEXT
+)"""
+SCHEMA += SWEEPS_TABLE + ";\n"
+SWEEP_COLUMNS = ("id", "spec", "storage", "state", "best_run", "best_psnr", "started", "ended", "updated", "pid", "host")
+
 # schema version -> the statements that bring a store of that version to the next one
 MIGRATIONS = {
     1: [  # seconds a run has been live (a resumed run's time stopped is not counted): until now, ended - started
@@ -80,6 +88,7 @@ MIGRATIONS = {
         "UPDATE runs SET active = max(0, coalesce(ended, updated) - started)",
     ],
     2: [SAMPLES_TABLE],
+    3: [SWEEPS_TABLE],
 }
 
 
@@ -401,6 +410,74 @@ class Store:
         self._transaction(lambda c: c.execute(
             "INSERT OR REPLACE INTO checkpoints (run, kind, path, step, psnr, time) VALUES (?, ?, ?, ?, ?, ?)",
             (run_id, kind, str(path), step, psnr, time.time())))
+
+    # ------------------------------------------------------------------------------------------------ sweeps
+    def new_sweep(self, sweep_id: str, spec: dict, storage: str) -> None:
+        now = time.time()
+        self._transaction(lambda c: c.execute(
+            "INSERT INTO sweeps (id, spec, storage, state, started, updated, pid, host) "
+            "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+            (sweep_id, json.dumps(spec), storage, now, now, os.getpid(), socket.gethostname())))
+
+    def set_sweep_state(self, sweep_id: str, state: str, best_run: str | None = None,
+                        best_psnr: float | None = None) -> None:
+        now = time.time()
+        ended = None if state in ("pending", "running") else now
+        self._transaction(lambda c: c.execute(
+            "UPDATE sweeps SET state = ?, ended = ?, updated = ?, pid = ?, host = ?, "
+            "best_run = coalesce(?, best_run), best_psnr = coalesce(?, best_psnr) WHERE id = ?",
+            (state, ended, now, os.getpid(), socket.gethostname(), best_run, best_psnr, sweep_id)))
+
+    def list_sweeps(self) -> list[dict]:
+        """Every sweep, oldest first, with its trial count; one whose driver is gone reads ``crashed``."""
+        if self._conn is None:
+            return []
+        rows = self._exec(f"SELECT {', '.join(SWEEP_COLUMNS)} FROM sweeps ORDER BY started, id")
+        out = []
+        for row in rows:
+            d = dict(zip(SWEEP_COLUMNS, row))
+            d["spec"] = json.loads(d["spec"])
+            d["trials"] = [r["id"] for r in self._trial_rows(d["id"])]
+            if d["state"] in ("pending", "running") and not self._pid_alive(d["pid"], d["host"]):
+                d["state"] = "crashed"
+            out.append(d)
+        return out
+
+    def get_sweep(self, ref: str) -> dict:
+        ref = (ref or "").strip()
+        sweeps = self.list_sweeps()
+        if not ref:
+            raise StoreError("empty sweep reference: give a sweep id, a unique prefix of one, or 'last'")
+        if ref == "last" and sweeps:
+            return sweeps[-1]
+        found = [s for s in sweeps if s["id"] == ref] or [s for s in sweeps if s["id"].startswith(ref)]
+        if not found:
+            raise StoreError(f"no sweep matches {ref!r} (see n2n-tui sweeps)")
+        if len(found) > 1:
+            raise StoreError(f"{ref!r} is ambiguous: it matches {len(found)} sweeps")
+        return found[0]
+
+    def _trial_rows(self, sweep_id: str) -> list[dict]:
+        rows = self._exec(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE json_extract(config, '$.sweep') = ? "
+                          "ORDER BY started, id", (sweep_id,))
+        return [self._row_dict(r) for r in rows]
+
+    def find_trial_run(self, sweep_id: str, trial_id: str) -> str | None:
+        rows = self._exec("SELECT id FROM runs WHERE json_extract(config, '$.sweep') = ? AND "
+                          "json_extract(config, '$.trial') = ?", (sweep_id, trial_id))
+        return rows[0][0] if rows else None
+
+    @staticmethod
+    def _pid_alive(pid, host) -> bool:
+        if not pid or host != socket.gethostname():
+            return True  # cannot tell from here
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def active_seconds(self, run_id: str) -> float:
         """Seconds the run has been live so far, over all its sessions."""

@@ -25,9 +25,11 @@ class N2NApp(App[int]):
     TITLE = "n2n-tui"
 
     def __init__(self, args: argparse.Namespace, store=None, trainer=None,
-                 make_trainer: Callable | None = None, start: bool = True) -> None:
+                 make_trainer: Callable | None = None, start: bool = True, sweep=None) -> None:
         super().__init__()
         self.args = args
+        self.sweep = sweep
+        self.sweep_screen = None
         self.store = store
         self.trainer = trainer
         self.make_trainer = make_trainer
@@ -37,7 +39,12 @@ class N2NApp(App[int]):
 
     def on_mount(self) -> None:
         self.event_loop = asyncio.get_running_loop()  # signal handlers hand their work to it
-        if self.trainer is not None:
+        if self.sweep is not None:
+            from .screens.sweep import SweepScreen
+
+            self.sweep_screen = SweepScreen(self.sweep, self.store, start=self.start_training)
+            self.push_screen(self.sweep_screen)
+        elif self.trainer is not None:
             self.open_dashboard(self.trainer, self.store)
         else:
             from .screens.launcher import train_defaults
@@ -206,6 +213,17 @@ def run_dashboard(trainer, store, args: argparse.Namespace) -> int:
     0, 1 when the run failed, 128 + N when signal N ended it."""
     app = N2NApp(args, store=store, trainer=trainer)
     _run_app(app)
+    return _exit_status(app)
+
+
+def run_sweep_view(driver, store, args: argparse.Namespace) -> int:
+    """The sweep view on ``driver`` (which it runs); leaving it stops the sweep and waits for Tune to wind down."""
+    app = N2NApp(args, store=store, sweep=driver)
+    _run_app(app)
+    driver.stop()
+    thread = getattr(getattr(app, "sweep_screen", None), "thread", None)
+    if thread is not None:
+        thread.join(60)
     return _exit_status(app)
 
 

@@ -28,6 +28,9 @@ def _dispatch(args) -> int:
     if args.command == "train":
         from tui.commands import train_cmd
         return train_cmd.run(args)
+    if args.command in ("sweep", "sweeps"):
+        from tui.commands import sweep_cmd
+        return getattr(sweep_cmd, args.command)(args)
     if args.command == "serve":
         from tui.commands import serve_cmd
         return serve_cmd.run(args)

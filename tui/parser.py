@@ -143,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--port", type=_int_type(1, 65535, "a port number"), default=8000)
     _add_runs_dir(w)
 
+    sw = sub.add_parser("sweep", help="search hyper-parameters with Ray Tune (a TOML spec), watched live")
+    sw.add_argument("spec", metavar="SPEC.toml", nargs="?", default=None, help="the sweep's spec")
+    sw.add_argument("--resume", metavar="SWEEP", default=None, help="continue a stopped or crashed sweep")
+    sw.add_argument("--address", default=None,
+                    help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray started for the sweep)")
+    sw.add_argument("--headless", action="store_true", help="no sweep view: print progress")
+    sw.add_argument("--json", action="store_true", help="one JSON event per line, with the trial id (no view)")
+    _add_runs_dir(sw)
+
+    sws = sub.add_parser("sweeps", help="past and running sweeps")
+    sws.add_argument("--json", action="store_true")
+    _add_runs_dir(sws)
+
     r = sub.add_parser("runs", help="past and running sessions")
     r.add_argument("--json", action="store_true")
     _add_runs_dir(r)

@@ -71,8 +71,9 @@ class DashboardScreen(Screen):
     ]
 
     def __init__(self, trainer, store, *, export_to: str | None = None, start: bool = True,
-                 refresh_hz: float = REFRESH_HZ, plot_interval: float = PLOT_INTERVAL) -> None:
+                 refresh_hz: float = REFRESH_HZ, plot_interval: float = PLOT_INTERVAL, on_leave=None) -> None:
         super().__init__()
+        self.on_leave = on_leave  # called with this screen when the user leaves it (default: the app exits)
         self.trainer = trainer
         self.store = store
         self.export_to = export_to
@@ -169,7 +170,8 @@ class DashboardScreen(Screen):
         """Follow the run (a runner: start reading its socket; in-process: start the trainer's thread)."""
         cfg = self.trainer.config
         noise = "" if cfg.data.startswith("course:") else f", {cfg.noise} noise"  # course data comes noisy
-        where = f"runner pid {self.trainer.pid}" if self.remote else "in this process"
+        where = getattr(self.trainer, "where", None) or (f"runner pid {self.trainer.pid}" if self.remote
+                                                         else "in this process")
         self.log_event(f"run {self.run_id}: engine {cfg.engine}, {cfg.data}{noise} ({where})")
         if self.state == "idle":
             self.query_one(RunStatus).show_state("loading")
@@ -208,7 +210,7 @@ class DashboardScreen(Screen):
             self._loss_dirty = False
             self._last_plot = time.monotonic()
         if self.quitting and not self.active and self.events.empty():
-            self.app.exit(0)
+            self.leave()
         return len(batch)
 
     def _plot_gap(self) -> float:
@@ -369,9 +371,10 @@ class DashboardScreen(Screen):
     def action_quit_run(self) -> None:
         if not self.active:
             self.record("quit", f"dashboard closed, run {self.state}")
-            self.app.exit(0)
+            self.leave()
         elif self.remote:
-            self.app.push_screen(QuitScreen(self.run_id), self._quit_answer)
+            hint = "back to the sweep" if self.on_leave is not None else "n2n-tui attach brings you back"
+            self.app.push_screen(QuitScreen(self.run_id, hint), self._quit_answer)
         else:
             self.app.push_screen(ConfirmScreen("The run lives in this window (--in-process). Stop it and quit?"),
                                  lambda yes: self._quit_answer("stop" if yes else None))
@@ -379,10 +382,16 @@ class DashboardScreen(Screen):
     def _quit_answer(self, answer: str | None) -> None:
         if answer == "detach":
             self.record("detach", f"a viewer detached; the run goes on (runner pid {self.trainer.pid})")
-            self.app.exit(0)
+            self.leave()
         elif answer == "stop":
             self.record("quit", "dashboard closed, run stopped")
             self.shutdown()
+
+    def leave(self) -> None:
+        if self.on_leave is not None:
+            self.on_leave(self)
+        else:
+            self.app.exit(0)
 
     def shutdown(self) -> None:
         """Stop the run and exit once it says it stopped (so the store records ``stopped``)."""

@@ -16,14 +16,15 @@ class QuitScreen(ModalScreen[str | None]):
         Binding("escape,n", "answer(None)", "Cancel"),
     ]
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, detach_hint: str = "n2n-tui attach brings you back") -> None:
         super().__init__()
         self.run_id = run_id
+        self.detach_hint = detach_hint
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-box", classes="dialog"):
             yield Label(f"Run {self.run_id} is still training.", id="quit-question")
-            yield Label("d  detach: it keeps training (n2n-tui attach brings you back)\n"
+            yield Label(f"d  detach: it keeps training ({self.detach_hint})\n"
                         "y  stop the run and quit\n"
                         "esc  cancel", id="quit-hint", classes="hint")
 

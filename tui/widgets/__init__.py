@@ -5,6 +5,8 @@ from .psnr_plot import PsnrPlot
 from .run_status import RunStatus
 from .runs_table import RunsTable
 from .sample_patches import SamplePatches
+from .trials_table import TrialsTable
 from .zoom_view import ZoomView
 
-__all__ = ["EventLog", "LossPlot", "PsnrPlot", "RunStatus", "RunsTable", "SamplePatches", "ZoomView"]
+__all__ = ["EventLog", "LossPlot", "PsnrPlot", "RunStatus", "RunsTable", "SamplePatches", "TrialsTable",
+           "ZoomView"]

@@ -1,0 +1,250 @@
+"""Sweeps on Ray Tune, for real: a local Ray (embedded, as ``n2n-tui sweep`` starts it), a two-node cluster simulated
+on this machine (``ray.cluster_utils.Cluster``), ASHA stopping a bad trial, every trial an ordinary run in the store,
+specs checked before Ray starts, Ctrl-C leaving no Ray process behind, and a resumed sweep not redoing finished
+trials. Trials train a tiny network (widths 8, 16) on 64 pairs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sessions import Store
+from sessions.sweep import SpecError, check_spec
+
+ray = pytest.importorskip("ray", reason="Ray Tune is an optional extra (pip install 'n2n-tui[sweep]')")
+
+TINY = """
+engine = 1
+data = "sample"
+noise = "poisson"
+epochs = {epochs}
+subset = 64
+batch_size = 8
+n_val = 32
+eval_every = 4
+device = "cpu"
+model = {{ widths = [8, 16] }}
+trials = {trials}
+concurrency = {concurrency}
+scheduler = "{scheduler}"
+{extra}
+[space]
+{space}
+"""
+
+
+def spec_file(tmp_path, epochs=4, trials=3, concurrency=1, scheduler="asha", extra="",
+              space='lr = { grid = [0.003, 0.002, 1.0] }'):
+    p = tmp_path / "sweep.toml"
+    p.write_text(TINY.format(epochs=epochs, trials=trials, concurrency=concurrency, scheduler=scheduler,
+                             extra=extra, space=space))
+    return p
+
+
+def env() -> dict:
+    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    e.pop("N2N_RUNS_DIR", None)
+    e.pop("RAY_ADDRESS", None)
+    return e
+
+
+def ray_processes() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::|default_worker.py"], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"epochs": 1, "space": {}}, "space: expected a table"),
+    ({"space": {"lr": {"loguniform": [1e-2, 1e-4]}}}, "space.lr.loguniform: empty range"),
+    ({"space": {"lr": {"loguniform": [-1, 1e-4]}}}, "space.lr.loguniform: the range must be positive"),
+    ({"space": {"lr": {"uniform": [-1e-2, 1e-2]}}}, "space.lr: must be a positive number"),
+    ({"space": {"lr": {"uniform": [0.1, "x"]}}}, "space.lr.uniform: expected [low, high] numbers"),
+    ({"space": {"lr": {"gaussian": [0, 1]}}}, "space.lr: unknown sampler 'gaussian'"),
+    ({"space": {"batch_size": {"choice": [16, -4]}}}, "space.batch_size: must be a positive integer"),
+    ({"space": {"batch_size": {"randint": [8, 8]}}}, "space.batch_size.randint: empty range"),
+    ({"space": {"widths": {"choice": [[8, 16], "wide"]}}}, "space.widths:"),
+    ({"space": {"depth": {"choice": [1, 2]}}}, "space.depth: not a searchable setting"),
+    ({"learning_rate": 0.1, "space": {"lr": {"choice": [1e-3]}}}, "learning_rate: unknown key"),
+    ({"trials": 0, "space": {"lr": {"choice": [1e-3]}}}, "trials: must be between 1"),
+    ({"concurrency": "2", "space": {"lr": {"choice": [1e-3]}}}, "concurrency: expected an integer"),
+    ({"gpus_per_trial": -0.5, "space": {"lr": {"choice": [1e-3]}}}, "gpus_per_trial: must be at least 0"),
+    ({"scheduler": "hyperband", "space": {"lr": {"choice": [1e-3]}}}, "scheduler: must be one of asha, none"),
+    ({"epochs": 0, "space": {"lr": {"choice": [1e-3]}}}, "epochs: must be a positive integer"),
+    ({"lr": 1e-3, "space": {"lr": {"choice": [1e-3]}}}, "space.lr: also fixed at the top level"),
+])
+def test_bad_specs_name_the_key(body, needle):
+    with pytest.raises(SpecError) as e:
+        check_spec(body)
+    assert needle in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_bad_spec_exits_2_before_ray_starts(tmp_path):
+    bad = spec_file(tmp_path, space='lr = { loguniform = [1e-2, 1e-4] }')
+    before = ray_processes()
+    p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", str(bad), "--headless", "--runs-dir",
+                        str(tmp_path / "runs")], capture_output=True, text=True, timeout=60, env=env())
+    assert p.returncode == 2 and p.stderr.strip().endswith("(low must be below high)"), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and ray_processes() <= before
+    p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", str(tmp_path / "missing.toml"), "--headless"],
+                       capture_output=True, text=True, timeout=60, env=env())
+    assert p.returncode == 2 and "no such sweep spec" in p.stderr
+
+
+def test_a_local_sweep_records_each_trial_and_asha_stops_the_bad_one(tmp_path):
+    runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", str(spec_file(tmp_path)), "--json",
+                        "--runs-dir", str(runs)], capture_output=True, text=True, timeout=600, env=env())
+    assert p.returncode == 0, p.stderr[-2000:]
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    sweep_id = events[0]["sweep"]
+    starts = [e for e in events if e["event"] == "trial_start"]
+    ends = {e["trial"]: e for e in events if e["event"] == "trial_end"}
+    assert len(starts) == 3 and len(ends) == 3 and all(e["sweep"] == sweep_id for e in events)
+    with Store(runs) as s:
+        rows = {r["id"]: r for r in s.list_runs()}
+        sweeps = s.list_sweeps()
+    assert [sw["id"] for sw in sweeps] == [sweep_id] and sweeps[0]["state"] == "finished"
+    by_lr = {}
+    for e in starts:
+        r = rows[e["run"]]
+        assert r["config"]["sweep"] == sweep_id and r["config"]["trial"] == e["trial"]
+        assert r["config"]["lr"] == e["params"]["lr"] in (0.003, 0.002, 1.0)  # the sampled value is the run's
+        by_lr[e["params"]["lr"]] = (r, ends[e["trial"]])
+    bad_run, bad_end = by_lr[1.0]
+    assert bad_end["early_stopped"] and bad_run["state"] == "stopped" and bad_run["step"] < bad_run["total_steps"]
+    good_run, good_end = by_lr[0.003]
+    assert good_run["state"] == "finished" and good_run["step"] == good_run["total_steps"] == 32
+    assert (runs / good_run["id"] / "best.pth").is_file()  # best weights travelled back from the trial
+    best = events[-1]["best"]
+    assert events[-1]["event"] == "sweep_end" and best["run"] == sweeps[0]["best_run"]
+    with Store(runs) as s:
+        metrics = s.get_run(good_run["id"])["metrics"]
+    assert [m["step"] for m in metrics if m["loss"] is not None] == list(range(1, 33))  # every step recorded
+    from tui.cli import main
+
+    assert main(["export", good_run["id"], "--to", str(tmp_path / "best.pth"), "--runs-dir", str(runs)]) == 0
+    p = subprocess.run([sys.executable, "-m", "tui.cli", "sweeps", "--json", "--runs-dir", str(runs)],
+                       capture_output=True, text=True, env=env())
+    assert json.loads(p.stdout)[0]["id"] == sweep_id
+
+
+def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    from sessions.sweep import SweepDriver, connect_ray, load_spec
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        cluster.wait_for_nodes()
+        connect_ray(cluster.address)
+        spec = load_spec(spec_file(tmp_path, epochs=2, trials=2, concurrency=2, scheduler="none",
+                                   space='lr = { grid = [0.003, 0.002] }'))
+        with Store(tmp_path / "runs") as store:
+            driver = SweepDriver(store, spec)
+            summary = driver.run()
+            rows = {r["id"]: r for r in store.list_runs()}
+        nodes = {t.node for t in driver.trials.values()}
+        assert summary["state"] == "finished" and len(driver.trials) == 2
+        assert len(nodes) == 2, nodes  # one trial on each node
+        for t in driver.trials.values():
+            assert rows[t.run]["state"] == "finished" and rows[t.run]["config"]["sweep"] == driver.sweep_id
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_ctrl_c_leaves_no_ray_process_and_the_sweep_resumes(tmp_path):
+    runs = tmp_path / "runs"
+    before = ray_processes()
+    spec = spec_file(tmp_path, epochs=12, trials=3, scheduler="none", space='lr = { grid = [0.003, 0.002, 0.001] }')
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "sweep", str(spec), "--json", "--runs-dir", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    lines = []
+    try:
+        for raw in proc.stdout:  # wait for the first trial to end and the second to start
+            lines.append(json.loads(raw))
+            if sum(d["event"] == "trial_start" for d in lines) == 2:
+                break
+        proc.send_signal(signal.SIGINT)
+        proc.wait(120)
+    finally:
+        proc.kill()
+    time.sleep(2)
+    assert ray_processes() <= before, ray_processes() - before
+    sweep_id = lines[0]["sweep"]
+    first = next(d for d in lines if d["event"] == "trial_end")
+    assert first["state"] == "finished"
+    with Store(runs) as s:
+        assert s.get_sweep(sweep_id)["state"] in ("stopped", "crashed")
+    p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", "--resume", sweep_id, "--json", "--runs-dir",
+                        str(runs)], capture_output=True, text=True, timeout=600, env=env())
+    assert p.returncode == 0, p.stderr[-2000:]
+    again = [json.loads(x) for x in p.stdout.splitlines()]
+    restarted = {d["trial"] for d in again if d["event"] == "trial_start"}
+    assert first["trial"] not in restarted and len(restarted) == 2  # the finished trial is not done again
+    with Store(runs) as s:
+        runs_of_sweep = [r for r in s.list_runs() if r["config"].get("sweep") == sweep_id]
+        assert len(runs_of_sweep) == 3 and all(r["state"] == "finished" for r in runs_of_sweep)
+        assert s.get_sweep(sweep_id)["state"] == "finished"
+    assert ray_processes() <= before
+
+
+def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
+    """The view on a driver whose trials are already recorded (no Ray): ranking, the leader's curves, x, S, open."""
+    import asyncio
+
+    from engine.config import RunConfig
+    from sessions.sweep import SweepDriver, TrialView, check_spec
+    from test_tui_fakes import train_args, wait_for
+    from tui.app import N2NApp
+    from tui.screens import DashboardScreen
+    from tui.screens.sweep import SweepScreen
+    from tui.widgets import PsnrPlot, TrialsTable
+
+    spec = check_spec({"engine": 1, "epochs": 1, "space": {"lr": {"choice": [1e-3, 2e-3, 3e-3]}}})
+    store = Store(tmp_path / "runs")
+    driver = SweepDriver(store, spec)
+    for i, (lr, best, state) in enumerate([(1e-3, 21.0, "finished"), (2e-3, 23.5, "running"), (3e-3, 19.0, "stopped")]):
+        cfg = RunConfig(lr=lr, sweep=driver.sweep_id, trial=f"t{i}")
+        run = store.new_run(cfg)
+        view = TrialView(f"t{i}", run, {"lr": lr}, state=state, step=10, total_steps=20, psnr=best, best_psnr=best,
+                         early_stopped=state == "stopped", history=[(0, 18.0), (10, best)])
+        driver.trials[view.trial] = view
+        from sessions import Recorder
+
+        driver.recorders[view.trial] = Recorder(store, run)
+
+    async def go():
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, sweep=driver, start=False)
+        async with app.run_test(size=(110, 32)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, SweepScreen)
+            screen.events.put({"event": "trial_result", "trial": "t1"})
+            assert await wait_for(pilot, lambda: screen.query_one(TrialsTable).row_count == 3)
+            table = screen.query_one(TrialsTable)
+            assert table.order == ["t1", "t0", "t2"]  # best PSNR first
+            assert "leader" in str(table.get_row("t1")[-1]) and "early-stopped" in str(table.get_row("t2")[-1])
+            table.move_cursor(row=1)  # t0: its curve against the leader's
+            assert await wait_for(pilot, lambda: screen.query_one(PsnrPlot).n_points == 4)
+            table.move_cursor(row=0)
+            await pilot.press("x")
+            assert driver.trial_stop_asked("t1")
+            await pilot.press("S")  # not running (start=False): nothing to stop
+            assert not driver.sweep_stop_asked()
+            await pilot.press("o")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            assert app.screen.run_id == driver.trials["t1"].run
+            await pilot.press("space")  # a trial takes no pause: said, not done
+            await pilot.press("q", "d")  # back to the sweep, which goes on
+            assert await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen))
+            await pilot.press("q")
+        assert app.return_code == 0
+    asyncio.run(go())
+    store.close()

@@ -1,0 +1,212 @@
+"""``SweepScreen``: a sweep's trials live, best first; the selected trial's curves against the leader's; keys to stop
+a trial or the sweep, open a trial in the ordinary dashboard, and export the best trial's weights.
+
+The sweep runs in a thread of this process (``SweepDriver.run``, Ray Tune underneath); its events arrive on a queue
+that a timer drains, as in the dashboard, so Tune never waits for the screen.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Label
+
+from ..widgets import EventLog, LossPlot, PsnrPlot, TrialsTable
+from .confirm import ConfirmScreen
+
+REFRESH_HZ = 2
+
+
+class SweepScreen(Screen):
+    BINDINGS = [
+        Binding("x", "stop_trial", "Stop trial"),
+        Binding("S", "stop_sweep", "Stop sweep"),
+        Binding("enter", "open_trial", "Open", show=False),
+        Binding("o", "open_trial", "Open"),
+        Binding("e", "export_best", "Export best"),
+        Binding("q", "quit_sweep", "Quit"),
+    ]
+
+    def __init__(self, driver, store, *, start: bool = True) -> None:
+        super().__init__()
+        self.driver, self.store = driver, store
+        self.start_on_mount = start
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.error: str | None = None
+        self._shown_curves: tuple | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="sweep-title")
+        yield TrialsTable(id="trials")
+        with Horizontal(id="sweep-main"):
+            with Vertical(id="sweep-plots"):
+                yield PsnrPlot(id="psnr-plot", title="validation PSNR (dB): selected vs leader")
+                yield LossPlot(id="loss-plot", title="loss (log scale): selected vs leader")
+            yield EventLog(id="events")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.driver.listeners.append(self.events.put)
+        self.set_interval(1 / REFRESH_HZ, self.drain, name="drain")
+        self._title()
+        self.query_one(TrialsTable).focus()
+        if self.start_on_mount:
+            self.thread = threading.Thread(target=self._run, name=f"sweep-{self.driver.sweep_id}", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.driver.run()
+        except Exception as e:  # shown, not raised: Ray's errors are long
+            text = str(e).strip()
+            self.error = text.splitlines()[0] if text else type(e).__name__
+            self.events.put({"event": "sweep_error", "error": self.error})
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    # ------------------------------------------------------------------------------------------------ updates
+    def drain(self) -> None:
+        changed = False
+        while True:
+            try:
+                e = self.events.get_nowait()
+            except queue.Empty:
+                break
+            changed = True
+            self._log(e)
+        if changed:
+            self.query_one(TrialsTable).show_trials([t.to_dict() for t in self.driver.trials.values()])
+            self._title()
+        self.show_curves()
+
+    def _log(self, e: dict) -> None:
+        log = self.query_one(EventLog)
+        kind = e["event"]
+        if kind == "trial_start":
+            log.add_event(f"{e['trial']} started: {', '.join(f'{k}={v}' for k, v in e['params'].items())}")
+        elif kind == "trial_end":
+            tag = " (early-stopped)" if e.get("early_stopped") else ""
+            log.add_event(f"{e['trial']} {e['state']}{tag}" + (f": {e['message']}" if e.get("message") else ""))
+        elif kind == "sweep_end":
+            log.add_event(f"sweep {e['state']}", style="bold")
+        elif kind == "sweep_error":
+            log.add_event(f"sweep failed: {e['error']}", style="bold red")
+            self.notify(e["error"], title="sweep failed", severity="error", timeout=15)
+
+    def _title(self) -> None:
+        d = self.driver
+        trials = list(d.trials.values())
+        done = sum(t.state not in ("pending", "running") for t in trials)
+        best = d.best()
+        lead = f" · leader {best.trial} {best.best_psnr:.2f} dB" if best and best.best_psnr is not None else ""
+        self.query_one("#sweep-title", Label).update(
+            f"sweep {d.sweep_id} · {d.state} · {done}/{d.spec.trial_count()} trials done · "
+            f"scheduler {d.spec.scheduler}{lead}")
+
+    def show_curves(self) -> None:
+        """The selected trial's PSNR and loss against the leader's (read from what the driver recorded)."""
+        table = self.query_one(TrialsTable)
+        chosen = table.cursor_trial
+        best = self.driver.best()
+        picks = [t for t in (chosen, best.trial if best else None) if t]
+        picks = list(dict.fromkeys(picks))
+        views = [self.driver.trials[t] for t in picks if t in self.driver.trials]
+        key = tuple((v.trial, len(v.history), v.step) for v in views)
+        if key == self._shown_curves:
+            return
+        self._shown_curves = key
+        self.query_one(PsnrPlot).show_runs([(v.trial, [s for s, _ in v.history], [p for _, p in v.history])
+                                            for v in views])
+        losses = []
+        for v in views:
+            try:
+                metrics = self.store.get_run(v.run, events=False)["metrics"]
+            except Exception:
+                metrics = []
+            points = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
+            losses.append((v.trial, [s for s, _ in points], [x for _, x in points]))
+        self.query_one(LossPlot).show_runs(losses)
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        self._shown_curves = None
+        self.show_curves()
+
+    def on_data_table_row_selected(self, event) -> None:
+        event.stop()
+        self.action_open_trial()
+
+    # ------------------------------------------------------------------------------------------------- keys
+    def action_stop_trial(self) -> None:
+        trial = self.query_one(TrialsTable).cursor_trial
+        view = self.driver.trials.get(trial) if trial else None
+        if view is None or view.state != "running":
+            self.notify("put the cursor on a running trial", severity="warning")
+            return
+        self.driver.stop_trial(trial)
+        self.query_one(EventLog).add_event(f"{trial}: stop asked (at its next evaluation)")
+
+    def action_stop_sweep(self) -> None:
+        if not self.running:
+            self.notify("the sweep is not running", severity="warning")
+            return
+        self.driver.stop()
+        self.query_one(EventLog).add_event("sweep: stop asked (each trial stops at its next evaluation)")
+
+    def action_open_trial(self) -> None:
+        trial = self.query_one(TrialsTable).cursor_trial
+        if not trial or trial not in self.driver.trials:
+            return
+        from sessions.sweep import TrialRun
+
+        from .dashboard import DashboardScreen
+
+        handle = TrialRun(self.driver, trial)
+        self.app.push_screen(DashboardScreen(handle, self.store, export_to=getattr(self.app.args, "export_to", None),
+                                             start=False, on_leave=self._back_from_trial))
+
+    def _back_from_trial(self, screen) -> None:
+        screen.trainer.close()
+        self.app.pop_screen()
+
+    def action_export_best(self) -> None:
+        best = self.driver.best()
+        if best is None:
+            self.notify("no trial has been evaluated yet", severity="warning")
+            return
+        self._export(best.run, False)
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, run_id: str, force: bool) -> None:
+        from sessions.export import BetterTargetError, export_run
+
+        try:
+            r = export_run(self.store, run_id, getattr(self.app.args, "export_to", None), force=force)
+        except BetterTargetError as e:
+            self.app.call_from_thread(self.app.push_screen, ConfirmScreen(f"{e} Replace it?"),
+                                      lambda yes: self._export(run_id, True) if yes else None)
+            return
+        except Exception as e:
+            text = str(e).strip()
+            self.app.call_from_thread(self.notify, text.splitlines()[0] if text else type(e).__name__,
+                                      severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"exported {r['path']} ({r['psnr']:.2f} dB, verified)")
+
+    def action_quit_sweep(self) -> None:
+        if not self.running:
+            self.app.exit(0)
+            return
+        self.app.push_screen(ConfirmScreen("The sweep is still running. Stop it and quit?"), self._quit_answer)
+
+    def _quit_answer(self, yes: bool | None) -> None:
+        if yes:
+            self.driver.stop()
+            self.app.exit(0)
