@@ -113,6 +113,60 @@ def test_stride1_paths(case, policy, monkeypatch):
                 lambda x, w, b=None: F.conv_transpose2d(x, w, b, s, p, 0, 1, d))
 
 
+# (N, C, O, H, W, padding, bias): output sizes that are and are not multiples of the 4x4 tiles, down to 1x1
+WINOGRAD_CASES = [(2, 3, 4, 8, 8, 1, True), (3, 2, 5, 9, 7, 1, False), (1, 4, 3, 3, 3, 0, True),
+                  (2, 3, 2, 5, 11, 2, True), (2, 2, 3, 6, 4, (0, 3), True), (1, 5, 4, 1, 2, (1, 2), True)]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+def test_winograd_path(case, monkeypatch):
+    """3x3 stride-1 layers of 16 channels and more run Winograd's F(4x4, 3x3): force it on small layers, for
+    Conv2d, the stride-1 TransposeConv2d (a flipped convolution) and Upsampling."""
+    from Miniproject_2.others import conv as conv_module
+    from Miniproject_2.others.winograd import WinogradConv
+    monkeypatch.setattr(conv_module, "winograd_applies", lambda *a: True)
+    N, C, O, H, W, p, bias = case
+    conv = Conv2d(C, O, 3, padding=p, bias=bias)
+    check_layer(conv, torch.randn(N, C, H, W, dtype=torch.float64), lambda x, w, b=None: F.conv2d(x, w, b, 1, p))
+    assert isinstance(conv.op, WinogradConv)
+    pp = (p, p) if isinstance(p, int) else p
+    if max(pp) <= 2:
+        t = TransposeConv2d(C, O, 3, padding=p, bias=bias)
+        check_layer(t, torch.randn(N, C, H + 2, W + 2, dtype=torch.float64),
+                    lambda x, w, b=None: F.conv_transpose2d(x, w, b, 1, p))
+        assert isinstance(t.op, WinogradConv)
+    up = Upsampling(C, O, 3, padding=p, bias=bias)
+    check_layer(up, torch.randn(N, C, H, W, dtype=torch.float64),
+                lambda x, w, b=None: F.conv2d(F.interpolate(x, scale_factor=2), w, b, 1, p))
+
+
+def test_fast_paths_are_picked_for_the_model_layers():
+    from Miniproject_2.others.conv import DirectConv, Im2colConv
+    from Miniproject_2.others.winograd import WinogradConv
+    kinds = {}
+    for C, O, s, size in ((3, 64, 2, 32), (64, 96, 2, 16), (96, 64, 1, 16), (64, 3, 1, 32), (32, 32, 1, 32)):
+        conv = Conv2d(C, O, 3, stride=s, padding=1)
+        conv.forward(torch.randn(2, C, size, size))
+        kinds[(C, O)] = type(conv.op)
+    assert kinds == {(3, 64): Im2colConv, (64, 96): Im2colConv, (96, 64): WinogradConv, (64, 3): DirectConv,
+                     (32, 32): WinogradConv}
+
+
+def test_layers_accept_any_memory_layout():
+    """The fast convolutions return (N, C, H, W) tensors stored channels-last; every block takes either."""
+    x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
+    for layer in (Conv2d(16, 16, 3, padding=1), Conv2d(16, 16, 3, stride=2, padding=1), Conv2d(16, 2, 3, padding=1),
+                  NearestUpsampling(2), TransposeConv2d(16, 16, 3, padding=1)):
+        layer.to(torch.float64)
+        a = layer.forward(x)
+        b = layer.forward(x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
+        torch.testing.assert_close(a, b, **TOL)
+        g = torch.randn_like(a)
+        da = layer.backward(g)
+        db = layer.backward(g.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
+        torch.testing.assert_close(da, db, **TOL)
+
+
 def test_conv2d_course_check_float32():
     conv = Conv2d(3, 3, 3)
     x = torch.randn(4, 3, 16, 16)

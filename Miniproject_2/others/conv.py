@@ -24,9 +24,23 @@ Two ways of doing each, picked once per shape by `ConvGeometry`:
   a loaded one.
 * any stride ("unfold" path): classic im2col with torch's unfold, one batched matrix product, and fold (col2im,
   a scatter-add) for the input gradient.
+
+Those two are the general fallback (``DirectConv``). ``conv_op`` picks, once per shape, the op a layer runs:
+
+* ``WinogradConv`` (winograd.py): 3x3, stride 1, both sides at least 16 channels -- the wide stride-1 layers, where
+  F(4x4, 3x3) needs 4x fewer multiply-adds;
+* ``Im2colConv`` (below): strided, no dilation -- one im2col matrix of the channels-last input, so forward, weight
+  gradient and input gradient are one large matrix product each;
+* ``DirectConv``: everything else (stride 1 with few channels on a side, dilation, other kernels).
+
+Each op has ``forward(x, w, bias) -> y`` and ``backward(grad, w) -> (dx, dw)``, keeps what its backward needs, and
+keeps its work buffers (tiles.Workspace) from one call to the next.
 """
 
 from torch.nn.functional import fold, unfold
+
+from .tiles import Workspace, nhwc, overlap_add, padded, windows
+from .winograd import WinogradConv, winograd_applies
 
 
 def pair(v, name="value"):
@@ -214,3 +228,70 @@ def conv2d_weight_grad(gs, xs, geo):
         for t, off in enumerate(geo.offs):
             dw.view(-1, O, C)[t] = g @ xs[:, off:off + geo.Mv].t()
     return dw.permute(2, 3, 0, 1)
+
+
+# ------------------------------------------------------------------------------------------------------- the ops
+
+def conv_op(prev, x_shape, out_channels, kernel_size, stride, padding, dilation):
+    """The op a convolution of inputs shaped ``x_shape`` runs: ``prev`` again when nothing changed (it keeps its
+    work buffers), else a new one of the fastest kind that applies (see the module docstring)."""
+    key = (tuple(x_shape), out_channels, kernel_size, stride, padding, dilation)
+    if prev is not None and prev.key == key:
+        return prev
+    geo = ConvGeometry(x_shape, out_channels, kernel_size, stride, padding, dilation)   # checks the sizes
+    if winograd_applies(geo.C, geo.O, kernel_size, stride, dilation):
+        op = WinogradConv(x_shape, out_channels, padding)
+    elif not geo.shift and dilation == (1, 1):
+        op = Im2colConv(geo)
+    else:
+        op = DirectConv(geo)
+    op.key = key
+    return op
+
+
+class DirectConv:
+    """The shift and unfold paths above."""
+
+    def __init__(self, geo):
+        self.geo = geo
+
+    def forward(self, x, w, bias):
+        self.xs = prepare_input(x, self.geo)
+        return conv2d_forward(self.xs, w, self.geo, bias)
+
+    def backward(self, grad, w):
+        gs = prepare_output(grad, self.geo)
+        return conv2d_input_grad(gs, w, self.geo), conv2d_weight_grad(gs, self.xs, self.geo)
+
+
+class Im2colConv:
+    """Strided convolution (dilation 1) on a channels-last padded copy of the input: its windows copied into one
+    im2col matrix cols (positions, kh*kw*C); the input gradient's columns go back with overlap_add."""
+
+    def __init__(self, geo):
+        g = self.geo = geo
+        rows = g.sh * max(-(-(g.ph + g.H) // g.sh), g.Ho + -(-g.kh // g.sh) - 1)    # whole strides, room for the
+        cols = g.sw * max(-(-(g.pw + g.W) // g.sw), g.Wo + -(-g.kw // g.sw) - 1)    # input and for overlap_add
+        self.size = (rows, cols)
+        self.ws = Workspace()
+
+    def forward(self, x, w, bias):
+        # y[(n, u, v), o] = bias[o] + sum_{(i, j, c)} cols[(n, u, v), (i, j, c)] w[o, c, i, j]
+        g, ws = self.geo, self.ws
+        xp = padded(ws, "xp", x, self.size, (g.ph, g.pw))
+        self.cols = ws.get("cols", (g.N, g.Ho, g.Wo, g.kh, g.kw, g.C), x)
+        self.cols.copy_(windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.Ho, g.Wo)))
+        cols, wm = self.cols.view(g.N * g.Ho * g.Wo, -1), w.permute(2, 3, 1, 0).reshape(-1, g.O)
+        y = cols @ wm if bias is None else bias.addmm(cols, wm)
+        return y.view(g.N, g.Ho, g.Wo, g.O).permute(0, 3, 1, 2)
+
+    def backward(self, grad, w):
+        # dw = cols^T grad,  dcols = grad w^T,  dx = dcols' windows added back where they were taken
+        g, ws = self.geo, self.ws
+        gm = nhwc(grad).reshape(-1, g.O)
+        cols, wm = self.cols.view(gm.shape[0], -1), w.permute(2, 3, 1, 0).reshape(-1, g.O)
+        dw = (cols.t() @ gm).view(g.kh, g.kw, g.C, g.O).permute(3, 2, 0, 1)
+        dcols = ws.get("dcols", self.cols.shape, grad)
+        dcols.view(cols.shape).addmm_(gm, wm.t(), beta=0)
+        dxp = overlap_add(grad.new_empty(g.N, *self.size, g.C), dcols, (g.sh, g.sw))
+        return dxp[:, g.ph:g.ph + g.H, g.pw:g.pw + g.W].permute(0, 3, 1, 2), dw
