@@ -208,12 +208,15 @@ class NearestUpsampling(Module):
         return x.view(N, C, H, 1, W, 1).expand(N, C, H, sh, W, sw).reshape(N, C, H * sh, W * sw)
 
     def backward(self, grad):
-        # dx[n, c, u, v] = sum of grad over the sh x sw block that copied x[n, c, u, v]
-        N, C, H, W = grad.shape
+        # dx[n, c, u, v] = sum of grad over the sh x sw block that copied x[n, c, u, v]: sh*sw strided views added
+        # (in grad's layout, whatever it is; a reduction over the two inner offsets would be many times slower)
         sh, sw = self.scale_factor
-        if _channels_last(grad):
-            return grad.permute(0, 2, 3, 1).reshape(N, H // sh, sh, W // sw, sw, C).sum((2, 4)).permute(0, 3, 1, 2)
-        return grad.reshape(N, C, H // sh, sh, W // sw, sw).sum((3, 5))
+        dx = grad[:, :, ::sh, ::sw].clone()
+        for a in range(sh):
+            for b in range(sw):
+                if a or b:
+                    dx += grad[:, :, a::sh, b::sw]
+        return dx
 
     def __repr__(self):
         return f"NearestUpsampling({self.scale_factor})"
