@@ -140,15 +140,33 @@ def test_winograd_path(case, monkeypatch):
                 lambda x, w, b=None: F.conv2d(F.interpolate(x, scale_factor=2), w, b, 1, p))
 
 
+@pytest.mark.parametrize("kind", ["OutputSideConv", "Im2colConv", "DirectConv"])
+@pytest.mark.parametrize("case", CONV_CASES[:9] + random_conv_cases(8, 2))
+def test_each_op_where_it_applies(case, kind, monkeypatch):
+    """Force one op kind on every case it can run (OutputSideConv: stride 1, padding <= d(k-1); Im2colConv: no
+    dilation), whatever channel counts the policy would pick it for."""
+    from Miniproject_2.others import conv as conv_module
+    N, C, O, H, W, k, s, p, d, bias = case
+    k, s, p, d = (conv_module.pair(v) for v in (k, s, p, d))
+    if kind == "OutputSideConv" and (s != (1, 1) or p[0] > d[0] * (k[0] - 1) or p[1] > d[1] * (k[1] - 1)):
+        pytest.skip("OutputSideConv needs stride 1 and padding <= d(k-1)")
+    if kind == "Im2colConv" and d != (1, 1):
+        pytest.skip("Im2colConv needs dilation 1")
+    monkeypatch.setattr(conv_module, "choose_op", lambda geo: getattr(conv_module, kind))
+    conv = Conv2d(C, O, k, stride=s, padding=p, dilation=d, bias=bias)
+    check_layer(conv, torch.randn(N, C, H, W, dtype=torch.float64), lambda x, w, b=None: F.conv2d(x, w, b, s, p, d))
+    assert type(conv.op).__name__ == kind
+
+
 def test_fast_paths_are_picked_for_the_model_layers():
-    from Miniproject_2.others.conv import DirectConv, Im2colConv
+    from Miniproject_2.others.conv import Im2colConv, OutputSideConv
     from Miniproject_2.others.winograd import WinogradConv
     kinds = {}
     for C, O, s, size in ((3, 64, 2, 32), (64, 96, 2, 16), (96, 64, 1, 16), (64, 3, 1, 32), (32, 32, 1, 32)):
         conv = Conv2d(C, O, 3, stride=s, padding=1)
         conv.forward(torch.randn(2, C, size, size))
         kinds[(C, O)] = type(conv.op)
-    assert kinds == {(3, 64): Im2colConv, (64, 96): Im2colConv, (96, 64): WinogradConv, (64, 3): DirectConv,
+    assert kinds == {(3, 64): Im2colConv, (64, 96): Im2colConv, (96, 64): WinogradConv, (64, 3): OutputSideConv,
                      (32, 32): WinogradConv}
 
 

@@ -29,9 +29,12 @@ Those two are the general fallback (``DirectConv``). ``conv_op`` picks, once per
 
 * ``WinogradConv`` (winograd.py): 3x3, stride 1, both sides at least 16 channels -- the wide stride-1 layers, where
   F(4x4, 3x3) needs 4x fewer multiply-adds;
-* ``Im2colConv`` (below): strided, no dilation -- one im2col matrix of the channels-last input, so forward, weight
-  gradient and input gradient are one large matrix product each;
-* ``DirectConv``: everything else (stride 1 with few channels on a side, dilation, other kernels).
+* ``OutputSideConv`` (below): stride 1 with few output channels (the last 64 -> 3 layer) -- one GEMM gives every
+  input position's products with all taps, summed by shifted views; the narrow output gradient's im2col gives dx
+  and dw in one GEMM each;
+* ``Im2colConv`` (below): strided (or few input channels), no dilation -- one im2col matrix of the channels-last
+  input, so forward, weight gradient and input gradient are one large matrix product each;
+* ``DirectConv``: everything else (dilated layers of more than a few channels, large paddings).
 
 Each op has ``forward(x, w, bias) -> y`` and ``backward(grad, w) -> (dx, dw)``, keeps what its backward needs, and
 keeps its work buffers (tiles.Workspace) from one call to the next.
@@ -239,14 +242,22 @@ def conv_op(prev, x_shape, out_channels, kernel_size, stride, padding, dilation)
     if prev is not None and prev.key == key:
         return prev
     geo = ConvGeometry(x_shape, out_channels, kernel_size, stride, padding, dilation)   # checks the sizes
-    if winograd_applies(geo.C, geo.O, kernel_size, stride, dilation):
-        op = WinogradConv(x_shape, out_channels, padding)
-    elif not geo.shift and dilation == (1, 1):
-        op = Im2colConv(geo)
-    else:
-        op = DirectConv(geo)
+    op = choose_op(geo)(geo)
     op.key = key
     return op
+
+
+def choose_op(geo):
+    """The fastest op for this geometry (measured on a 2-core CPU: benchmarks/bench_mp2_conv.py)."""
+    k, s, d = (geo.kh, geo.kw), (geo.sh, geo.sw), (geo.dh, geo.dw)
+    if winograd_applies(geo.C, geo.O, k, s, d):
+        return WinogradConv
+    if geo.shift and geo.kh * geo.kw * geo.O <= geo.C and geo.ph <= geo.dh * (geo.kh - 1) \
+            and geo.pw <= geo.dw * (geo.kw - 1):
+        return OutputSideConv
+    if d == (1, 1) and (not geo.shift or geo.kh * geo.kw * geo.C <= geo.O):
+        return Im2colConv
+    return DirectConv
 
 
 class DirectConv:
@@ -295,3 +306,45 @@ class Im2colConv:
         dcols.view(cols.shape).addmm_(gm, wm.t(), beta=0)
         dxp = overlap_add(grad.new_empty(g.N, *self.size, g.C), dcols, (g.sh, g.sw))
         return dxp[:, g.ph:g.ph + g.H, g.pw:g.pw + g.W].permute(0, 3, 1, 2), dw
+
+
+class OutputSideConv:
+    """Stride 1 with few output channels (kh*kw*O <= C, e.g. the last 64 -> 3 layer): every input position's
+    products with all kh*kw taps in one GEMM, P = x (positions, C) @ w (C, kh*kw*O), and y the sum of P's kh*kw
+    shifted views. Backward reads the (narrow) output gradient's windows once: dx = that im2col @ flipped kernel,
+    dw = x^T @ that im2col. Needs padding <= d*(k-1), i.e. no output without an input under the kernel."""
+
+    def __init__(self, geo):
+        g = self.geo = geo
+        self.size = (g.H + 2 * g.ph, g.W + 2 * g.pw)                        # x, zero-padded
+        self.q = (g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw)       # padding of g for its windows
+        self.gsize = (g.H + g.dh * (g.kh - 1), g.W + g.dw * (g.kw - 1))
+        self.ws = Workspace()
+
+    def forward(self, x, w, bias):
+        # P[n, s, t, i, j, o] = sum_c x_pad[n, s, t, c] w[o, c, i, j],  y[n, u, v] = bias + sum_ij P[n, u+di, v+dj, i, j]
+        g, ws = self.geo, self.ws
+        xp = padded(ws, "xp", x, self.size, (g.ph, g.pw))
+        P = ws.get("P", (g.N, *self.size, g.kh, g.kw, g.O), x)
+        P.view(-1, g.kh * g.kw * g.O).addmm_(xp.view(-1, g.C), w.permute(1, 2, 3, 0).reshape(g.C, -1), beta=0)
+        y = None
+        for i in range(g.kh):
+            for j in range(g.kw):
+                tap = P[:, g.dh * i:g.dh * i + g.Ho, g.dw * j:g.dw * j + g.Wo, i, j]
+                if y is None:
+                    y = tap.clone() if bias is None else tap + bias
+                else:
+                    y += tap
+        self.x = x
+        return y.permute(0, 3, 1, 2)
+
+    def backward(self, grad, w):
+        # G[n, a, b, i', j', o] = g_pad[n, a + d*i', b + d*j', o];  dx = G @ w flipped,  dw = x^T G (flipped back)
+        g, ws = self.geo, self.ws
+        gp = padded(ws, "gp", grad, self.gsize, self.q)
+        G = ws.get("G", (g.N, g.H, g.W, g.kh, g.kw, g.O), grad)
+        G.copy_(windows(gp, (g.kh, g.kw), (1, 1), (g.H, g.W), (g.dh, g.dw)))
+        G = G.view(-1, g.kh * g.kw * g.O)
+        dx = G @ w.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, g.C)
+        dw = (G.t() @ nhwc(self.x).reshape(-1, g.C)).view(g.kh, g.kw, g.O, g.C).flip(0, 1).permute(2, 3, 0, 1)
+        return dx.view(g.N, g.H, g.W, g.C).permute(0, 3, 1, 2), dw

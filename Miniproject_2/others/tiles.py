@@ -51,13 +51,14 @@ def padded(ws, name, x, size, pad):
     return buf
 
 
-def windows(buf, k, s, count):
+def windows(buf, k, s, count, d=(1, 1)):
     """Sliding k x k windows of buf (N, Hp, Wp, C) at stride s, ``count`` = (To, Tw) of them: a view (N, To, Tw, kh,
-    kw, C) whose [n, t, u, a, b] is buf[n, s*t + a, s*u + b] (k and s are pairs)."""
+    kw, C) whose [n, t, u, a, b] is buf[n, s*t + d*a, s*u + d*b] (k, s and the dilation d are pairs)."""
     N, _, _, C = buf.shape
     sn, sh, sw, sc = buf.stride()
-    (kh, kw), (s_h, s_w), (To, Tw) = k, s, count
-    return buf.as_strided((N, To, Tw, kh, kw, C), (sn, s_h * sh, s_w * sw, sh, sw, sc), buf.storage_offset())
+    (kh, kw), (s_h, s_w), (To, Tw), (d_h, d_w) = k, s, count, d
+    return buf.as_strided((N, To, Tw, kh, kw, C), (sn, s_h * sh, s_w * sw, d_h * sh, d_w * sw, sc),
+                          buf.storage_offset())
 
 
 def overlap_add(out, win, s):

@@ -63,20 +63,19 @@ def transform(mat, src, out, tmp):
 
 
 class WinogradConv:
-    """Conv2d(C -> O, 3x3, stride 1, padding p) of inputs shaped ``x_shape``, F(4x4, 3x3); keeps its workspace."""
+    """Conv2d(C -> O, 3x3, stride 1, padding p) of one input shape (a conv.ConvGeometry), F(4x4, 3x3); keeps its
+    work buffers."""
 
-    def __init__(self, x_shape, out_channels, padding):
-        self.N, self.C, self.H, self.W = x_shape
-        self.O, self.pad = out_channels, padding
+    def __init__(self, geo):
+        self.N, self.C, self.H, self.W, self.O = geo.N, geo.C, geo.H, geo.W, geo.O
+        self.pad = (geo.ph, geo.pw)
+        padding = self.pad
         self.Ho, self.Wo = self.H + 2 * padding[0] - 2, self.W + 2 * padding[1] - 2
         self.TH, self.TW = -(-self.Ho // 4), -(-self.Wo // 4)          # 4x4 output tiles
         self.T = self.N * self.TH * self.TW
         self.size = (4 * self.TH + 4, 4 * self.TW + 4)                  # padded grid: whole tiles, +1 for overlap-add
         self.ws = Workspace()
         self.mats = None
-
-    def key(self):
-        return ((self.N, self.C, self.H, self.W), self.O, self.pad)
 
     def _mats(self, like):
         if self.mats is None or self.mats[0].dtype != like.dtype or self.mats[0].device != like.device:
