@@ -36,8 +36,8 @@ Those two are the general fallback (``DirectConv``). ``conv_op`` picks, once per
   input, so forward, weight gradient and input gradient are one large matrix product each;
 * ``DirectConv``: everything else (dilated layers of more than a few channels, large paddings).
 
-Each op has ``forward(x, w, bias) -> y`` and ``backward(grad, w) -> (dx, dw)``, keeps what its backward needs, and
-keeps its work buffers (tiles.Workspace) from one call to the next.
+Each op has ``forward(x, w, bias) -> y`` and ``backward(grad, w, with_bias) -> (dx, dw, dbias or None)``, keeps what
+its backward needs, and keeps its work buffers (tiles.Workspace) from one call to the next.
 """
 
 from torch.nn.functional import fold, unfold
@@ -270,9 +270,10 @@ class DirectConv:
         self.xs = prepare_input(x, self.geo)
         return conv2d_forward(self.xs, w, self.geo, bias)
 
-    def backward(self, grad, w):
+    def backward(self, grad, w, with_bias=True):
         gs = prepare_output(grad, self.geo)
-        return conv2d_input_grad(gs, w, self.geo), conv2d_weight_grad(gs, self.xs, self.geo)
+        db = grad.sum((0, 2, 3)) if with_bias else None
+        return conv2d_input_grad(gs, w, self.geo), conv2d_weight_grad(gs, self.xs, self.geo), db
 
 
 class Im2colConv:
@@ -296,8 +297,8 @@ class Im2colConv:
         y = cols @ wm if bias is None else bias.addmm(cols, wm)
         return y.view(g.N, g.Ho, g.Wo, g.O).permute(0, 3, 1, 2)
 
-    def backward(self, grad, w):
-        # dw = cols^T grad,  dcols = grad w^T,  dx = dcols' windows added back where they were taken
+    def backward(self, grad, w, with_bias=True):
+        # dw = cols^T grad,  dcols = grad w^T,  dx = dcols' windows added back where they were taken,  db = sum of grad
         g, ws = self.geo, self.ws
         gm = nhwc(grad).reshape(-1, g.O)
         cols, wm = self.cols.view(gm.shape[0], -1), w.permute(2, 3, 1, 0).reshape(-1, g.O)
@@ -305,7 +306,8 @@ class Im2colConv:
         dcols = ws.get("dcols", self.cols.shape, grad)
         dcols.view(cols.shape).addmm_(gm, wm.t(), beta=0)
         dxp = overlap_add(grad.new_empty(g.N, *self.size, g.C), dcols, (g.sh, g.sw))
-        return dxp[:, g.ph:g.ph + g.H, g.pw:g.pw + g.W].permute(0, 3, 1, 2), dw
+        db = gm.sum(0) if with_bias else None
+        return dxp[:, g.ph:g.ph + g.H, g.pw:g.pw + g.W].permute(0, 3, 1, 2), dw, db
 
 
 class OutputSideConv:
@@ -338,7 +340,7 @@ class OutputSideConv:
         self.x = x
         return y.permute(0, 3, 1, 2)
 
-    def backward(self, grad, w):
+    def backward(self, grad, w, with_bias=True):
         # G[n, a, b, i', j', o] = g_pad[n, a + d*i', b + d*j', o];  dx = G @ w flipped,  dw = x^T G (flipped back)
         g, ws = self.geo, self.ws
         gp = padded(ws, "gp", grad, self.gsize, self.q)
@@ -347,4 +349,5 @@ class OutputSideConv:
         G = G.view(-1, g.kh * g.kw * g.O)
         dx = G @ w.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, g.C)
         dw = (G.t() @ nhwc(self.x).reshape(-1, g.C)).view(g.kh, g.kw, g.O, g.C).flip(0, 1).permute(2, 3, 0, 1)
-        return dx.view(g.N, g.H, g.W, g.C).permute(0, 3, 1, 2), dw
+        db = grad.sum((0, 2, 3)) if with_bias else None
+        return dx.view(g.N, g.H, g.W, g.C).permute(0, 3, 1, 2), dw, db

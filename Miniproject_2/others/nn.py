@@ -109,10 +109,10 @@ class Conv2d(Module):
 
     def backward(self, grad):
         # dweight = grad (*) x,  dbias = sum of grad,  dx = transposed convolution of grad with weight
-        dx, dweight = self.op.backward(grad, self.weight)
+        dx, dweight, dbias = self.op.backward(grad, self.weight, self.bias is not None)
         self._accumulate("weight", dweight)
         if self.bias is not None:
-            self._accumulate("bias", grad.sum((0, 2, 3)))
+            self._accumulate("bias", dbias)
         return dx
 
     def __repr__(self):
@@ -173,12 +173,14 @@ class TransposeConv2d(Module):
 
     def backward(self, grad):
         # dx = conv_{out->in}(grad),  dweight = x (*) grad,  dbias = sum of grad
+        if self.geo is None:                    # the stride-1 case: the flipped convolution's gradients
+            dx, dweight, dbias = self.op.backward(grad, self.weight.transpose(0, 1).flip(2, 3), self.bias is not None)
+            self._accumulate("weight", dweight.flip(2, 3).transpose(0, 1))
+            if self.bias is not None:
+                self._accumulate("bias", dbias)
+            return dx
         if self.bias is not None:
             self._accumulate("bias", grad.sum((0, 2, 3)))
-        if self.geo is None:                    # the stride-1 case: the flipped convolution's gradients
-            dx, dweight = self.op.backward(grad, self.weight.transpose(0, 1).flip(2, 3))
-            self._accumulate("weight", dweight.flip(2, 3).transpose(0, 1))
-            return dx
         gs = prepare_input(grad, self.geo)
         self._accumulate("weight", conv2d_weight_grad(self.xg, gs, self.geo))
         return conv2d_forward(gs, self.weight, self.geo)

@@ -84,7 +84,12 @@ def overlap_add(out, win, s):
 
 def _zero_outside(blocks, To, Tw, rows, cols):
     """Zero what the first group's copy did not write: blocks beyond (To, Tw), and the offsets past (rows, cols)."""
-    blocks[:, To:].zero_()
-    blocks[:, :To, :, Tw:].zero_()
-    blocks[:, :To, rows:, :Tw].zero_()
-    blocks[:, :To, :rows, :Tw, cols:].zero_()
+    _, nh, s_h, nw, s_w, _ = blocks.shape
+    if nh > To:
+        blocks[:, To:].zero_()
+    if nw > Tw:
+        blocks[:, :To, :, Tw:].zero_()
+    if rows < s_h:
+        blocks[:, :To, rows:, :Tw].zero_()
+    if cols < s_w:
+        blocks[:, :To, :rows, :Tw, cols:].zero_()

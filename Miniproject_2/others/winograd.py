@@ -46,6 +46,9 @@ AT = ((1, 1, 1, 1, 1, 0),
       (0, 1, -1, 1 / 8, -8, 1))
 
 
+BIAS = 1 * 6 + 1      # the Winograd-domain position (1, 1): A^T e_1 = (1, 1, 1, 1), so it reaches every output
+
+
 def winograd_applies(C, O, kernel_size, stride, dilation, min_channels=16):
     """3x3, stride 1, no dilation, and both sides wide enough for the products to outweigh the transforms."""
     return kernel_size == (3, 3) and stride == (1, 1) and dilation == (1, 1) and min(C, O) >= min_channels
@@ -95,15 +98,16 @@ class WinogradConv:
         self.V = transform(bt, d, ws.get("V", (36, T, C), x), tmp)
         self.U = (gg @ w.permute(2, 3, 1, 0).reshape(9, C * O)).view(36, C, O)
         M = ws.get("M", (36, T, O), x).baddbmm_(self.V, self.U, beta=0)
+        if bias is not None:
+            M[BIAS] += bias                 # column 1 of A^T (the point 1) is all ones: +bias on all 16 outputs
         Y = transform(at, M, ws.get("Y", (4, 4, self.N, self.TH, self.TW, O), x), tmp)
         y = x.new_empty(self.N, 4 * self.TH, 4 * self.TW, O)
         windows(y, (4, 4), (4, 4), (self.TH, self.TW)).copy_(Y.permute(2, 3, 4, 0, 1, 5))
-        if bias is not None:
-            y += bias
         return y[:, :self.Ho, :self.Wo].permute(0, 3, 1, 2)
 
-    def backward(self, grad, w):
-        # dM = A dY A^T, dU = V^T dM, dV = dM U^T, dd = B dV B^T added over the overlapping tiles, dw = G^T dU G
+    def backward(self, grad, w, with_bias=True):
+        # dM = A dY A^T, dU = V^T dM, dV = dM U^T, dd = B dV B^T added over the overlapping tiles, dw = G^T dU G,
+        # dbias = dM at the bias's position summed over tiles (= the sum of grad)
         bt, gg, at = self._mats(grad)
         ws, C, O, T, N, TH, TW = self.ws, self.C, self.O, self.T, self.N, self.TH, self.TW
         tmp = ws.get("tmp", (36 * T * max(C, O),), grad)
@@ -121,4 +125,5 @@ class WinogradConv:
         dxp = grad.new_empty(N, *self.size, C)
         overlap_add(dxp, dd.view(6, 6, N, TH, TW, C).permute(2, 3, 4, 0, 1, 5), (4, 4))
         ph, pw = self.pad
-        return dxp[:, ph:ph + self.H, pw:pw + self.W].permute(0, 3, 1, 2), dw
+        db = dM[BIAS].sum(0) if with_bias else None
+        return dxp[:, ph:ph + self.H, pw:pw + self.W].permute(0, 3, 1, 2), dw, db
