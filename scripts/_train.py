@@ -1,8 +1,9 @@
 """The training loop behind scripts/train_mp1.py and scripts/train_mp2.py: the shipped bestmodel.pth files.
 
 Data: ``--n-train`` `sample` crops (each cut, flipped and corrupted twice, independently), seen ``--epochs`` times;
-``--renoise`` draws new noise for them every epoch (prepared in a thread while the previous epoch trains), so
-repeated epochs never show the same noisy pair twice.
+``--renoise`` draws new noise for them in a thread while training runs, and every epoch that starts after a draw
+is ready trains on it (a slow CPU run gets new noise every epoch; a GPU run that outpaces the noise thread repeats
+the last draw rather than wait).
 
 Schedule: Adam at ``--lr`` after a linear warm-up over the first ``--warmup`` of the run, then a cosine decay to 1%
 of it. The run's progress is steps done / total steps or, with ``--minutes``, elapsed training time / budget when
@@ -117,30 +118,29 @@ def main(engine: int, description: str, defaults: dict) -> int:
     base = evaluate(model, ds.val_input, ds.val_target)
     print(f"noisy input: val PSNR {base['psnr_noisy']:.2f} dB", flush=True)
 
-    def pairs(epoch: int):
-        """The training pairs of an epoch, on the model's device: the data set's own first, then new noise."""
-        if epoch == 0 or not args.renoise:
-            a, b = ds.train_input, ds.train_target
-        else:
-            g = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)
-            a, b = corrupt(ds.train_clean, ds.noise, g), corrupt(ds.train_clean, ds.noise, g)
-        return a.to(dev), b.to(dev)
-
-    def prepare(epoch: int) -> dict:
+    def prepare(draw: int) -> dict:
+        """Start drawing noise set ``draw`` (both noisy versions of every training crop) in a thread."""
         box: dict = {}
-        box["thread"] = threading.Thread(target=lambda: box.update(pairs=pairs(epoch)), daemon=True)
+
+        def work():
+            g = torch.Generator().manual_seed(args.seed * 1_000_003 + draw)
+            a, b = corrupt(ds.train_clean, ds.noise, g), corrupt(ds.train_clean, ds.noise, g)
+            box["pairs"] = (a.to(dev), b.to(dev))
+        box["thread"] = threading.Thread(target=work, daemon=True)
         box["thread"].start()
         return box
 
-    best, step, seen, t_train, evals_done = -math.inf, 0, 0, time.time(), 0
+    best, step, seen, t_train, evals_done, draws = -math.inf, 0, 0, time.time(), 0, 0
     curve = open(args.curve, "a") if args.curve else None
     progress, losses = 0.0, []
-    nxt = prepare(0)
+    x_all, y_all = ds.train_input.to(dev), ds.train_target.to(dev)
+    nxt = prepare(1) if args.renoise and args.epochs > 1 else None
     for epoch in range(args.epochs):
-        nxt["thread"].join()
-        x_all, y_all = nxt["pairs"]
-        if args.renoise and epoch + 1 < args.epochs:
-            nxt = prepare(epoch + 1)
+        # new noise when the thread has it ready; a fast (GPU) run does not wait for it, it repeats the last set
+        if epoch and nxt is not None and not nxt["thread"].is_alive():
+            x_all, y_all = nxt["pairs"]
+            draws += 1
+            nxt = prepare(draws + 1) if epoch + 1 < args.epochs else None
         order = torch.randperm(n).to(dev)
         for i in range(0, n, bs):
             elapsed = time.time() - t_train
@@ -171,7 +171,8 @@ def main(engine: int, description: str, defaults: dict) -> int:
     final = evaluate(check, ds.val_input, ds.val_target)
     print(f"reloaded {args.out} in a fresh Model(): val PSNR {final['psnr']:.2f} dB, noisy input "
           f"{final['psnr_noisy']:.2f} dB, gain {final['psnr'] - final['psnr_noisy']:+.2f} dB; {step} steps, "
-          f"{seen} images in {(time.time() - t_train) / 60:.1f} min", flush=True)
+          f"{seen} images in {(time.time() - t_train) / 60:.1f} min"
+          + (f", {draws} new noise draws over {epoch + 1} epochs" if args.renoise else ""), flush=True)
     return 0
 
 
