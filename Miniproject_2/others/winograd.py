@@ -73,9 +73,7 @@ class WinogradConv:
 
     def __init__(self, geo):
         self.N, self.C, self.H, self.W, self.O = geo.N, geo.C, geo.H, geo.W, geo.O
-        self.pad = (geo.ph, geo.pw)
-        padding = self.pad
-        self.Ho, self.Wo = self.H + 2 * padding[0] - 2, self.W + 2 * padding[1] - 2
+        self.pad, self.Ho, self.Wo = (geo.ph, geo.pw), geo.Ho, geo.Wo
         self.TH, self.TW = -(-self.Ho // 4), -(-self.Wo // 4)          # 4x4 output tiles
         self.T = self.N * self.TH * self.TW
         self.size = (4 * self.TH + 4, 4 * self.TW + 4)                  # padded grid: whole tiles, +1 for overlap-add
