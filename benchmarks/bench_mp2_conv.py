@@ -1,12 +1,13 @@
 """Miniproject_2's Conv2d against torch.nn.functional.conv2d + autograd: time of forward + backward (input, weight and
-bias gradients) at batch 64 on every convolution of the Model's network (32x32 images) and on 3x3 stride-1 layers of
-32, 48, 64 and 96 channels at 16 and 32 px. Prints the per-shape ratio ours / torch and their geometric mean
+bias gradients) at batch 64 on every convolution of the prescribed network (32x32 images; widths 64/96/64 unless
+--net says otherwise) and on 3x3 stride-1 layers of 32, 48, 64 and 96 channels at 16 and 32 px. Prints the per-shape ratio ours / torch and their geometric mean
 (target: geometric mean <= 1.2, no shape above 1.5).
 
     python benchmarks/bench_mp2_conv.py                    # torch's default thread count
     python benchmarks/bench_mp2_conv.py --threads 1
     python benchmarks/bench_mp2_conv.py --accuracy         # also: max abs error vs float64, ours and torch's
     python benchmarks/bench_mp2_conv.py --code DIR         # time the Miniproject_2 found in DIR (an older export)
+    python benchmarks/bench_mp2_conv.py --net 64,96,64 --net 128,192,128   # the layers of two networks
 
 Timings depend on what else runs on the machine: the load average is printed before and after, the two
 implementations alternate within every repeat, and each reports the median over the repeats. ``--wait-quiet 1``
@@ -31,10 +32,14 @@ p.add_argument("--accuracy", action="store_true", help="print the max abs error 
 p.add_argument("--code", default=None, help="import Miniproject_2 from this folder instead of the repository")
 p.add_argument("--wait-quiet", type=float, default=0, help="wait until the load average is below this")
 p.add_argument("--only", default=None, help="comma-separated substrings: run only shapes whose label matches")
+p.add_argument("--net", action="append", default=None,
+               help="c1,c2,c3 of a prescribed network whose layers to time (repeatable; default 64,96,64: the "
+                    "widths of the first shipped weights and of the issue's reference measurements)")
 args = p.parse_args()
+args.net = args.net or ["64,96,64"]
 if args.code:
     sys.path.insert(0, str(Path(args.code).resolve()))
-from Miniproject_2.model import Conv2d, Model  # noqa: E402  (after --code)
+from Miniproject_2.model import Conv2d  # noqa: E402  (after --code)
 
 set_threads(args.threads)
 torch.set_grad_enabled(False)
@@ -46,21 +51,19 @@ def sync():
         torch.cuda.synchronize()
 
 
-def model_cases(batch):
-    """(in, out, kernel, stride, padding, input shape) of every convolution in the Model's network, 32x32 images."""
-    net = Model(device="cpu").net
-    cases, x = [], torch.rand(2, 3, 32, 32)
-    for block in net:
-        conv = getattr(block, "conv", block)
-        if isinstance(conv, Conv2d):
-            x_in = block.upsample.forward(x) if conv is not block else x
-            cases.append((conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                          (batch,) + tuple(x_in.shape[1:])))
-        x = block.forward(x)
-    return cases
+def network_cases(c1, c2, c3, batch):
+    """(in, out, kernel, stride, padding, input shape) of the four convolutions of the prescribed network
+    Conv(3->c1, s2), Conv(c1->c2, s2), Upsampling(c2->c3), Upsampling(c3->3), 3x3 kernels, on 32x32 images."""
+    k, s1, s2, p1 = (3, 3), (1, 1), (2, 2), (1, 1)
+    return [(3, c1, k, s2, p1, (batch, 3, 32, 32)), (c1, c2, k, s2, p1, (batch, c1, 16, 16)),
+            (c2, c3, k, s1, p1, (batch, c2, 16, 16)), (c3, 3, k, s1, p1, (batch, c3, 32, 32))]
 
 
-cases = model_cases(args.batch)
+cases = []
+for net in args.net:
+    for case in network_cases(*(int(v) for v in net.split(",")), args.batch):
+        if case not in cases:
+            cases.append(case)
 for size in (16, 32):
     for c in (32, 48, 64, 96):
         case = (c, c, (3, 3), (1, 1), (1, 1), (args.batch, c, size, size))
