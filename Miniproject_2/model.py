@@ -41,24 +41,44 @@ MULTIPLE = 4          # two stride-2 convolutions, then two x2 upsamplings: size
 LOSSES = {"l1": L1Loss, "l2": MSE}
 
 # The prescribed network: Conv(stride 2), ReLU, Conv(stride 2), ReLU, Upsampling, ReLU, Upsampling, Sigmoid, with
-# 3x3 kernels everywhere (a receptive field of about 15x15 input pixels: enough context for 1-2 px impulse blocks
-# and 2-4 px pixelation). Widths c1 = 64, c2 = 96, measured on sample/mix data (3 epochs of 20 000 pairs, Adam,
-# lr 2e-3 decayed, one CPU thread): 25.8 dB validation PSNR against 25.0 dB for c1 = 32, c2 = 64 (noisy input:
-# 20.8 dB). Cost: about 20 M multiply-adds per 32x32 image, 70% of them in the first Upsampling's convolution
-# (c2 -> c1 at 16x16); one epoch of 50 000 pairs took 6-8 min on one core of the 2-core development machine.
+# k x k kernels everywhere (3x3: a receptive field of about 15x15 input pixels, enough context for 1-2 px impulse
+# blocks and 2-4 px pixelation). Widths: 3 -> c1 -> c2 -> c3 -> 3. c1 = c3 = 64, c2 = 96, measured on sample/mix
+# data (3 epochs of 20 000 pairs, Adam, lr 2e-3 decayed, one CPU thread): 25.8 dB validation PSNR against 25.0 dB
+# for c1 = c3 = 32, c2 = 64 (noisy input: 20.8 dB). Cost: about 20 M multiply-adds per 32x32 image, 70% of them in
+# the first Upsampling's convolution (c2 -> c3 at 16x16, a Winograd layer: others/winograd.py).
 # Loss L1: the median it estimates ignores the impulse part of the blind "mix" noise (Noise2Noise paper, sec. 3.3);
 # L1 and L2 measured the same on a short run. Adam with the paper's betas (0.9, 0.99); batch 32 gives many updates
 # per epoch, which matters when the grader trains a single epoch.
-DEFAULT_CONFIG = {"c1": 64, "c2": 96, "loss": "l1"}
+DEFAULT_CONFIG = {"c1": 64, "c2": 96, "c3": 64, "k": 3, "loss": "l1"}
+# what a checkpoint that predates a key meant by it (c3 None: the same as c1)
+LEGACY_CONFIG = {"c3": None, "k": 3, "loss": "l1"}
 
 
-def build_network(c1, c2):
+def build_network(c1, c2, c3, k=3):
+    p = k // 2
     return Sequential(
-        Conv2d(3, c1, 3, stride=2, padding=1), ReLU(),            # 32x32x3  -> 16x16xc1
-        Conv2d(c1, c2, 3, stride=2, padding=1), ReLU(),           # 16x16xc1 -> 8x8xc2
-        Upsampling(c2, c1, 3, scale_factor=2, padding=1), ReLU(),  # 8x8xc2   -> 16x16xc1
-        Upsampling(c1, 3, 3, scale_factor=2, padding=1), Sigmoid(),  # 16x16xc1 -> 32x32x3, in (0, 1)
+        Conv2d(3, c1, k, stride=2, padding=p), ReLU(),              # 32x32x3  -> 16x16xc1
+        Conv2d(c1, c2, k, stride=2, padding=p), ReLU(),             # 16x16xc1 -> 8x8xc2
+        Upsampling(c2, c3, k, scale_factor=2, padding=p), ReLU(),    # 8x8xc2   -> 16x16xc3
+        Upsampling(c3, 3, k, scale_factor=2, padding=p), Sigmoid(),  # 16x16xc3 -> 32x32x3, in (0, 1)
     )
+
+
+def _full_config(config, defaults):
+    """Every key of DEFAULT_CONFIG, missing ones from ``defaults``; c3 None means c1. Raises on unknown keys/values."""
+    if not isinstance(config, dict) or set(config) - set(DEFAULT_CONFIG):
+        raise ValueError(f"unknown Model configuration: {config!r}")
+    full = {**DEFAULT_CONFIG, **defaults, **config}
+    if full["c3"] is None:
+        full["c3"] = full["c1"]
+    if full["loss"] not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {full['loss']!r}")
+    for key in ("c1", "c2", "c3", "k"):
+        if not isinstance(full[key], int) or full[key] < 1:
+            raise ValueError(f"Model option {key} must be a positive int, got {full[key]!r}")
+    if full["k"] % 2 == 0:
+        raise ValueError(f"kernel size k must be odd (same padding), got {full['k']}")
+    return full
 
 
 def _check_images(name, t):
@@ -93,16 +113,11 @@ class Model:
 
     def __init__(self, device=None, lr=1e-3, batch_size=32, **config):
         self.device = str(device) if device is not None else default_device()
-        self.config = dict(DEFAULT_CONFIG)
-        unknown = set(config) - set(DEFAULT_CONFIG)
-        if unknown:
-            raise ValueError(f"unknown Model option(s): {', '.join(sorted(unknown))}")
-        self.config.update(config)
-        if self.config["loss"] not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.config['loss']!r}")
+        self.config = _full_config(config, {"c3": None} if "c1" in config else {})   # c3 follows a given c1
         self.batch_size = int(batch_size)
         self.augment = True
-        self.net = build_network(int(self.config["c1"]), int(self.config["c2"])).to(self.device)
+        c = self.config
+        self.net = build_network(c["c1"], c["c2"], c["c3"], c["k"]).to(self.device)
         self.criterion = LOSSES[self.config["loss"]]()
         # betas as in the Noise2Noise paper (beta2 = 0.99 adapts faster than the default 0.999)
         self.optimizer = Adam(self.net.param(), lr=lr, betas=(0.9, 0.99))
@@ -175,13 +190,13 @@ class Model:
     def load_state_dict(self, state):
         if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("params"), list):
             raise ValueError("not a Miniproject_2 checkpoint (missing or wrong 'format' field)")
-        config = state.get("config") or {}
-        if not isinstance(config, dict) or set(config) - set(DEFAULT_CONFIG):
-            raise ValueError(f"checkpoint has an unknown configuration: {config!r}")
-        if any(config.get(k, v) != self.config[k] for k, v in self.config.items()):
+        try:
+            config = _full_config(state.get("config") or {}, LEGACY_CONFIG)   # the checkpoint carries its network
+        except ValueError as e:
+            raise ValueError(f"checkpoint has an unknown configuration: {e}") from None
+        if config != self.config:
             # the checkpoint's network differs from ours: rebuild to match it (same device, lr, batch size)
-            self.__init__(device=self.device, lr=self.learning_rate, batch_size=self.batch_size,
-                          **{**self.config, **config})
+            self.__init__(device=self.device, lr=self.learning_rate, batch_size=self.batch_size, **config)
         params = [p for p, _ in self.net.param()]
         new = state["params"]
         if len(new) != len(params) or any(not hasattr(t, "shape") or tuple(t.shape) != tuple(p.shape)

@@ -1,7 +1,14 @@
-"""Shared bits of the benchmark scripts: a fixed data set, and a plain training loop over ``train_step``."""
+"""Shared bits of the benchmark scripts: a fixed data set, a plain training loop over ``train_step``, and the
+measuring discipline every script follows: print the torch thread count and the load average before and after, and
+time competing implementations interleaved, reporting the median over repeats (``interleaved``).
+
+Thread count: torch's default unless a script's ``--threads N`` or the environment's ``N2N_THREADS`` says otherwise
+(on a busy 2-core machine one thread can beat two: OpenMP threads wait for each other at every operation).
+"""
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -10,9 +17,49 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# One torch thread unless N2N_THREADS says otherwise: on a shared 2-core machine, two OpenMP threads that wait for
-# each other at every small operation run several times slower than one (measured here, load 4-6).
-torch.set_num_threads(int(os.environ.get("N2N_THREADS", "1")))
+if os.environ.get("N2N_THREADS"):
+    torch.set_num_threads(int(os.environ["N2N_THREADS"]))
+
+
+def set_threads(n: int | None) -> int:
+    """``n`` torch threads when n > 0, else keep the default (torch's own, or N2N_THREADS); returns the count."""
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def header(what: str = "") -> str:
+    """One line naming the conditions of a measurement: torch, threads, CPU count, load average."""
+    return (f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, "
+            f"load average {load_avg()}" + (f"; {what}" if what else ""))
+
+
+def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """Median wall time (s) of each function in ``fns`` (name -> callable), run in turns: every repeat runs each
+    once, in an order rotated from repeat to repeat, so a change in load hits all of them alike."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def wait_quiet(limit: float, timeout: float = 600.0) -> None:
+    """Wait until the 1-minute load average is below ``limit`` (at most ``timeout`` seconds; says so if not)."""
+    def load() -> float:
+        return float(load_avg()) if load_avg() != "?" else 0.0
+
+    t0 = time.time()
+    while load() >= limit and time.time() - t0 < timeout:
+        time.sleep(5)
+    state = "quiet" if load() < limit else "NOT quiet (gave up waiting)"
+    print(f"load average {load_avg()} after waiting {time.time() - t0:.0f} s: {state}", flush=True)
 
 
 def load(noise: str, n_train: int, n_val: int, seed: int = 0):
@@ -41,3 +88,27 @@ def load_avg() -> str:
         return open("/proc/loadavg").read().split()[0]
     except OSError:
         return "?"
+
+
+def epoch_speed(models: dict, repeats: int, steps: int, seed: int = 0) -> dict:
+    """Median images/s of ``Model.train_step`` for each model in ``models`` (name -> Model), measured in
+    ``repeats`` interleaved windows of ``steps`` steps at the model's batch size on random uint8 32x32 pairs."""
+    g = torch.Generator().manual_seed(seed)
+    data = {}
+    for name, m in models.items():
+        bs = m.batch_size
+        data[name] = ((torch.rand(8 * bs, 3, 32, 32, generator=g) * 255).to(torch.uint8),
+                      (torch.rand(8 * bs, 3, 32, 32, generator=g) * 255).to(torch.uint8))
+
+    def window(name):
+        m, (x, y) = models[name], data[name]
+        bs = m.batch_size
+
+        def run():
+            for i in range(steps):
+                j = i % 8
+                m.train_step(x[j * bs:(j + 1) * bs], y[j * bs:(j + 1) * bs])
+        return run
+
+    t = interleaved({name: window(name) for name in models}, repeats)
+    return {name: steps * models[name].batch_size / t[name] for name in models}

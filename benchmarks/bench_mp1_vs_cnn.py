@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from _common import load, load_avg, train_steps
+from _common import header, load, load_avg, set_threads, train_steps
 from engine.evaluate import evaluate
 from Miniproject_1.model import Model
 
@@ -53,7 +53,10 @@ def main():
     p.add_argument("--n-train", type=int, default=20000)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    set_threads(args.threads)
+    print(header(), flush=True)
     ds = load(args.noise, args.n_train, 1000, args.seed)
 
     torch.manual_seed(args.seed)
@@ -70,7 +73,7 @@ def main():
     print(f"noisy input          PSNR {r_unet['psnr_noisy']:.2f} dB")
     print(f"U-Net (Miniproject_1) PSNR {r_unet['psnr']:.2f} dB  ({params(unet)} params, {ips_u:.0f} img/s)")
     print(f"plain 8-layer CNN     PSNR {r_cnn['psnr']:.2f} dB  ({params(cnn)} params, {ips_c:.0f} img/s)")
-    print(f"margin U-Net - CNN: {r_unet['psnr'] - r_cnn['psnr']:+.2f} dB")
+    print(f"margin U-Net - CNN: {r_unet['psnr'] - r_cnn['psnr']:+.2f} dB; load average now {load_avg()}")
 
 
 if __name__ == "__main__":

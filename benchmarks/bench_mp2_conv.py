@@ -1,29 +1,47 @@
-"""Miniproject_2's Conv2d against torch.nn.functional.conv2d + autograd: time of forward + backward (input, weight
-and bias gradients) on the Model's own convolution shapes at batch 64 on 32x32 images, plus a 48->48 3x3 layer.
-Prints the per-shape ratio ours / torch and their geometric mean (required <= 2.5, aim 1.2).
+"""Miniproject_2's Conv2d against torch.nn.functional.conv2d + autograd: time of forward + backward (input, weight and
+bias gradients) at batch 64 on every convolution of the prescribed network (32x32 images; widths 64/96/64 unless
+--net says otherwise) and on 3x3 stride-1 layers of 32, 48, 64 and 96 channels at 16 and 32 px. Prints the per-shape ratio ours / torch and their geometric mean
+(target: geometric mean <= 1.2, no shape above 1.5).
 
-    python benchmarks/bench_mp2_conv.py [--batch 64] [--rounds 7] [--threads 2]
+    python benchmarks/bench_mp2_conv.py                    # torch's default thread count
+    python benchmarks/bench_mp2_conv.py --threads 1
+    python benchmarks/bench_mp2_conv.py --accuracy         # also: max abs error vs float64, ours and torch's
+    python benchmarks/bench_mp2_conv.py --code DIR         # time the Miniproject_2 found in DIR (an older export)
+    python benchmarks/bench_mp2_conv.py --net 64,96,64 --net 128,192,128   # the layers of two networks
 
-Numbers depend on the machine and on what else runs on it (the load average is printed with them). To be fair under
-load, the two implementations alternate and each keeps its best time over the rounds.
+Timings depend on what else runs on the machine: the load average is printed before and after, the two
+implementations alternate within every repeat, and each reports the median over the repeats. ``--wait-quiet 1``
+waits (up to 10 min) for the 1-minute load average to fall below 1 before starting.
 """
 import argparse
 import math
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from _common import load_avg
-from Miniproject_2.model import Conv2d, Model
+from _common import header, interleaved, load_avg, set_threads, wait_quiet
 
-p = argparse.ArgumentParser()
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--batch", type=int, default=64)
-p.add_argument("--rounds", type=int, default=7)
-p.add_argument("--threads", type=int, default=2)
+p.add_argument("--repeats", type=int, default=7)
+p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 p.add_argument("--device", default="cpu")
+p.add_argument("--accuracy", action="store_true", help="print the max abs error of both against float64")
+p.add_argument("--code", default=None, help="import Miniproject_2 from this folder instead of the repository")
+p.add_argument("--wait-quiet", type=float, default=0, help="wait until the load average is below this")
+p.add_argument("--only", default=None, help="comma-separated substrings: run only shapes whose label matches")
+p.add_argument("--net", action="append", default=None,
+               help="c1,c2,c3 of a prescribed network whose layers to time (repeatable; default 64,96,64: the "
+                    "widths of the first shipped weights and of the issue's reference measurements)")
 args = p.parse_args()
-torch.set_num_threads(args.threads)
+args.net = args.net or ["64,96,64"]
+if args.code:
+    sys.path.insert(0, str(Path(args.code).resolve()))
+from Miniproject_2.model import Conv2d  # noqa: E402  (after --code)
+
+set_threads(args.threads)
 torch.set_grad_enabled(False)
 dev = args.device
 
@@ -33,46 +51,75 @@ def sync():
         torch.cuda.synchronize()
 
 
-def model_conv_shapes(batch):
-    """(conv, input shape) of every convolution in the Model's network on a batch of 32x32 images."""
-    net = Model(device="cpu").net
-    convs = []
-    for block in net:
-        inner = getattr(block, "conv", block)
-        if isinstance(inner, Conv2d):
-            convs.append(inner)
-    shapes, x = [], torch.rand(batch, 3, 32, 32)
-    for block in net:
-        inner = getattr(block, "conv", block)
-        if isinstance(inner, Conv2d):
-            x_in = block.upsample.forward(x) if inner is not block else x
-            shapes.append((inner, tuple(x_in.shape)))
-        x = block.forward(x)
-    return shapes
+def network_cases(c1, c2, c3, batch):
+    """(in, out, kernel, stride, padding, input shape) of the four convolutions of the prescribed network
+    Conv(3->c1, s2), Conv(c1->c2, s2), Upsampling(c2->c3), Upsampling(c3->3), 3x3 kernels, on 32x32 images."""
+    k, s1, s2, p1 = (3, 3), (1, 1), (2, 2), (1, 1)
+    return [(3, c1, k, s2, p1, (batch, 3, 32, 32)), (c1, c2, k, s2, p1, (batch, c1, 16, 16)),
+            (c2, c3, k, s1, p1, (batch, c2, 16, 16)), (c3, 3, k, s1, p1, (batch, c3, 32, 32))]
 
 
-def case_from(conv, shape):
-    return dict(shape=shape, out=conv.out_channels, k=conv.kernel_size, s=conv.stride, p=conv.padding,
-                d=conv.dilation)
+cases = []
+for net in args.net:
+    for case in network_cases(*(int(v) for v in net.split(",")), args.batch):
+        if case not in cases:
+            cases.append(case)
+for size in (16, 32):
+    for c in (32, 48, 64, 96):
+        case = (c, c, (3, 3), (1, 1), (1, 1), (args.batch, c, size, size))
+        if case not in cases:
+            cases.append(case)
 
 
-cases = [case_from(c, s) for c, s in model_conv_shapes(args.batch)]
-cases.append(dict(shape=(args.batch, 48, 32, 32), out=48, k=(3, 3), s=(1, 1), p=(1, 1), d=(1, 1)))
+def label(case):
+    C, O, k, s, pad, shape = case
+    return f"{'x'.join(map(str, shape))} -> {O} k{k[0]}x{k[1]} s{s[0]} p{pad[0]}"
 
-print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, batch {args.batch}, "
-      f"load avg before {load_avg()}")
+
+if args.only:
+    cases = [c for c in cases if any(o in label(c) for o in args.only.split(","))]
+
+
+def accuracy(case):
+    """max |ours - float64| and max |torch float32 - float64| over y, dx, dw (and the largest |value| of each)."""
+    C, O, k, s, pad, shape = case
+    conv = Conv2d(C, O, k, s, pad).to(dev)
+    x = torch.randn(shape, device=dev)
+    g = torch.randn_like(conv.forward(x))
+    y = conv.forward(x)
+    dx = conv.backward(g)
+    dw = conv.weight_grad.clone()
+    with torch.enable_grad():
+        xr, wr, br = (t.detach().double().requires_grad_(True) for t in (x, conv.weight, conv.bias))
+        yr = F.conv2d(xr, wr, br, s, pad)
+        yr.backward(g.double())
+        xt, wt, bt = (t.detach().requires_grad_(True) for t in (x, conv.weight, conv.bias))
+        yt = F.conv2d(xt, wt, bt, s, pad)
+        yt.backward(g)
+    out = []
+    for name, a, t, r in (("y", y, yt, yr), ("dx", dx, xt.grad, xr.grad), ("dw", dw, wt.grad, wr.grad)):
+        r = r.detach()
+        out.append(f"{name} {(a.double() - r).abs().max().item():.1e}/{(t.double() - r).abs().max().item():.1e} "
+                   f"(of {r.abs().max().item():.0f})")
+    return "  ".join(out)
+
+
+print(header(f"device {dev}, batch {args.batch}, {args.repeats} interleaved repeats (median)"), flush=True)
+if args.wait_quiet:
+    wait_quiet(args.wait_quiet)
+load_before = load_avg()
 ratios = []
-for c in cases:
-    N, C, H, W = c["shape"]
-    ours = Conv2d(C, c["out"], c["k"], c["s"], c["p"], c["d"]).to(dev)
-    x = torch.randn(N, C, H, W, device=dev)
+for case in cases:
+    C, O, k, s, pad, shape = case
+    ours = Conv2d(C, O, k, s, pad).to(dev)
+    x = torch.randn(shape, device=dev)
     w, b = ours.weight.clone(), ours.bias.clone()
     g = torch.randn_like(ours.forward(x))
 
     def run_torch():
         with torch.enable_grad():
             xx, ww, bb = (t.detach().requires_grad_(True) for t in (x, w, b))
-            F.conv2d(xx, ww, bb, c["s"], c["p"], c["d"]).backward(g)
+            F.conv2d(xx, ww, bb, s, pad).backward(g)
         sync()
 
     def run_ours():
@@ -80,17 +127,14 @@ for c in cases:
         ours.backward(g)
         sync()
 
-    best = {"torch": math.inf, "ours": math.inf}
-    for fn in (run_torch, run_ours):  # warm-up
-        fn()
-    for _ in range(args.rounds):
-        for name, fn in (("torch", run_torch), ("ours", run_ours)):
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    r = best["ours"] / best["torch"]
+    t = interleaved({"torch": run_torch, "ours": run_ours}, args.repeats)
+    r = t["ours"] / t["torch"]
     ratios.append(r)
-    print(f"  x {N}x{C}x{H}x{W} -> {c['out']} k{c['k'][0]}x{c['k'][1]} s{c['s'][0]} p{c['p'][0]}: "
-          f"torch {best['torch'] * 1e3:7.1f} ms, ours {best['ours'] * 1e3:7.1f} ms, ratio {r:.2f}")
+    kind = type(getattr(ours, "op", None)).__name__ if getattr(ours, "op", None) is not None else "-"
+    print(f"  {label(case):<34} torch {t['torch'] * 1e3:7.2f} ms  ours {t['ours'] * 1e3:7.2f} ms  ratio {r:.2f}  "
+          f"({kind})", flush=True)
+    if args.accuracy:
+        print(f"      max abs error vs float64, ours/torch float32: {accuracy(case)}", flush=True)
 geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-print(f"geometric mean ratio ours/torch: {geo:.2f} (required <= 2.5, aim 1.2); load avg after {load_avg()}")
+print(f"geometric mean ratio ours/torch over {len(ratios)} shapes: {geo:.2f}, worst {max(ratios):.2f} "
+      f"(target <= 1.2, none above 1.5); load average {load_before} before, {load_avg()} after")

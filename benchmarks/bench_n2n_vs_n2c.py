@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from _common import load, load_avg, train_steps
+from _common import header, load, load_avg, set_threads, train_steps
 from engine.evaluate import evaluate
 from Miniproject_1.model import Model
 
@@ -44,7 +44,10 @@ def main():
     p.add_argument("--unclipped", action="store_true",
                    help="Noise2Noise targets as float clean + N(0, sigma^2), not clipped to uint8 [0, 255]: "
                         "clipping biases the targets' mean near black and white, which the paper's setting avoids")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    set_threads(args.threads)
+    print(header(), flush=True)
     ds = load("gaussian", args.n_train, 1000, args.seed)
     print(f"sample/gaussian (sigma 0-50), {args.steps} steps of 32, L2, load avg {load_avg()}")
     print(f"noisy input               PSNR {ds_psnr(ds):.2f} dB")
@@ -64,6 +67,7 @@ def main():
               f"{'unclipped float' if args.unclipped else 'uint8'} targets)")
     if len(r) == 2:
         print(f"gap N2C - N2N: {r['n2c'] - r['n2n']:+.2f} dB (required <= 0.2)")
+    print(f"load average now {load_avg()}")
 
 
 def ds_psnr(ds):

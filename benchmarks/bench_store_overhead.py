@@ -11,6 +11,7 @@
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,7 +102,7 @@ def run_once(with_store: bool) -> tuple[float, float, int]:
 
 walls = {True: [], False: []}
 for r in range(args.repeats):
-    for with_store in (False, True):
+    for with_store in ((False, True) if r % 2 == 0 else (True, False)):   # alternate which arm goes first
         wall, spent, calls = run_once(with_store)
         walls[with_store].append(wall)
         if with_store:
@@ -110,7 +111,7 @@ for r in range(args.repeats):
                   f"({calls} events, {spent / calls * 1e6:5.1f} us each): {share:.2%} of the wall time")
         else:
             print(f"  round {r + 1}: without store {wall:6.1f} s")
-ratio = min(walls[True]) / min(walls[False])
+ratio = statistics.median(walls[True]) / statistics.median(walls[False])     # medians over the rounds
 print(f"wall time with store / without: {ratio:.3f} (+{ratio - 1:.1%}); recorder share of wall time {share:.2%} "
       f"(required < 3%)  [load average now {load_avg()}]")
 sys.exit(0 if share < 0.03 else 1)

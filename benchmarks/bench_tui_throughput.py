@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import header, load_avg  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.data import load_data  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
@@ -127,6 +128,7 @@ def main() -> int:
     dataset = load_data(config.data, noise=config.noise, seed=config.seed, n_train=a.subset, n_val=a.n_val)
     print(f"data: {len(dataset)} pairs, {len(dataset.val_input)} validation ({time.perf_counter() - t:.1f}s); "
           f"engine 1, {a.epochs} epoch(s), app at {size[0]}x{size[1]}", flush=True)
+    print(header(f"{a.rounds} rounds, modes rotated, medians"), flush=True)
 
     results: dict[str, list[float]] = {"headless": [], "thread": [], "app": []}
     ui = []
@@ -148,7 +150,8 @@ def main() -> int:
     for base in ("headless", "thread"):
         ratio = med["app"] / med[base]
         print(f"ratio app / {MODES[base]}: {ratio:.3f} ({'meets' if ratio >= 0.95 else 'BELOW'} the 0.95 target)")
-    print(f"UI thread busy {100 * statistics.median(ui):.1f}% of one core while training")
+    print(f"UI thread busy {100 * statistics.median(ui):.1f}% of one core while training; load average now "
+          f"{load_avg()}")
     return 0
 
 

@@ -113,6 +113,97 @@ def test_stride1_paths(case, policy, monkeypatch):
                 lambda x, w, b=None: F.conv_transpose2d(x, w, b, s, p, 0, 1, d))
 
 
+# (N, C, O, H, W, padding, bias): output sizes that are and are not multiples of the 4x4 tiles, down to 1x1
+WINOGRAD_CASES = [(2, 3, 4, 8, 8, 1, True), (3, 2, 5, 9, 7, 1, False), (1, 4, 3, 3, 3, 0, True),
+                  (2, 3, 2, 5, 11, 2, True), (2, 2, 3, 6, 4, (0, 3), True), (1, 5, 4, 1, 2, (1, 2), True)]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+def test_winograd_path(case, monkeypatch):
+    """3x3 stride-1 layers of 16 channels and more run Winograd's F(4x4, 3x3): force it on small layers, for
+    Conv2d, the stride-1 TransposeConv2d (a flipped convolution) and Upsampling."""
+    from Miniproject_2.others import conv as conv_module
+    from Miniproject_2.others.winograd import WinogradConv
+    monkeypatch.setattr(conv_module, "winograd_applies", lambda *a: True)
+    N, C, O, H, W, p, bias = case
+    conv = Conv2d(C, O, 3, padding=p, bias=bias)
+    check_layer(conv, torch.randn(N, C, H, W, dtype=torch.float64), lambda x, w, b=None: F.conv2d(x, w, b, 1, p))
+    assert isinstance(conv.op, WinogradConv)
+    pp = (p, p) if isinstance(p, int) else p
+    if max(pp) <= 2:
+        t = TransposeConv2d(C, O, 3, padding=p, bias=bias)
+        check_layer(t, torch.randn(N, C, H + 2, W + 2, dtype=torch.float64),
+                    lambda x, w, b=None: F.conv_transpose2d(x, w, b, 1, p))
+        assert isinstance(t.op, WinogradConv)
+    up = Upsampling(C, O, 3, padding=p, bias=bias)
+    check_layer(up, torch.randn(N, C, H, W, dtype=torch.float64),
+                lambda x, w, b=None: F.conv2d(F.interpolate(x, scale_factor=2), w, b, 1, p))
+
+
+@pytest.mark.parametrize("kind", ["OutputSideConv", "Im2colConv", "DirectConv"])
+@pytest.mark.parametrize("case", CONV_CASES[:9] + random_conv_cases(8, 2))
+def test_each_op_where_it_applies(case, kind, monkeypatch):
+    """Force one op kind on every case it can run (OutputSideConv: stride 1, padding <= d(k-1); Im2colConv: no
+    dilation), whatever channel counts the policy would pick it for."""
+    from Miniproject_2.others import conv as conv_module
+    N, C, O, H, W, k, s, p, d, bias = case
+    k, s, p, d = (conv_module.pair(v) for v in (k, s, p, d))
+    if kind == "OutputSideConv" and (s != (1, 1) or p[0] > d[0] * (k[0] - 1) or p[1] > d[1] * (k[1] - 1)):
+        pytest.skip("OutputSideConv needs stride 1 and padding <= d(k-1)")
+    if kind == "Im2colConv" and d != (1, 1):
+        pytest.skip("Im2colConv needs dilation 1")
+    monkeypatch.setattr(conv_module, "choose_op", lambda geo: getattr(conv_module, kind))
+    conv = Conv2d(C, O, k, stride=s, padding=p, dilation=d, bias=bias)
+    check_layer(conv, torch.randn(N, C, H, W, dtype=torch.float64), lambda x, w, b=None: F.conv2d(x, w, b, s, p, d))
+    assert type(conv.op).__name__ == kind
+
+
+@pytest.mark.parametrize("channels", [16, 64, 128])
+def test_winograd_float32_within_default_tolerance(channels):
+    """Float32 Winograd vs torch's float32 conv2d: outputs and input gradients within torch.testing's default float32
+    tolerance (rtol 1.3e-6, atol 1e-5; the largest difference measured is 1e-5 at 96-128 channels, torch's own
+    error against float64 1e-6), weight gradients (sums over 2048 positions) within 1e-4 relative."""
+    conv = Conv2d(channels, channels, 3, padding=1)
+    x = torch.randn(8, channels, 16, 16)
+    y = conv.forward(x)
+    g = torch.randn_like(y)
+    dx = conv.backward(g)
+    y_ref, (dx_ref, dw_ref, db_ref) = autograd(lambda x, w, b: F.conv2d(x, w, b, padding=1), x, conv.weight,
+                                               conv.bias, grad_out=g)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(dx, dx_ref)
+    torch.testing.assert_close(conv.weight_grad, dw_ref, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(conv.bias_grad, db_ref, rtol=1e-4, atol=1e-3)
+    assert type(conv.op).__name__ == "WinogradConv"
+
+
+def test_fast_paths_are_picked_for_the_model_layers():
+    from Miniproject_2.others.conv import Im2colConv, OutputSideConv
+    from Miniproject_2.others.winograd import WinogradConv
+    kinds = {}
+    for C, O, s, size in ((3, 64, 2, 32), (64, 96, 2, 16), (96, 64, 1, 16), (64, 3, 1, 32), (32, 32, 1, 32)):
+        conv = Conv2d(C, O, 3, stride=s, padding=1)
+        conv.forward(torch.randn(2, C, size, size))
+        kinds[(C, O)] = type(conv.op)
+    assert kinds == {(3, 64): Im2colConv, (64, 96): Im2colConv, (96, 64): WinogradConv, (64, 3): OutputSideConv,
+                     (32, 32): WinogradConv}
+
+
+def test_layers_accept_any_memory_layout():
+    """The fast convolutions return (N, C, H, W) tensors stored channels-last; every block takes either."""
+    x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
+    for layer in (Conv2d(16, 16, 3, padding=1), Conv2d(16, 16, 3, stride=2, padding=1), Conv2d(16, 2, 3, padding=1),
+                  NearestUpsampling(2), TransposeConv2d(16, 16, 3, padding=1)):
+        layer.to(torch.float64)
+        a = layer.forward(x)
+        b = layer.forward(x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
+        torch.testing.assert_close(a, b, **TOL)
+        g = torch.randn_like(a)
+        da = layer.backward(g)
+        db = layer.backward(g.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
+        torch.testing.assert_close(da, db, **TOL)
+
+
 def test_conv2d_course_check_float32():
     conv = Conv2d(3, 3, 3)
     x = torch.randn(4, 3, 16, 16)

@@ -175,6 +175,30 @@ def test_wrong_widths_checkpoint_rebuilds_the_network(tmp_path):
     assert m.config["c1"] == 8 and m.net[0].weight.shape[0] == 8
 
 
+def test_checkpoints_carry_their_network(tmp_path):
+    """A checkpoint from before c3 and k existed (c1, c2, loss only) still loads as the 3x3 network it is; one of
+    another shape (c3 != c1, 5x5 kernels) rebuilds Model() to it."""
+    old = Model(device="cpu", c1=8, c2=12)
+    state = old.state_dict(with_optimizer=False)
+    state["config"] = {"c1": 8, "c2": 12, "loss": "l1"}              # what the first shipped checkpoint holds
+    checkpoint.save(state, tmp_path / "old.pth")
+    m = Model(device="cpu", k=5)
+    m.load_pretrained_model(tmp_path / "old.pth")
+    assert m.config == {"c1": 8, "c2": 12, "c3": 8, "k": 3, "loss": "l1"}
+    x = (torch.rand(2, 3, 16, 16) * 255).to(torch.uint8)
+    torch.testing.assert_close(m.predict(x), old.predict(x))
+    new = Model(device="cpu", c1=8, c2=12, c3=6, k=5)
+    new.save(tmp_path / "new.pth")
+    m = Model(device="cpu")
+    m.load_pretrained_model(tmp_path / "new.pth")
+    assert m.config == new.config and m.net[4].weight.shape == (6, 12, 5, 5)
+    torch.testing.assert_close(m.predict(x), new.predict(x))
+    with pytest.raises(ValueError):
+        Model(device="cpu", k=4)
+    with pytest.raises(ValueError):
+        Model(device="cpu", width=3)
+
+
 # ----------------------------------------------------------------------------------------- checkpoint safety
 
 class _Boom:

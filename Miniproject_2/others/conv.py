@@ -24,9 +24,26 @@ Two ways of doing each, picked once per shape by `ConvGeometry`:
   a loaded one.
 * any stride ("unfold" path): classic im2col with torch's unfold, one batched matrix product, and fold (col2im,
   a scatter-add) for the input gradient.
+
+Those two are the general fallback (``DirectConv``). ``conv_op`` picks, once per shape, the op a layer runs:
+
+* ``WinogradConv`` (winograd.py): 3x3, stride 1, both sides at least 16 channels -- the wide stride-1 layers, where
+  F(4x4, 3x3) needs 4x fewer multiply-adds;
+* ``OutputSideConv`` (below): stride 1 with few output channels (the last 64 -> 3 layer) -- one GEMM gives every
+  input position's products with all taps, summed by shifted views; the narrow output gradient's im2col gives dx
+  and dw in one GEMM each;
+* ``Im2colConv`` (below): strided (or few input channels), no dilation -- one im2col matrix of the channels-last
+  input, so forward, weight gradient and input gradient are one large matrix product each;
+* ``DirectConv``: everything else (dilated layers of more than a few channels, large paddings).
+
+Each op has ``forward(x, w, bias) -> y`` and ``backward(grad, w, with_bias) -> (dx, dw, dbias or None)``, keeps what
+its backward needs, and keeps its work buffers (tiles.Workspace) from one call to the next.
 """
 
 from torch.nn.functional import fold, unfold
+
+from .tiles import Workspace, nhwc, overlap_add, padded, windows
+from .winograd import WinogradConv, winograd_applies
 
 
 def pair(v, name="value"):
@@ -214,3 +231,123 @@ def conv2d_weight_grad(gs, xs, geo):
         for t, off in enumerate(geo.offs):
             dw.view(-1, O, C)[t] = g @ xs[:, off:off + geo.Mv].t()
     return dw.permute(2, 3, 0, 1)
+
+
+# ------------------------------------------------------------------------------------------------------- the ops
+
+def conv_op(prev, x_shape, out_channels, kernel_size, stride, padding, dilation):
+    """The op a convolution of inputs shaped ``x_shape`` runs: ``prev`` again when nothing changed (it keeps its
+    work buffers), else a new one of the fastest kind that applies (see the module docstring)."""
+    key = (tuple(x_shape), out_channels, kernel_size, stride, padding, dilation)
+    if prev is not None and prev.key == key:
+        return prev
+    geo = ConvGeometry(x_shape, out_channels, kernel_size, stride, padding, dilation)   # checks the sizes
+    op = choose_op(geo)(geo)
+    op.key = key
+    return op
+
+
+def choose_op(geo):
+    """The fastest op for this geometry (measured on a 2-core CPU: benchmarks/bench_mp2_conv.py)."""
+    k, s, d = (geo.kh, geo.kw), (geo.sh, geo.sw), (geo.dh, geo.dw)
+    if winograd_applies(geo.C, geo.O, k, s, d):
+        return WinogradConv
+    if geo.shift and geo.kh * geo.kw * geo.O <= geo.C and geo.ph <= geo.dh * (geo.kh - 1) \
+            and geo.pw <= geo.dw * (geo.kw - 1):
+        return OutputSideConv
+    if d == (1, 1) and (not geo.shift or geo.kh * geo.kw * geo.C <= geo.O):
+        return Im2colConv
+    return DirectConv
+
+
+class DirectConv:
+    """The shift and unfold paths above."""
+
+    def __init__(self, geo):
+        self.geo = geo
+
+    def forward(self, x, w, bias):
+        self.xs = prepare_input(x, self.geo)
+        return conv2d_forward(self.xs, w, self.geo, bias)
+
+    def backward(self, grad, w, with_bias=True):
+        gs = prepare_output(grad, self.geo)
+        db = grad.sum((0, 2, 3)) if with_bias else None
+        return conv2d_input_grad(gs, w, self.geo), conv2d_weight_grad(gs, self.xs, self.geo), db
+
+
+class Im2colConv:
+    """Strided convolution (dilation 1) on a channels-last padded copy of the input: its windows copied into one
+    im2col matrix cols (positions, kh*kw*C); the input gradient's columns go back with overlap_add."""
+
+    def __init__(self, geo):
+        g = self.geo = geo
+        rows = g.sh * max(-(-(g.ph + g.H) // g.sh), g.Ho + -(-g.kh // g.sh) - 1)    # whole strides, room for the
+        cols = g.sw * max(-(-(g.pw + g.W) // g.sw), g.Wo + -(-g.kw // g.sw) - 1)    # input and for overlap_add
+        self.size = (rows, cols)
+        self.ws = Workspace()
+
+    def forward(self, x, w, bias):
+        # y[(n, u, v), o] = bias[o] + sum_{(i, j, c)} cols[(n, u, v), (i, j, c)] w[o, c, i, j]
+        g, ws = self.geo, self.ws
+        xp = padded(ws, "xp", x, self.size, (g.ph, g.pw))
+        self.cols = ws.get("cols", (g.N, g.Ho, g.Wo, g.kh, g.kw, g.C), x)
+        self.cols.copy_(windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.Ho, g.Wo)))
+        cols, wm = self.cols.view(g.N * g.Ho * g.Wo, -1), w.permute(2, 3, 1, 0).reshape(-1, g.O)
+        y = cols @ wm if bias is None else bias.addmm(cols, wm)
+        return y.view(g.N, g.Ho, g.Wo, g.O).permute(0, 3, 1, 2)
+
+    def backward(self, grad, w, with_bias=True):
+        # dw = cols^T grad,  dcols = grad w^T,  dx = dcols' windows added back where they were taken,  db = sum of grad
+        g, ws = self.geo, self.ws
+        gm = nhwc(grad).reshape(-1, g.O)
+        cols, wm = self.cols.view(gm.shape[0], -1), w.permute(2, 3, 1, 0).reshape(-1, g.O)
+        dw = (cols.t() @ gm).view(g.kh, g.kw, g.C, g.O).permute(3, 2, 0, 1)
+        dcols = ws.get("dcols", self.cols.shape, grad)
+        dcols.view(cols.shape).addmm_(gm, wm.t(), beta=0)
+        dxp = overlap_add(grad.new_empty(g.N, *self.size, g.C), dcols, (g.sh, g.sw))
+        db = gm.sum(0) if with_bias else None
+        return dxp[:, g.ph:g.ph + g.H, g.pw:g.pw + g.W].permute(0, 3, 1, 2), dw, db
+
+
+class OutputSideConv:
+    """Stride 1 with few output channels (kh*kw*O <= C, e.g. the last 64 -> 3 layer): every input position's
+    products with all kh*kw taps in one GEMM, P = x (positions, C) @ w (C, kh*kw*O), and y the sum of P's kh*kw
+    shifted views. Backward reads the (narrow) output gradient's windows once: dx = that im2col @ flipped kernel,
+    dw = x^T @ that im2col. Needs padding <= d*(k-1), i.e. no output without an input under the kernel."""
+
+    def __init__(self, geo):
+        g = self.geo = geo
+        self.size = (g.H + 2 * g.ph, g.W + 2 * g.pw)                        # x, zero-padded
+        self.q = (g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw)       # padding of g for its windows
+        self.gsize = (g.H + g.dh * (g.kh - 1), g.W + g.dw * (g.kw - 1))
+        self.ws = Workspace()
+
+    def forward(self, x, w, bias):
+        # P[n, s, t, i, j, o] = sum_c x_pad[n, s, t, c] w[o, c, i, j],  y[n, u, v] = bias + sum_ij P[n, u+di, v+dj, i, j]
+        g, ws = self.geo, self.ws
+        xp = padded(ws, "xp", x, self.size, (g.ph, g.pw))
+        P = ws.get("P", (g.N, *self.size, g.kh, g.kw, g.O), x)
+        P.view(-1, g.kh * g.kw * g.O).addmm_(xp.view(-1, g.C), w.permute(1, 2, 3, 0).reshape(g.C, -1), beta=0)
+        y = None
+        for i in range(g.kh):
+            for j in range(g.kw):
+                tap = P[:, g.dh * i:g.dh * i + g.Ho, g.dw * j:g.dw * j + g.Wo, i, j]
+                if y is None:
+                    y = tap.clone() if bias is None else tap + bias
+                else:
+                    y += tap
+        self.x = x
+        return y.permute(0, 3, 1, 2)
+
+    def backward(self, grad, w, with_bias=True):
+        # G[n, a, b, i', j', o] = g_pad[n, a + d*i', b + d*j', o];  dx = G @ w flipped,  dw = x^T G (flipped back)
+        g, ws = self.geo, self.ws
+        gp = padded(ws, "gp", grad, self.gsize, self.q)
+        G = ws.get("G", (g.N, g.H, g.W, g.kh, g.kw, g.O), grad)
+        G.copy_(windows(gp, (g.kh, g.kw), (1, 1), (g.H, g.W), (g.dh, g.dw)))
+        G = G.view(-1, g.kh * g.kw * g.O)
+        dx = G @ w.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, g.C)
+        dw = (G.t() @ nhwc(self.x).reshape(-1, g.C)).view(g.kh, g.kw, g.O, g.C).flip(0, 1).permute(2, 3, 0, 1)
+        db = grad.sum((0, 2, 3)) if with_bias else None
+        return dx.view(g.N, g.H, g.W, g.C).permute(0, 3, 1, 2), dw, db

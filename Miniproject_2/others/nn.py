@@ -10,8 +10,8 @@ import math
 
 from torch import empty
 
-from .conv import (ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, pair, prepare_input,
-                   prepare_output)
+from .conv import (ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, conv_op, pair,
+                   prepare_input, prepare_output)
 
 
 class Module(object):
@@ -69,6 +69,11 @@ def _uniform(shape, bound):
     return empty(shape).uniform_(-bound, bound)
 
 
+def _channels_last(x):
+    """True when x (N, C, H, W) is stored as (N, H, W, C), as the fast convolutions return it (others/tiles.py)."""
+    return x.shape[1] > 1 and x.permute(0, 2, 3, 1).is_contiguous()
+
+
 def _check_input(x, channels, who):
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(f"{who} expects input shaped (N, {channels}, H, W), got {tuple(x.shape)}")
@@ -93,22 +98,22 @@ class Conv2d(Module):
         self.bias = _uniform((self.out_channels,), bound) if bias else None
         if not bias:
             self._params = ("weight",)
-        self.geo = self.xs = None
+        self.op = None   # how this shape is computed (others/conv.py: conv_op), with its work buffers
 
     def forward(self, x):
         # y[n, o] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_padded[n, c, s*u + d*i, s*v + d*j]
         _check_input(x, self.in_channels, "Conv2d")
-        self.geo = ConvGeometry(x.shape, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation)
-        self.xs = prepare_input(x, self.geo)
-        return conv2d_forward(self.xs, self.weight, self.geo, self.bias)
+        self.op = conv_op(self.op, x.shape, self.out_channels, self.kernel_size, self.stride, self.padding,
+                          self.dilation)
+        return self.op.forward(x, self.weight, self.bias)
 
     def backward(self, grad):
         # dweight = grad (*) x,  dbias = sum of grad,  dx = transposed convolution of grad with weight
-        gs = prepare_output(grad, self.geo)
-        self._accumulate("weight", conv2d_weight_grad(gs, self.xs, self.geo))
+        dx, dweight, dbias = self.op.backward(grad, self.weight, self.bias is not None)
+        self._accumulate("weight", dweight)
         if self.bias is not None:
-            self._accumulate("bias", grad.sum((0, 2, 3)))
-        return conv2d_input_grad(gs, self.weight, self.geo)
+            self._accumulate("bias", dbias)
+        return dx
 
     def __repr__(self):
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -142,7 +147,7 @@ class TransposeConv2d(Module):
         self.bias = _uniform((self.out_channels,), bound) if bias else None
         if not bias:
             self._params = ("weight",)
-        self.geo = self.xg = None
+        self.geo = self.xg = self.op = None
 
     def forward(self, x):
         # y = conv_{out->in}^T(x) + bias: every input pixel spreads weight[c_in] * x over a kh x kw window
@@ -152,6 +157,12 @@ class TransposeConv2d(Module):
                 zip((H, W), self.stride, self.padding, self.dilation, self.kernel_size, self.output_padding)]
         if min(size) < 1:
             raise ValueError(f"TransposeConv2d: input {H}x{W} gives an empty output {size[0]}x{size[1]}")
+        pad = tuple(d * (k - 1) - p for d, k, p in zip(self.dilation, self.kernel_size, self.padding))
+        if self.stride == (1, 1) and self.output_padding == (0, 0) and min(pad) >= 0:
+            # stride 1: a plain convolution of x with the kernel flipped and in/out swapped, padding d(k-1)-p
+            self.geo = None
+            self.op = conv_op(self.op, x.shape, self.out_channels, self.kernel_size, (1, 1), pad, self.dilation)
+            return self.op.forward(x, self.weight.transpose(0, 1).flip(2, 3), self.bias)
         self.geo = ConvGeometry((N, self.out_channels, size[0], size[1]), self.in_channels, self.kernel_size,
                                 self.stride, self.padding, self.dilation)
         self.xg = prepare_output(x, self.geo)   # x plays the role of the output gradient of the virtual conv
@@ -162,10 +173,16 @@ class TransposeConv2d(Module):
 
     def backward(self, grad):
         # dx = conv_{out->in}(grad),  dweight = x (*) grad,  dbias = sum of grad
-        gs = prepare_input(grad, self.geo)
-        self._accumulate("weight", conv2d_weight_grad(self.xg, gs, self.geo))
+        if self.geo is None:                    # the stride-1 case: the flipped convolution's gradients
+            dx, dweight, dbias = self.op.backward(grad, self.weight.transpose(0, 1).flip(2, 3), self.bias is not None)
+            self._accumulate("weight", dweight.flip(2, 3).transpose(0, 1))
+            if self.bias is not None:
+                self._accumulate("bias", dbias)
+            return dx
         if self.bias is not None:
             self._accumulate("bias", grad.sum((0, 2, 3)))
+        gs = prepare_input(grad, self.geo)
+        self._accumulate("weight", conv2d_weight_grad(self.xg, gs, self.geo))
         return conv2d_forward(gs, self.weight, self.geo)
 
     def __repr__(self):
@@ -182,18 +199,26 @@ class NearestUpsampling(Module):
             raise ValueError("scale_factor must be a positive integer")
 
     def forward(self, x):
-        # y[n, c, sh*u + a, sw*v + b] = x[n, c, u, v]: a broadcast view, then one copy
+        # y[n, c, sh*u + a, sw*v + b] = x[n, c, u, v]: a broadcast view, then one copy (in x's memory layout)
         if x.dim() != 4:
             raise ValueError(f"NearestUpsampling expects input shaped (N, C, H, W), got {tuple(x.shape)}")
         N, C, H, W = x.shape
         sh, sw = self.scale_factor
+        if _channels_last(x):   # what the fast convolutions return and read: keep it
+            t = x.permute(0, 2, 3, 1).view(N, H, 1, W, 1, C).expand(N, H, sh, W, sw, C)
+            return t.reshape(N, H * sh, W * sw, C).permute(0, 3, 1, 2)
         return x.view(N, C, H, 1, W, 1).expand(N, C, H, sh, W, sw).reshape(N, C, H * sh, W * sw)
 
     def backward(self, grad):
-        # dx[n, c, u, v] = sum of grad over the sh x sw block that copied x[n, c, u, v]
-        N, C, H, W = grad.shape
+        # dx[n, c, u, v] = sum of grad over the sh x sw block that copied x[n, c, u, v]: sh*sw strided views added
+        # (in grad's layout, whatever it is; a reduction over the two inner offsets would be many times slower)
         sh, sw = self.scale_factor
-        return grad.reshape(N, C, H // sh, sh, W // sw, sw).sum((3, 5))
+        dx = grad[:, :, ::sh, ::sw].clone()
+        for a in range(sh):
+            for b in range(sw):
+                if a or b:
+                    dx += grad[:, :, a::sh, b::sw]
+        return dx
 
     def __repr__(self):
         return f"NearestUpsampling({self.scale_factor})"

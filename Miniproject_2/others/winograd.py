@@ -1,0 +1,129 @@
+"""3x3 stride-1 convolutions with Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", 2015), forward and backward.
+
+A 4x4 block of outputs needs a 6x6 block d of input and the 3x3 kernel g; instead of 4*4*9 = 144 multiplications,
+
+    y = A^T [ (G g G^T) * (B^T d B) ] A        (* elementwise on 6x6: 36 multiplications)
+
+with the constant matrices below (y[i] = sum_k g[k] d[i + k], a correlation like torch's conv2d). Over channels
+the elementwise product becomes a sum over c, so for every one of the 36 positions xi of the 6x6 "Winograd domain"
+the layer is one matrix product
+
+    M[xi] (tiles, O) = V[xi] (tiles, C) @ U[xi] (C, O),   V = B^T d B per input tile,  U = G g G^T per kernel,
+
+4x fewer multiply-adds than the direct convolution, and each product is one large GEMM. Every step is linear, so
+the backward pass runs the adjoint of each step in reverse, in the same domain:
+
+    dM = A dY A^T,  dU = V^T dM,  dV = dM U^T,  dd = B dV B^T (added back over the overlapping 6x6 input tiles),
+    dg = G^T dU G,
+
+i.e. the exact gradient of the computed forward. The transforms are small matrices applied to all tiles at once
+(``transform``). Rounding: the products in the transform domain are larger than the outputs they cancel down to,
+so float32 rounding grows: on the 32-96 channel layers of benchmarks/bench_mp2_conv.py --accuracy (batch 64,
+outputs up to ~3), the largest error against float64 is 6e-6 to 1.1e-5 for y and 4e-6 to 7e-6 for dx, where
+torch's float32 conv2d has ~1e-6; both stay inside torch.testing's default float32 tolerance against torch (a
+test checks 16-128 channels). Weight gradients are as accurate as torch's (1e-3 to 3e-3 on values ~1000).
+"""
+
+from .tiles import Workspace, nhwc, overlap_add, padded, windows
+
+# Interpolation points 0, 1, -1, 1/2, -2 (and infinity): the float32 error is 2.5x smaller than with the usual
+# 0, +-1, +-2 (Lavin & Gray), whose larger entries (up to 8 in A^T) cancel more (Barabasz et al., "Error analysis
+# and improving the accuracy of Winograd convolution for deep neural networks", 2020; measured on random layers).
+BT = ((1, -3 / 2, -2, 3 / 2, 1, 0),
+      (0, -1, 1 / 2, 5 / 2, 1, 0),
+      (0, 1, -5 / 2, 1 / 2, 1, 0),
+      (0, -2, -1, 2, 1, 0),
+      (0, 1 / 2, -1, -1 / 2, 1, 0),
+      (0, 1, -3 / 2, -2, 3 / 2, 1))
+G = ((1, 0, 0),
+     (1 / 3, 1 / 3, 1 / 3),
+     (-1 / 3, 1 / 3, -1 / 3),
+     (-16 / 15, -8 / 15, -4 / 15),
+     (1 / 15, -2 / 15, 4 / 15),
+     (0, 0, 1))
+AT = ((1, 1, 1, 1, 1, 0),
+      (0, 1, -1, 1 / 2, -2, 0),
+      (0, 1, 1, 1 / 4, 4, 0),
+      (0, 1, -1, 1 / 8, -8, 1))
+
+
+BIAS = 1 * 6 + 1      # the Winograd-domain position (1, 1): A^T e_1 = (1, 1, 1, 1), so it reaches every output
+
+
+def winograd_applies(C, O, kernel_size, stride, dilation, min_channels=16):
+    """3x3, stride 1, no dilation, and both sides wide enough for the products to outweigh the transforms."""
+    return kernel_size == (3, 3) and stride == (1, 1) and dilation == (1, 1) and min(C, O) >= min_channels
+
+
+def transform(mat, src, out, tmp):
+    """out[a, b] = sum_{i, j} mat[a, i] mat[b, j] src[i, j] for every trailing index: (k, k, ...) -> (m, m, ...),
+    i.e. mat @ tile @ mat^T on all tiles at once, as two small matrix products (rows, then columns)."""
+    m, k = mat.shape
+    n = src.numel() // (k * k)
+    rows = tmp.view(-1)[:m * k * n].view(m, k, n)
+    rows.view(m, k * n).addmm_(mat, src.view(k, k * n), beta=0)           # rows[a, j] = sum_i mat[a, i] src[i, j]
+    out.view(m, m, n).baddbmm_(mat.expand(m, m, k), rows, beta=0)         # out[a, b] = sum_j mat[b, j] rows[a, j]
+    return out
+
+
+class WinogradConv:
+    """Conv2d(C -> O, 3x3, stride 1, padding p) of one input shape (a conv.ConvGeometry), F(4x4, 3x3); keeps its
+    work buffers."""
+
+    def __init__(self, geo):
+        self.N, self.C, self.H, self.W, self.O = geo.N, geo.C, geo.H, geo.W, geo.O
+        self.pad, self.Ho, self.Wo = (geo.ph, geo.pw), geo.Ho, geo.Wo
+        self.TH, self.TW = -(-self.Ho // 4), -(-self.Wo // 4)          # 4x4 output tiles
+        self.T = self.N * self.TH * self.TW
+        self.size = (4 * self.TH + 4, 4 * self.TW + 4)                  # padded grid: whole tiles, +1 for overlap-add
+        self.ws = Workspace()
+        self.mats = None
+
+    def _mats(self, like):
+        if self.mats is None or self.mats[0].dtype != like.dtype or self.mats[0].device != like.device:
+            bt, g, at = (like.new_tensor(m) for m in (BT, G, AT))
+            gg = (g[:, None, :, None] * g[None, :, None, :]).reshape(36, 9)       # G (x) G: vec(G w G^T) = gg vec(w)
+            self.mats = (bt, gg, at)
+        return self.mats
+
+    def forward(self, x, w, bias):
+        # V = B^T d B (tiles d), U = G w G^T, M[xi] = V[xi] @ U[xi], y = A^T M A (+ bias)
+        bt, gg, at = self._mats(x)
+        ws, C, O, T = self.ws, self.C, self.O, self.T
+        xp = padded(ws, "xp", x, self.size, self.pad)
+        d = ws.get("d", (6, 6, self.N, self.TH, self.TW, C), x)
+        d.copy_(windows(xp, (6, 6), (4, 4), (self.TH, self.TW)).permute(3, 4, 0, 1, 2, 5))
+        tmp = ws.get("tmp", (36 * T * max(C, O),), x)
+        self.V = transform(bt, d, ws.get("V", (36, T, C), x), tmp)
+        self.U = (gg @ w.permute(2, 3, 1, 0).reshape(9, C * O)).view(36, C, O)
+        M = ws.get("M", (36, T, O), x).baddbmm_(self.V, self.U, beta=0)
+        if bias is not None:
+            M[BIAS] += bias                 # column 1 of A^T (the point 1) is all ones: +bias on all 16 outputs
+        Y = transform(at, M, ws.get("Y", (4, 4, self.N, self.TH, self.TW, O), x), tmp)
+        y = x.new_empty(self.N, 4 * self.TH, 4 * self.TW, O)
+        windows(y, (4, 4), (4, 4), (self.TH, self.TW)).copy_(Y.permute(2, 3, 4, 0, 1, 5))
+        return y[:, :self.Ho, :self.Wo].permute(0, 3, 1, 2)
+
+    def backward(self, grad, w, with_bias=True):
+        # dM = A dY A^T, dU = V^T dM, dV = dM U^T, dd = B dV B^T added over the overlapping tiles, dw = G^T dU G,
+        # dbias = dM at the bias's position summed over tiles (= the sum of grad)
+        bt, gg, at = self._mats(grad)
+        ws, C, O, T, N, TH, TW = self.ws, self.C, self.O, self.T, self.N, self.TH, self.TW
+        tmp = ws.get("tmp", (36 * T * max(C, O),), grad)
+        if (self.Ho, self.Wo) == (4 * TH, 4 * TW):
+            g = nhwc(grad)
+        else:                                                           # zeros beyond the outputs of the last tiles
+            g = padded(ws, "gp", grad, (4 * TH, 4 * TW), (0, 0))
+        dY = ws.get("Y", (4, 4, N, TH, TW, O), grad)
+        dY.copy_(windows(g, (4, 4), (4, 4), (TH, TW)).permute(3, 4, 0, 1, 2, 5))
+        dM = transform(at.t(), dY, ws.get("M", (36, T, O), grad), tmp)
+        dU = self.V.transpose(1, 2) @ dM                                 # (36, C, O)
+        dw = (gg.t() @ dU.view(36, C * O)).view(3, 3, C, O).permute(3, 2, 0, 1)
+        dV = ws.get("d", (6, 6, N, TH, TW, C), grad).view(36, T, C).baddbmm_(dM, self.U.transpose(1, 2), beta=0)
+        dd = transform(bt.t(), dV, dV, tmp)                              # in place: rows go to tmp first
+        dxp = grad.new_empty(N, *self.size, C)
+        overlap_add(dxp, dd.view(6, 6, N, TH, TW, C).permute(2, 3, 4, 0, 1, 5), (4, 4))
+        ph, pw = self.pad
+        db = dM[BIAS].sum(0) if with_bias else None
+        return dxp[:, ph:ph + self.H, pw:pw + self.W].permute(0, 3, 1, 2), dw, db
