@@ -382,6 +382,16 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
         raise SpecError(f"--address {address}: {str(error[0]).strip().splitlines()[0]}")
 
 
+def ray_session() -> str | None:
+    """The folder of the Ray session this process joined (its processes carry it in their command lines)."""
+    try:
+        import ray
+
+        return ray._private.worker._global_node.get_session_dir_path()
+    except Exception:
+        return None
+
+
 class SweepDriver:
     """Runs a sweep on Ray Tune and records it: the ``sweeps`` row, one ordinary run per trial. ``listeners`` get
     one dict per sweep event (``trial_start``, ``trial_result``, ``trial_end``, ``sweep_end``), from Tune's thread."""

@@ -6,7 +6,7 @@ import json
 import time
 
 from sessions import Store
-from sessions.sweep import SpecError, SweepDriver, SweepSpec, connect_ray, load_spec
+from sessions.sweep import SpecError, SweepDriver, SweepSpec, connect_ray, load_spec, ray_session
 from tui.errors import UsageError
 
 
@@ -87,7 +87,7 @@ def _headless(driver: SweepDriver, as_json: bool) -> int:
     driver.listeners.append(show)
     if as_json:
         print(json.dumps({"event": "sweep_start", "sweep": driver.sweep_id, "time": time.time(),
-                          "spec": driver.spec.to_dict()}), flush=True)
+                          "spec": driver.spec.to_dict(), "ray_session": ray_session()}), flush=True)
     else:
         print(f"sweep {driver.sweep_id}: {driver.spec.trial_count()} trials, {driver.spec.concurrency} at a time, "
               f"scheduler {driver.spec.scheduler}", flush=True)
