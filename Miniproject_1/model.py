@@ -66,6 +66,7 @@ class Model:
         self.criterion = LOSSES[loss]()
         # betas as in the Noise2Noise paper (beta2 = 0.99 adapts faster than the default 0.999)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr, betas=(0.9, 0.99))
+        self.grad_clip = 0.0    # largest gradient norm (0: none)
         self.augment = True     # random flips/rotations of each batch
         self.swap_pairs = True  # swap input and target half the time: valid only for noisy/noisy (N2N) pairs
 
@@ -81,6 +82,55 @@ class Model:
             raise ValueError(f"learning rate must be a positive finite number, got {value}")
         for group in self.optimizer.param_groups:
             group["lr"] = value
+
+    # Live hyper-parameters: what may change between two steps, with its valid range (engine extra).
+    # name: (type, low, high, low is excluded, help)
+    HYPERPARAMETERS = {
+        "lr": (float, 0.0, 10.0, True, "Adam's learning rate"),
+        "weight_decay": (float, 0.0, 1.0, False, "L2 weight decay, added to the gradient by Adam"),
+        "batch_size": (int, 1, 65536, False, "pairs per step"),
+        "beta1": (float, 0.0, 0.9999, False, "Adam's first-moment decay"),
+        "beta2": (float, 0.0, 0.99999, False, "Adam's second-moment decay"),
+        "grad_clip": (float, 0.0, 1e6, False, "largest gradient norm before a step (0: no clipping)"),
+    }
+
+    @classmethod
+    def check_hyperparameter(cls, name: str, value):
+        """``value`` as the hyper-parameter's type, or ValueError naming what is wrong."""
+        if name not in cls.HYPERPARAMETERS:
+            raise ValueError(f"unknown hyper-parameter {name!r} (live ones: {', '.join(cls.HYPERPARAMETERS)})")
+        kind, low, high, open_low, _ = cls.HYPERPARAMETERS[name]
+        try:
+            v = kind(value)
+            if kind is int and v != float(value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+        if v != v or (v <= low if open_low else v < low) or v > high:
+            raise ValueError(f"{name} must be in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
+        return v
+
+    def hyperparameters(self) -> dict:
+        group = self.optimizer.param_groups[0]
+        return {"lr": group["lr"], "weight_decay": float(group["weight_decay"]), "batch_size": self.batch_size,
+                "beta1": group["betas"][0], "beta2": group["betas"][1], "grad_clip": self.grad_clip}
+
+    def set_hyperparameter(self, name: str, value):
+        """Change one live hyper-parameter (takes effect at the next step); returns the value set."""
+        v = self.check_hyperparameter(name, value)
+        for group in self.optimizer.param_groups:
+            if name == "lr":
+                group["lr"] = v
+            elif name == "weight_decay":
+                group["weight_decay"] = v
+            elif name in ("beta1", "beta2"):
+                b1, b2 = group["betas"]
+                group["betas"] = (v, b2) if name == "beta1" else (b1, v)
+        if name == "batch_size":
+            self.batch_size = v
+        elif name == "grad_clip":
+            self.grad_clip = v
+        return v
 
     def _to_input(self, t: torch.Tensor) -> torch.Tensor:
         # never in place: the caller's tensor may already be float on our device
@@ -109,6 +159,8 @@ class Model:
         loss = self.criterion(self.net(self._pad(x))[:, :, :h, :w], y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
         self.optimizer.step()
         return loss.item()
 

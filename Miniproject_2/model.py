@@ -121,6 +121,57 @@ class Model:
         self.criterion = LOSSES[self.config["loss"]]()
         # betas as in the Noise2Noise paper (beta2 = 0.99 adapts faster than the default 0.999)
         self.optimizer = Adam(self.net.param(), lr=lr, betas=(0.9, 0.99))
+        self.grad_clip = 0.0  # largest gradient norm (0: none)
+
+    # Live hyper-parameters: what may change between two steps, with its valid range (engine extra).
+    # name: (type, low, high, low is excluded, help)
+    HYPERPARAMETERS = {
+        "lr": (float, 0.0, 10.0, True, "Adam's learning rate"),
+        "weight_decay": (float, 0.0, 1.0, False, "L2 weight decay, added to the gradient by Adam"),
+        "batch_size": (int, 1, 65536, False, "pairs per step"),
+        "beta1": (float, 0.0, 0.9999, False, "Adam's first-moment decay"),
+        "beta2": (float, 0.0, 0.99999, False, "Adam's second-moment decay"),
+        "grad_clip": (float, 0.0, 1e6, False, "largest gradient norm before a step (0: no clipping)"),
+    }
+
+    @classmethod
+    def check_hyperparameter(cls, name, value):
+        """``value`` as the hyper-parameter's type, or ValueError naming what is wrong."""
+        if name not in cls.HYPERPARAMETERS:
+            raise ValueError(f"unknown hyper-parameter {name!r} (live ones: {', '.join(cls.HYPERPARAMETERS)})")
+        kind, low, high, open_low, _ = cls.HYPERPARAMETERS[name]
+        try:
+            v = kind(value)
+            if kind is int and v != float(value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+        if v != v or (v <= low if open_low else v < low) or v > high:
+            raise ValueError(f"{name} must be in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
+        return v
+
+    def hyperparameters(self):
+        opt = self.optimizer
+        return {"lr": opt.lr, "weight_decay": opt.weight_decay, "batch_size": self.batch_size,
+                "beta1": opt.betas[0], "beta2": opt.betas[1], "grad_clip": self.grad_clip}
+
+    def set_hyperparameter(self, name, value):
+        """Change one live hyper-parameter (takes effect at the next step); returns the value set."""
+        v = self.check_hyperparameter(name, value)
+        opt = self.optimizer
+        if name == "lr":
+            opt.lr = v
+        elif name == "weight_decay":
+            opt.weight_decay = v
+        elif name == "beta1":
+            opt.betas = (v, opt.betas[1])
+        elif name == "beta2":
+            opt.betas = (opt.betas[0], v)
+        elif name == "batch_size":
+            self.batch_size = v
+        else:
+            self.grad_clip = v
+        return v
 
     # ------------------------------------------------------------------------------------------------ engine extras
     @property
@@ -173,8 +224,18 @@ class Model:
             grad = padded
         self.optimizer.zero_grad()
         self.net.backward(grad)
+        if self.grad_clip:
+            self._clip_gradients(self.grad_clip)
         self.optimizer.step()
         return float(loss.item())
+
+    def _clip_gradients(self, max_norm):
+        # g *= max_norm / ||g|| when the norm of all gradients together is above max_norm (as clip_grad_norm_)
+        grads = [g for _, g in self.net.param()]
+        norm = sum(float((g * g).sum()) for g in grads) ** 0.5
+        if norm > max_norm:
+            for g in grads:
+                g.mul_(max_norm / (norm + 1e-6))
 
     def state_dict(self, with_optimizer=True):
         """Copies on the CPU of the weights (in ``param()`` order), the configuration and optionally the optimizer

@@ -64,6 +64,11 @@ class RunConfig:
     device: str | None = None     # None: cuda when available, else cpu
     loss: str | None = None       # "l1" | "l2"; None: the model's own default
     model: dict | None = None     # engine-specific Model options (Miniproject_1: widths; Miniproject_2: c1, c2, c3, k)
+    schedule: str = "constant"    # learning-rate schedule: constant | cosine | step | onecycle (engine.schedule)
+    warmup: int = 0               # steps of linear warm-up (onecycle: its rise)
+    decay_to: float = 0.01        # cosine, onecycle: the final rate as a fraction of lr
+    step_every: int = 0           # step: steps between decays (0: one epoch)
+    gamma: float = 0.5            # step: the factor of each decay
     sweep: str | None = None      # the sweep this run is a trial of
     trial: str | None = None      # ... and its trial id there (Ray Tune's)
 
@@ -110,6 +115,15 @@ class RunConfig:
                 bad("device", "cuda was asked for but no CUDA device is available")
         if self.loss is not None and self.loss not in ("l1", "l2"):
             bad("loss", f"must be l1 or l2, got {self.loss!r}")
+        from .schedule import SCHEDULES
+
+        if self.schedule not in SCHEDULES:
+            bad("schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        integer("warmup", self.warmup, 0, MAX_EVAL_EVERY, "a non-negative integer")
+        integer("step_every", self.step_every, 0, MAX_EVAL_EVERY, "a non-negative integer")
+        for name, value in (("decay_to", self.decay_to), ("gamma", self.gamma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                bad(name, f"must be a number in (0, 1], got {value!r}")
         if self.model is not None:
             problem = model_options_problem(self.engine, self.model)
             if problem:

@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 import torch
 
 STATES = ("running", "paused", "stopped", "finished", "failed")
-_OPTIONAL = ("noisy", "denoised", "clean", "value")  # left out of to_dict() when None
+_OPTIONAL = ("noisy", "denoised", "clean", "value", "name")  # left out of to_dict() when None
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,28 @@ class SavedEvent(Event):
 
 @dataclass(frozen=True)
 class ControlEvent(Event):
-    """A control action took effect: pause, resume, stop, lr (detail: "old -> new", value: the new rate), guard
-    (NaN/explosion)."""
+    """A control action took effect: pause, resume, stop, lr (detail: "old -> new", value: the new rate), set (a live
+    hyper-parameter: name, value), guard (NaN/explosion)."""
     action: str
     detail: str = ""
     step: int = 0
     value: float | None = None
+    name: str | None = None       # lr, set: the hyper-parameter changed
     kind = "control"
+
+
+@dataclass(frozen=True)
+class SystemEvent(Event):
+    """What the machine is doing, every few seconds while a run trains (``engine.system``): host CPU %, the run's
+    process memory (RSS, bytes), GPU utilisation (%) and memory (bytes) when a GPU is used, free disk (bytes) where
+    the run's files go. A value that cannot be read is None."""
+    step: int = 0
+    cpu: float | None = None
+    rss: float | None = None
+    gpu_util: float | None = None
+    gpu_mem: float | None = None
+    disk_free: float | None = None
+    kind = "system"
 
 
 Sink = Callable[[Event], None]

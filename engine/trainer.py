@@ -5,8 +5,11 @@ shuffle with the seed, step, watch the loss, evaluate PSNR every ``eval_every`` 
 best-validation weights, checkpoint the full training state. It runs in the calling thread (``run``, headless) or in
 a daemon worker (``start``, the dashboard) and reports through plain event objects handed to sinks.
 
-Control calls (``pause``, ``resume``, ``stop``, ``set_lr``, ``save_best``) are thread-safe; they only set a flag under
-a lock and the loop acts on it between two steps, so a step is never cut in half.
+Control calls (``pause``, ``resume``, ``stop``, ``set_lr``, ``set_hyperparameter``, ``save_best``) are thread-safe;
+they only set a flag under a lock and the loop acts on it between two steps, so a step is never cut in half. The live
+hyper-parameters are the ones the Model declares (``Model.HYPERPARAMETERS``: learning rate, weight decay, batch size,
+Adam's betas, gradient clipping); a learning-rate schedule (``engine.schedule``) sets the rate before every step, and
+a learning rate set by hand rescales the rest of the schedule so that it continues from the new value.
 
 Files in the run folder (all written atomically, temporary file + ``os.replace``):
 
@@ -45,6 +48,7 @@ from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, Step
 from .fileio import atomic_torch_save, atomic_write_bytes, write_error
 from .metrics import psnr
 from .models import new_model
+from .schedule import Schedule
 
 STATE_FORMAT = "n2n-tui/train-state"
 STATE_VERSION = 1
@@ -110,6 +114,9 @@ class Trainer:
         if config.lr is not None:
             self.model.learning_rate = config.lr
         self.batch_size = int(self.model.batch_size)
+        self.base_lr = float(self.model.learning_rate)   # what the schedule's factors multiply
+        self.schedule = Schedule(config.schedule, config.warmup, config.decay_to, config.step_every, config.gamma)
+        self.lr_scale = 1.0                               # a learning rate set by hand rescales the schedule
 
         self.state = "idle"
         self.message = ""
@@ -132,7 +139,7 @@ class Trainer:
         self._want_stop = False
         self._pause_message = ""
         self._stop_message = ""
-        self._pending_lr: float | None = None
+        self._pending: dict[str, object] = {}     # live hyper-parameter changes, applied between two steps
         self._queued: list[Event] = []
         self._started = False
         self._done = False
@@ -145,6 +152,9 @@ class Trainer:
         self._state_time = 0.0                    # when state.pth was last written (monotonic)
         self._recent: deque[float] = deque(maxlen=GUARD_WINDOW)
         self._sec_per_img: float | None = None
+        self._resume_position = (None, None)      # (epochs completed, pos) from a full state
+        self._epoch_index = 0                     # epochs completed
+        self._pos = 0                             # pairs of the current epoch's permutation already trained on
         self._rng_state: dict | None = None       # restored at run start when resuming
         self._resumed = False
         self.resume_note = ""
@@ -193,8 +203,26 @@ class Trainer:
             raise ValueError(f"learning rate must be a positive number, got {lr!r}") from None
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
+        self.set_hyperparameter("lr", value)
+
+    def hyperparameters(self) -> dict:
+        """The live hyper-parameters the Model declares, with their current values and ranges:
+        ``{name: {"value", "type", "min", "max", "min_open", "help"}}``."""
+        spec = getattr(self.model, "HYPERPARAMETERS", None) or {"lr": (float, 0.0, math.inf, True, "learning rate")}
+        values = self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {"lr": self.lr}
+        return {name: {"value": values.get(name), "type": kind.__name__, "min": low, "max": high, "min_open": open_low,
+                       "help": text} for name, (kind, low, high, open_low, text) in spec.items()}
+
+    def set_hyperparameter(self, name: str, value) -> None:
+        """Change one live hyper-parameter; checked now (ValueError names the problem), applied before the next step
+        (while paused: at once). An event records it."""
+        check = getattr(self.model, "check_hyperparameter", None)
+        if check is not None:
+            value = check(name, value)
+        elif name != "lr":
+            raise ValueError(f"unknown hyper-parameter {name!r} (live ones: lr)")
         with self._cv:
-            self._pending_lr = value
+            self._pending[name] = value
             self._cv.notify_all()
 
     def save_best(self, path: str | os.PathLike) -> tuple[Path, float]:
@@ -233,7 +261,12 @@ class Trainer:
         if self.device.startswith("cuda"):  # keep the (uint8) training set on the GPU: no per-step copies
             self._train_x, self._train_y = self._train_x.to(self.device), self._train_y.to(self.device)
         self.steps_per_epoch = math.ceil(len(ds.train_input) / self.batch_size)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
+        epoch_index, pos = self._resume_position
+        if self._resumed and epoch_index is None:  # a state from before live batch sizes: fixed-size steps
+            epoch_index, i = divmod(self.step, self.steps_per_epoch)
+            pos = i * self.batch_size
+        self._epoch_index, self._pos = int(epoch_index or 0), int(pos or 0)
+        self.total_steps = self.step + self._remaining_steps()
         m = len(ds.val_input)
         self._sample_idx = torch.linspace(0, m - 1, min(N_SAMPLES, m)).round().long().unique()
         self._noisy_samples = ds.val_input[self._sample_idx].clone()
@@ -278,19 +311,26 @@ class Trainer:
             raise interrupted
         return final
 
+    def _remaining_steps(self) -> int:
+        n, bs = len(self.dataset.train_input), self.batch_size
+        left_in_epoch = math.ceil((n - self._pos) / bs) if self._pos < n else 0
+        return left_in_epoch + (self.config.epochs - self._epoch_index - 1) * math.ceil(n / bs)
+
     def _train(self) -> str:
         """The loop. Returns "finished" or "stopped"."""
-        cfg, model, bs, spe = self.config, self.model, self.batch_size, self.steps_per_epoch
+        cfg, model = self.config, self.model
         n = len(self._train_x)
         order, order_epoch = None, -1
-        while self.step < self.total_steps:
+        while self._epoch_index < cfg.epochs:
             if not self._between_steps():
                 return "stopped"
-            e, i = divmod(self.step, spe)
+            e = self._epoch_index
             if e != order_epoch:  # the same permutation for an epoch whether or not the run was resumed mid-way
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + e)
                 order, order_epoch = torch.randperm(n, generator=g).to(self._train_x.device), e
-            idx = order[i * bs:(i + 1) * bs]
+            idx = order[self._pos:self._pos + self.batch_size]
+            if self.schedule.varies:
+                self._apply_schedule()
             # a candidate rollback target: the weights this step's loss is about to judge
             candidate = None
             if self._snapshot_due or time.monotonic() - self._good_time > SNAPSHOT_SECONDS:
@@ -301,14 +341,16 @@ class Trainer:
             dt = (time.perf_counter() - t0) / len(idx)
             self._sec_per_img = dt if self._sec_per_img is None else 0.9 * self._sec_per_img + 0.1 * dt
             self.img_per_s = 1.0 / self._sec_per_img if self._sec_per_img > 0 else 0.0
-            self.step, self.epoch = self.step + 1, e + 1
+            self.step, self.epoch, self._pos = self.step + 1, e + 1, self._pos + len(idx)
+            epoch_end = self._pos >= n
+            if epoch_end:
+                self._epoch_index, self._pos = e + 1, 0
             self._emit(StepEvent(self.run_id, step=self.step, epoch=self.epoch, loss=loss, lr=self.lr,
                                  img_per_s=self.img_per_s, total_steps=self.total_steps))
 
             rolled_back = self._guard(loss)  # a NaN/exploding loss: weights rolled back, pause requested
             if candidate is not None and not rolled_back:
                 self._good, self._good_time = candidate, time.monotonic()
-            epoch_end = i + 1 == spe
             if not rolled_back and (epoch_end or (cfg.eval_every and self.step % cfg.eval_every == 0)):
                 self._evaluate()
                 self._snapshot_due = True  # the next step judges the weights just evaluated
@@ -317,26 +359,47 @@ class Trainer:
         return "finished"
 
     # ----------------------------------------------------------------------------------------- between two steps
+    def _apply_schedule(self) -> None:
+        lr = self.base_lr * self.lr_scale * self.schedule.factor(self.step, self.total_steps)
+        if lr != self.lr:
+            self.model.learning_rate = lr
+            self.lr = lr
+
     def _take_requests(self):
         with self._cv:
-            lr, self._pending_lr = self._pending_lr, None
+            pending, self._pending = self._pending, {}
             queued, self._queued = self._queued, []
-            return lr, queued, self._want_pause, self._want_stop
+            return pending, queued, self._want_pause, self._want_stop
 
-    def _apply(self, lr, queued) -> None:
-        if lr is not None and lr != self.lr:
-            old = self.lr
-            self.model.learning_rate = lr
-            self.lr = float(self.model.learning_rate)
-            self._emit(ControlEvent(self.run_id, action="lr", detail=f"{old:.3g} -> {self.lr:.3g}", step=self.step,
-                                    value=self.lr))
+    def _apply(self, pending: dict, queued) -> None:
+        current = self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {"lr": self.lr}
+        for name, value in pending.items():
+            old = current.get(name, self.lr if name == "lr" else None)
+            if value == old:
+                continue
+            if name == "lr":
+                self.model.learning_rate = value
+                self.lr = float(self.model.learning_rate)
+                if self.schedule.varies:  # the rest of the schedule continues from the rate set by hand
+                    factor = self.schedule.factor(self.step, self.total_steps)
+                    self.lr_scale = self.lr / (self.base_lr * factor) if factor > 0 else 1.0
+                detail = f"{old:.3g} -> {self.lr:.3g}"
+            else:
+                self.model.set_hyperparameter(name, value)
+                if name == "batch_size":
+                    self.batch_size = int(value)
+                    if self.dataset is not None and self.steps_per_epoch:
+                        self.total_steps = self.step + self._remaining_steps()
+                detail = f"{name} {old:g} -> {value:g}" if old is not None else f"{name} -> {value:g}"
+            self._emit(ControlEvent(self.run_id, action="lr" if name == "lr" else "set", detail=detail,
+                                    step=self.step, value=float(value), name=name))
         for ev in queued:
             self._emit(ev)
 
     def _between_steps(self) -> bool:
         """Apply control requests; blocks while paused. False: stop now."""
-        lr, queued, pause, stop = self._take_requests()
-        self._apply(lr, queued)
+        pending, queued, pause, stop = self._take_requests()
+        self._apply(pending, queued)
         if stop:
             return False
         if not pause:
@@ -349,11 +412,10 @@ class Trainer:
         self._save_state()
         while True:
             with self._cv:
-                while (self._want_pause and not self._want_stop and self._pending_lr is None
-                       and not self._queued):
+                while self._want_pause and not self._want_stop and not self._pending and not self._queued:
                     self._cv.wait(1.0)
-            lr, queued, pause, stop = self._take_requests()
-            self._apply(lr, queued)
+            pending, queued, pause, stop = self._take_requests()
+            self._apply(pending, queued)
             if stop:
                 return False
             if not pause:
@@ -461,6 +523,8 @@ class Trainer:
             "config": self.config.to_dict(), "model": self.model.state_dict(with_optimizer=True),
             "step": self.step, "epoch": self.epoch, "lr": self.lr,
             "best_psnr": self.best_psnr, "best_step": self.best_step, "recent_losses": list(self._recent),
+            "epoch_index": self._epoch_index, "pos": self._pos, "lr_scale": self.lr_scale,
+            "hyper": self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {},
             "rng_torch": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.startswith("cuda") else [],
             "rng_python": random.getstate(), "time": time.time(),
@@ -499,9 +563,14 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.step, self.epoch = int(state["step"]), int(state["epoch"])
+            for name, value in (state.get("hyper") or {}).items():  # the live values, not the launch values
+                self.model.set_hyperparameter(name, value)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{state_path}: does not fit the model ({_one_line(e)[:160]})") from None
         self.lr = float(self.model.learning_rate)
+        self.batch_size = int(self.model.batch_size)
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self._resume_position = (state.get("epoch_index"), state.get("pos"))
         self.best_psnr, self.best_step = state.get("best_psnr"), state.get("best_step")
         self._recent.extend(state.get("recent_losses") or [])
         self._rng_state = {k: state.get(k) for k in ("rng_torch", "rng_cuda", "rng_python")}
@@ -556,6 +625,10 @@ class Trainer:
                 return
         for ev in events:
             self._emit(ev)
+
+    def publish(self, event: Event) -> None:
+        """Hand an event from elsewhere in the run's process (the system monitor) to the sinks, in order."""
+        self._emit(event)
 
     def _emit(self, event: Event) -> None:
         with self._emit_lock:

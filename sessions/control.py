@@ -391,6 +391,7 @@ class RemoteRun:
         self.step, self.epoch, self.total_steps = self.step or 0, self.epoch or 0, self.total_steps or 0
         last = h.get("last_eval")
         self.last_eval = decode_events(last)[0] if isinstance(last, dict) else None
+        self._hyper = h.get("hyperparameters") or {}
 
     def add_sink(self, sink) -> None:
         self._sinks = self._sinks + [sink]
@@ -442,8 +443,11 @@ class RemoteRun:
                 self.best_step = ev.step
         elif k == "state":
             self.state, self.message = ev.state, ev.message
-        elif k == "control" and ev.action == "lr" and ev.value is not None:
-            self.lr = ev.value
+        elif k == "control" and ev.action in ("lr", "set") and ev.value is not None:
+            if ev.action == "lr":
+                self.lr = ev.value
+            if ev.name in self._hyper:
+                self._hyper[ev.name]["value"] = ev.value
 
     def _emit(self, ev) -> None:
         for sink in self._sinks:
@@ -513,6 +517,20 @@ class RemoteRun:
             raise ValueError(f"learning rate must be a positive number, got {lr!r}") from None
         try:
             self.call("lr", value=value)
+        except ControlError as e:
+            raise ValueError(str(e)) from None
+
+    def hyperparameters(self) -> dict:
+        """The run's live hyper-parameters as the runner last said (values follow its events)."""
+        return {k: dict(v) for k, v in self._hyper.items()}
+
+    def set_hyperparameter(self, name: str, value) -> None:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+        try:
+            self.call("set", name=name, value=number)
         except ControlError as e:
             raise ValueError(str(e)) from None
 

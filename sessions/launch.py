@@ -7,6 +7,7 @@ import os
 
 from engine.config import RunConfig
 from engine.data import check_source, load_data
+from engine.system import SystemMonitor
 from engine.trainer import Trainer
 
 from .recorder import Recorder
@@ -33,20 +34,27 @@ def open_run(runs_dir: str | os.PathLike, config: RunConfig | None = None, *, re
     """
     store = Store(runs_dir)
     try:
-        if resume is not None:  # "" is a (bad) reference, not "no resume"
-            return _resume(store, resume, device, load, sinks), store
-        config = config.validate()
-        dataset = _load_or_check(config, load)
-        run_id = store.new_run(config)
-        try:
-            trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
-                              sinks=[Recorder(store, run_id), *sinks])
-        except Exception as e:
-            store.set_state(run_id, "failed", str(e).splitlines()[0] if str(e) else type(e).__name__)
-            raise
-        return trainer, store
+        trainer = _open(store, config, resume, device, load, sinks)
     except BaseException:
         store.close()
+        raise
+    # the live hyper-parameters in force from here (history: ``settings``), and what the machine does meanwhile
+    store.record_settings(trainer.run_id, trainer.step, {k: v["value"] for k, v in trainer.hyperparameters().items()})
+    SystemMonitor(trainer, store.root).start()
+    return trainer, store
+
+
+def _open(store: Store, config, resume, device, load, sinks) -> Trainer:
+    if resume is not None:  # "" is a (bad) reference, not "no resume"
+        return _resume(store, resume, device, load, sinks)
+    config = config.validate()
+    dataset = _load_or_check(config, load)
+    run_id = store.new_run(config)
+    try:
+        return Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
+                       sinks=[Recorder(store, run_id), *sinks])
+    except Exception as e:
+        store.set_state(run_id, "failed", str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise
 
 

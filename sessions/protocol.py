@@ -9,8 +9,9 @@ Runner -> viewer:
 - ``{"reply": ID, "ok": true, "result": {...}}`` or ``{"reply": ID, "ok": false, "error": "one line"}`` (plus
   ``"code": "better", "theirs", "ours"`` when a save would replace better weights) for each command.
 
-Viewer -> runner: ``{"id": ID, "cmd": "pause" | "resume" | "stop" | "lr" | "save" | "status", ...}`` with ``"value"``
-for ``lr``, optional ``"path"`` and ``"force"`` for ``save``. Lines over ``MAX_LINE`` bytes, lines that are not JSON
+Viewer -> runner: ``{"id": ID, "cmd": "pause" | "resume" | "stop" | "lr" | "set" | "save" | "status", ...}`` with
+``"value"`` for ``lr``, ``"name"`` and ``"value"`` for ``set`` (a live hyper-parameter), optional ``"path"`` and
+``"force"`` for ``save``. Lines over ``MAX_LINE`` bytes, lines that are not JSON
 objects, and unknown commands get an error reply and change nothing.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from engine.headless import event_dict
 
 PROTOCOL = 1
 MAX_LINE = 64 * 1024            # bytes in one command line
-COMMANDS = ("pause", "resume", "stop", "lr", "save", "status")
+COMMANDS = ("pause", "resume", "stop", "lr", "set", "save", "status")
 SOCKET_NAME = "control.sock"
 
 
@@ -107,7 +108,7 @@ def decode_events(d: dict) -> list[Event]:
                                int(d.get("epoch", 0)), **extra)]
         if kind == "control":
             return [ControlEvent(run, str(d["action"]), str(d.get("detail", "")), int(d.get("step", 0)),
-                                 d.get("value"), **extra)]
+                                 d.get("value"), d.get("name"), **extra)]
         if kind == "saved":
             return [SavedEvent(run, str(d["path"]), d.get("psnr"), int(d.get("step", 0)), str(d.get("what", "best")),
                                **extra)]
@@ -140,6 +141,11 @@ def parse_command(raw: bytes) -> dict:
         v = msg.get("value")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise ProtocolError(f"lr: the learning rate must be a positive finite number, got {v!r}", msg_id)
+    if cmd == "set":
+        if not isinstance(msg.get("name"), str) or not msg["name"]:
+            raise ProtocolError("set: name must be a hyper-parameter's name", msg_id)
+        if isinstance(msg.get("value"), bool) or not isinstance(msg.get("value"), (int, float)):
+            raise ProtocolError(f"set: value must be a number, got {msg.get('value')!r}", msg_id)
     if cmd == "save":
         if msg.get("path") is not None and (not isinstance(msg["path"], str) or not msg["path"].strip()):
             raise ProtocolError("save: path must be a non-empty string", msg_id)

@@ -28,6 +28,8 @@ class Recorder:
         self._evals: list[tuple] = []
         self._events: list[tuple] = []
         self._checkpoints: list[tuple] = []
+        self._settings: list[tuple] = []    # (run, step, time, name, value) of each live change
+        self._system: list[tuple] = []      # (run, time, step, cpu, rss, gpu_util, gpu_mem, disk_free)
         self._samples: list[tuple] = []     # (run, step, shape, noisy, denoised, clean) of each evaluation
         self._progress: tuple | None = None   # step, epoch, lr, total_steps
         self._best: tuple | None = None       # psnr, step
@@ -67,6 +69,12 @@ class Recorder:
                 self._events.append((self.run_id, ev.time, ev.action, ev.detail, ev.step))
                 if ev.action == "lr" and ev.value is not None:  # also while paused, when no step reports it
                     self._lr = ev.value
+                if ev.action in ("lr", "set") and ev.name and ev.value is not None:
+                    self._settings.append((self.run_id, ev.step, ev.time, ev.name, ev.value))
+            elif k == "system":
+                self._system.append((self.run_id, ev.time, ev.step, ev.cpu, ev.rss, ev.gpu_util, ev.gpu_mem,
+                                     ev.disk_free))
+                return  # with the next batch of points: a sample is no reason to write at once
             elif k == "state":
                 self._state = (ev.state, ev.message, ev.time)
                 detail = ev.state + (f": {ev.message}" if ev.message else "")
@@ -87,9 +95,9 @@ class Recorder:
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
         steps, evals, events, cps = self._steps, self._evals, self._events, self._checkpoints
-        samples = self._samples
+        samples, settings, system = self._samples, self._settings, self._system
         progress, best, state, lr = self._progress, self._best, self._state, self._lr
-        if not (steps or evals or events or cps or samples or progress or best or state or lr):
+        if not (steps or evals or events or cps or samples or settings or system or progress or best or state or lr):
             return
         now = time.time()
 
@@ -98,6 +106,12 @@ class Recorder:
                 conn.executemany(_UPSERT_STEP, steps)
             if evals:
                 conn.executemany(_UPSERT_EVAL, evals)
+            if settings:
+                conn.executemany("INSERT OR REPLACE INTO settings (run, step, time, name, value) "
+                                 "VALUES (?, ?, ?, ?, ?)", settings)
+            if system:
+                conn.executemany("INSERT OR REPLACE INTO system (run, time, step, cpu, rss, gpu_util, gpu_mem, "
+                                 "disk_free) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", system)
             if samples:
                 conn.executemany("INSERT OR REPLACE INTO samples (run, step, shape, noisy, denoised, clean) "
                                  "VALUES (?, ?, ?, ?, ?, ?)", samples)
@@ -122,4 +136,5 @@ class Recorder:
 
         self.store._transaction(work)  # raises StoreError; the buffers are kept for the next try
         self._steps, self._evals, self._events, self._checkpoints, self._samples = [], [], [], [], []
+        self._settings, self._system = [], []
         self._progress = self._best = self._state = self._lr = None

@@ -42,13 +42,14 @@ class RunControl:
                 "state": t.state, "message": t.message, "step": t.step, "epoch": t.epoch,
                 "total_steps": t.total_steps, "lr": t.lr, "best_psnr": t.best_psnr, "best_step": t.best_step,
                 "img_per_s": t.img_per_s, "psnr_noisy": t.psnr_noisy, "batch_size": t.batch_size,
+                "hyperparameters": t.hyperparameters(),
                 "pid": os.getpid(), "run_dir": str(t.run_dir)}
 
     def command(self, msg: dict) -> dict:
         t, cmd = self.trainer, msg["cmd"]
         if cmd == "status":
             return self.status()
-        if cmd in ("pause", "resume", "stop", "lr") and t.state not in ("idle", "running", "paused"):
+        if cmd in ("pause", "resume", "stop", "lr", "set") and t.state not in ("idle", "running", "paused"):
             raise ValueError(f"run {t.run_id} is {t.state}: it takes no more {cmd} commands")
         if cmd == "pause":
             t.pause()
@@ -59,6 +60,9 @@ class RunControl:
         elif cmd == "lr":
             t.set_lr(msg["value"])
             return {"lr": float(msg["value"])}
+        elif cmd == "set":
+            t.set_hyperparameter(msg["name"], msg["value"])
+            return {"name": msg["name"], "value": msg["value"]}
         elif cmd == "save":
             from .export import export_run
 

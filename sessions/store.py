@@ -32,7 +32,7 @@ except ImportError:  # not POSIX: fall back to checking the owner's pid
 
 DB_NAME = "sessions.sqlite"
 APP = "n2n-tui"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 STATES = ("running", "paused", "stopped", "finished", "failed", "crashed")
 LIVE_STATES = ("running", "paused")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -63,7 +63,7 @@ CREATE TABLE checkpoints (
 """
 
 RUN_COLUMNS = ("id", "engine", "state", "message", "step", "epoch", "total_steps", "lr", "best_psnr", "best_step",
-               "started", "ended", "updated", "pid", "host", "active", "config")
+               "started", "ended", "updated", "pid", "host", "active", "tag", "config")
 
 # every evaluation's sample patches, uint8 (K, 3, H, W) as raw bytes: a few kB each (``Store.samples``)
 SAMPLES_TABLE = """CREATE TABLE samples (
@@ -79,6 +79,16 @@ SWEEPS_TABLE = """CREATE TABLE sweeps (
     best_run TEXT, best_psnr REAL, started REAL NOT NULL, ended REAL, updated REAL NOT NULL, pid INTEGER, host TEXT
 )"""
 SCHEMA += SWEEPS_TABLE + ";\n"
+# the live hyper-parameters' history (a row per value set, and the values in force at each start or resume), what
+# the machine did (system samples every few seconds), and a note per run (``n2n-tui tag``)
+LIVE_TABLES = [
+    """CREATE TABLE settings (run TEXT NOT NULL, step INTEGER NOT NULL, time REAL NOT NULL, name TEXT NOT NULL,
+        value REAL, PRIMARY KEY (run, time, name)) WITHOUT ROWID""",
+    """CREATE TABLE system (run TEXT NOT NULL, time REAL NOT NULL, step INTEGER, cpu REAL, rss REAL, gpu_util REAL,
+        gpu_mem REAL, disk_free REAL, PRIMARY KEY (run, time)) WITHOUT ROWID""",
+]
+SCHEMA += ";\n".join(LIVE_TABLES) + ";\n"
+SCHEMA = SCHEMA.replace("active REAL NOT NULL DEFAULT 0\n);", "active REAL NOT NULL DEFAULT 0,\n    tag TEXT NOT NULL DEFAULT ''\n);")
 SWEEP_COLUMNS = ("id", "spec", "storage", "state", "best_run", "best_psnr", "started", "ended", "updated", "pid", "host")
 
 # schema version -> the statements that bring a store of that version to the next one
@@ -89,6 +99,7 @@ MIGRATIONS = {
     ],
     2: [SAMPLES_TABLE],
     3: [SWEEPS_TABLE],
+    4: ["ALTER TABLE runs ADD COLUMN tag TEXT NOT NULL DEFAULT ''", *LIVE_TABLES],
 }
 
 
@@ -410,6 +421,27 @@ class Store:
         self._transaction(lambda c: c.execute(
             "INSERT OR REPLACE INTO checkpoints (run, kind, path, step, psnr, time) VALUES (?, ?, ?, ?, ?, ?)",
             (run_id, kind, str(path), step, psnr, time.time())))
+
+    # ------------------------------------------------------------------------------- live settings, system, tags
+    def record_settings(self, run_id: str, step: int, values: dict) -> None:
+        """The live hyper-parameters in force from ``step`` on (at a start or a resume)."""
+        now = time.time()
+        rows = [(run_id, step, now, k, float(v)) for k, v in values.items() if isinstance(v, (int, float))]
+        self._transaction(lambda c: c.executemany(
+            "INSERT OR REPLACE INTO settings (run, step, time, name, value) VALUES (?, ?, ?, ?, ?)", rows))
+
+    def settings(self, run_id: str) -> list[dict]:
+        """Every value a live hyper-parameter took, oldest first: ``{step, time, name, value}``."""
+        return [dict(step=s, time=t, name=n, value=v) for s, t, n, v in self._exec(
+            "SELECT step, time, name, value FROM settings WHERE run = ? ORDER BY time, name", (run_id,))]
+
+    def system(self, run_id: str, since: float = 0.0) -> list[dict]:
+        cols = ("time", "step", "cpu", "rss", "gpu_util", "gpu_mem", "disk_free")
+        return [dict(zip(cols, r)) for r in self._exec(
+            f"SELECT {', '.join(cols)} FROM system WHERE run = ? AND time > ? ORDER BY time", (run_id, since))]
+
+    def set_tag(self, run_id: str, text: str) -> None:
+        self._transaction(lambda c: c.execute("UPDATE runs SET tag = ? WHERE id = ?", (text, run_id)))
 
     # ------------------------------------------------------------------------------------------------ sweeps
     def new_sweep(self, sweep_id: str, spec: dict, storage: str) -> None:

@@ -530,14 +530,14 @@ def test_w8_replace_question_fits_at_80x24():
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 8 MiB file system (tmpfs) under tmp_path, remountable read-only: a full disk and a read-only folder
+    """A real 64 MiB file system (tmpfs) under tmp_path, remountable read-only: a full disk and a read-only folder
     as the kernel makes them. Needs root (CI runs as root); skipped where mounting is not allowed."""
     import os
     import subprocess
 
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
                                            capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
 
@@ -552,11 +552,10 @@ def _fill(folder, leave: int = 0) -> None:
     """Fill the file system of ``folder`` up to ``leave`` bytes."""
     import os
 
-    with open(folder / "filler", "wb") as f:
+    with open(folder / "filler", "wb", buffering=0) as f:  # unbuffered: nothing left to flush at close
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     if leave:

@@ -37,7 +37,7 @@ def _dispatch(args) -> int:
     if args.command in ("attach", "ctl"):
         from tui.commands import attach_cmd
         return getattr(attach_cmd, args.command)(args)
-    from tui.commands import runs_cmd  # runs, show, export
+    from tui.commands import runs_cmd  # runs, show, export, tag
     return getattr(runs_cmd, args.command)(args)
 
 

@@ -35,6 +35,16 @@ def _positive_float(s: str) -> float:
     return v
 
 
+def _fraction(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {s!r}") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {s!r}")
+    return v
+
+
 def _engine(s: str) -> int:
     if s not in ("1", "2"):
         raise argparse.ArgumentTypeError(f"engine must be 1 or 2, got {s!r}")
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.config import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_SEED
     from engine.data import MAX_PAIRS
     from engine.noise import NOISES, SPEC_FORMS
+    from engine.schedule import SCHEDULES
 
     epochs = _int_type(1, MAX_EPOCHS, "a positive integer")
     batch = _int_type(1, MAX_BATCH, "a positive integer")
@@ -101,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=epochs, default=1)
     t.add_argument("--batch-size", type=batch, default=None)
     t.add_argument("--lr", type=_positive_float, default=None)
+    t.add_argument("--schedule", choices=list(SCHEDULES), default="constant",
+                   help="learning-rate schedule (a rate set by hand while it runs rescales the rest of it)")
+    t.add_argument("--warmup", type=every, default=0, metavar="STEPS", help="linear warm-up steps (onecycle: its rise)")
+    t.add_argument("--decay-to", type=_fraction, default=0.01, metavar="F",
+                   help="cosine, onecycle: the final rate as a fraction of --lr (default 0.01)")
+    t.add_argument("--step-every", type=every, default=0, metavar="STEPS",
+                   help="step: steps between two decays (default: one epoch)")
+    t.add_argument("--gamma", type=_fraction, default=0.5, help="step: the factor of each decay (default 0.5)")
     t.add_argument("--subset", type=pairs, default=None, help="train on the first N pairs only")
     t.add_argument("--n-val", type=pairs, default=1000, help="validation pairs (default 1000)")
     t.add_argument("--eval-every", type=every, default=0, help="evaluate every N steps (0: epoch ends)")
@@ -128,11 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--export-to", metavar="PATH", type=_path, default=None, help="target of the dashboard's save key")
     _add_runs_dir(a)
 
-    c = sub.add_parser("ctl", help="steer a live run: pause, resume, stop, lr VALUE, save [PATH], status")
+    c = sub.add_parser("ctl", help="steer a live run: pause, resume, stop, lr VALUE, set NAME VALUE, save [PATH], status")
     c.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
-    c.add_argument("action", metavar="COMMAND", choices=["pause", "resume", "stop", "lr", "save", "status"],
-                   help="pause | resume | stop | lr VALUE | save [PATH] | status")
-    c.add_argument("value", nargs="?", default=None, metavar="VALUE", help="lr: the new rate; save: the target path")
+    c.add_argument("action", metavar="COMMAND", choices=["pause", "resume", "stop", "lr", "set", "save", "status"],
+                   help="pause | resume | stop | lr VALUE | set NAME VALUE | save [PATH] | status")
+    c.add_argument("values", nargs="*", default=[], metavar="ARG",
+                   help="lr: the new rate; set: a live hyper-parameter's name and value; save: the target path")
     c.add_argument("--force", action="store_true", help="save: replace a target that measures better")
     c.add_argument("--json", action="store_true", help="print the runner's answer as JSON")
     _add_runs_dir(c)
@@ -155,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     sws = sub.add_parser("sweeps", help="past and running sweeps")
     sws.add_argument("--json", action="store_true")
     _add_runs_dir(sws)
+
+    tg = sub.add_parser("tag", help="add a note to a run (shown in runs and the runs table; '' clears it)")
+    tg.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
+    tg.add_argument("text", metavar="TEXT")
+    _add_runs_dir(tg)
 
     r = sub.add_parser("runs", help="past and running sessions")
     r.add_argument("--json", action="store_true")

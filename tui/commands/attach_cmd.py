@@ -65,34 +65,40 @@ def ctl(args) -> int:
     run = live_run(args.runs_dir, args.run)
     with Store(args.runs_dir, create=False, readonly=True) as store:
         run_dir = store.run_dir(run["id"])
+    action, values = args.action, list(args.values)
+    wanted = {"lr": (1, 1), "set": (2, 2), "save": (0, 1)}.get(action, (0, 0))
+    if not wanted[0] <= len(values) <= wanted[1]:
+        usage = {"lr": "lr VALUE", "set": "set NAME VALUE", "save": "save [PATH]"}.get(action, action)
+        raise ControlError(f"{action} takes {usage.partition(' ')[2] or 'no value'}, got {' '.join(values) or 'none'}"
+                           f" (usage: n2n-tui ctl RUN {usage})")
     fields = {}
-    if args.action == "lr":
-        if args.value is None:
-            raise ControlError("lr needs a value, e.g. n2n-tui ctl RUN lr 1e-3")
+    if action in ("lr", "set"):
         try:
-            fields["value"] = float(args.value)
+            fields["value"] = float(values[-1])
         except ValueError:
-            raise ControlError(f"lr: expected a positive number, got {args.value!r}") from None
-    elif args.action == "save":
-        if args.value is not None:
+            raise ControlError(f"{action}: expected a number, got {values[-1]!r}") from None
+        if action == "set":
+            fields["name"] = values[0]
+    elif action == "save":
+        if values:
             from pathlib import Path
 
-            fields["path"] = str(Path(args.value).resolve())
+            fields["path"] = str(Path(values[0]).resolve())
         fields["force"] = args.force
-    elif args.value is not None:
-        raise ControlError(f"{args.action} takes no value, got {args.value!r}")
     handle = RemoteRun(run_dir)
     try:
-        result = handle.call(args.action, timeout=600, **fields)
+        result = handle.call(action, timeout=600, **fields)
     finally:
         handle.close()
-    if args.action == "status" or args.json:
+    if action == "status" or args.json:
         print(json.dumps(result))
-    elif args.action == "save":
+    elif action == "save":
         print(f"wrote {result['path']}: run {result['run']}, {result['psnr']:.2f} dB on {result['n_val']} validation "
               "images, verified by reloading")
-    elif args.action == "lr":
+    elif action == "lr":
         print(f"run {run['id']}: learning rate {result['lr']:g}")
+    elif action == "set":
+        print(f"run {run['id']}: {result['name']} {result['value']:g} (from its next step)")
     else:
-        print(f"run {run['id']}: {args.action} sent")
+        print(f"run {run['id']}: {action} sent")
     return 0

@@ -111,3 +111,11 @@ def export(args) -> int:
     print(f"wrote {r['path']}: run {r['run']} (engine {r['engine']}, step {r['step']}), "
           f"{r['psnr']:.2f} dB on {r['n_val']} validation images of {r['data']}, verified by reloading{replaced}")
     return 0
+
+
+def tag(args) -> int:
+    with Store(args.runs_dir, create=False) as store:
+        run_id = store.resolve(args.run)
+        store.set_tag(run_id, args.text.strip())
+    print(f"run {run_id}: tag {args.text.strip()!r}" if args.text.strip() else f"run {run_id}: tag cleared")
+    return 0

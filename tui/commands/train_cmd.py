@@ -17,7 +17,7 @@ from sessions.runner import serve, spawn
 from tui.commands.attach_cmd import attach_run
 
 CONFIG_ARGS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "n_val", "eval_every", "seed",
-               "device", "loss")
+               "device", "loss", "schedule", "warmup", "decay_to", "step_every", "gamma")
 
 
 def config_from_args(args) -> RunConfig:
