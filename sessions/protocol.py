@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from engine.events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
+from engine.events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent, SystemEvent
 from engine.headless import event_dict
 
 PROTOCOL = 1
@@ -109,6 +109,9 @@ def decode_events(d: dict) -> list[Event]:
         if kind == "control":
             return [ControlEvent(run, str(d["action"]), str(d.get("detail", "")), int(d.get("step", 0)),
                                  d.get("value"), d.get("name"), **extra)]
+        if kind == "system":
+            return [SystemEvent(run, int(d.get("step", 0)), *(d.get(k) for k in ("cpu", "rss", "gpu_util", "gpu_mem",
+                                                                              "disk_free")), **extra)]
         if kind == "saved":
             return [SavedEvent(run, str(d["path"]), d.get("psnr"), int(d.get("step", 0)), str(d.get("what", "best")),
                                **extra)]

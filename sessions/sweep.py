@@ -26,7 +26,7 @@ from pathlib import Path
 from engine.config import ConfigError, RunConfig, model_options
 
 SPEC_KEYS = {"trials", "concurrency", "scheduler", "metric", "cpus_per_trial", "gpus_per_trial", "storage", "space",
-             "name"}
+             "name", "grace"}
 SAMPLERS = ("loguniform", "uniform", "randint", "choice", "grid")
 SCHEDULERS = ("asha", "none")
 METRICS = ("psnr", "best_psnr")
@@ -54,6 +54,7 @@ class SweepSpec:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     storage: str | None = None        # where Tune keeps trials' checkpoints: a path every node can reach
+    grace: float = 0.25               # ASHA: the share of its training a trial gets before it can be stopped
     name: str = ""
 
     def to_dict(self) -> dict:
@@ -126,6 +127,7 @@ def check_spec(raw: dict, name: str = "sweep") -> SweepSpec:
     number("concurrency", int, 1, 1_000)
     number("cpus_per_trial", float, 0.0)
     number("gpus_per_trial", float, 0.0)
+    number("grace", float, 0.01, 1.0)
     if spec.cpus_per_trial == 0 and spec.gpus_per_trial == 0:
         raise SpecError("cpus_per_trial: a trial needs some CPU or GPU (both are 0)")
     for key, allowed in (("scheduler", SCHEDULERS), ("metric", METRICS)):
@@ -466,7 +468,8 @@ class SweepDriver:
             from ray.tune.schedulers import ASHAScheduler
 
             # time is training progress in per mille, so trials of different batch sizes meet at the same rungs
-            scheduler = ASHAScheduler(time_attr="progress", max_t=1000, grace_period=100, reduction_factor=2)
+            scheduler = ASHAScheduler(time_attr="progress", max_t=1000, grace_period=max(1, round(1000 * spec.grace)),
+                                      reduction_factor=2)
         trainable = tune.with_resources(trial_main, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
         experiment = self.storage / self.sweep_id
         if self.resume:

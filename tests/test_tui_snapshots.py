@@ -46,3 +46,40 @@ def test_compare_two_runs_100x30(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=open_compare)
+
+
+def many_store():
+    runs = [stored_run(f"20240501-1{i}0000-{c * 4}", 1 + i % 2, 300 - 40 * i, 1.0 + 0.15 * i)
+            for i, c in enumerate("abcde")]
+    for r, tag, noise in zip(runs, ["baseline", "wide", "", "baseline again", "l2"],
+                             ["mix", "gaussian:25", "poisson", "mix", "mix"]):
+        r["tag"] = tag
+        r["config"]["noise"] = noise
+    runs[2]["state"] = "stopped"
+    return FakeStore(runs)
+
+
+def test_runs_filtered_and_sorted_120x24(snap_compare):
+    app = N2NApp(train_args(), store=many_store(), trainer=None)
+
+    async def filter_and_sort(pilot):
+        await pilot.press("ctrl+r")
+        app.screen.query_one("#runs-filter").value = "noise:mix"
+        await pilot.pause()
+        from tui.widgets import RunsTable
+
+        app.screen.query_one(RunsTable).sort_by("best PSNR")
+        app.screen.query_one(RunsTable).focus()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 24), run_before=filter_and_sort)
+
+
+def test_overlay_of_four_runs_120x30(snap_compare):
+    app = N2NApp(train_args(), store=many_store(), trainer=None)
+
+    async def overlay(pilot):
+        await pilot.press("ctrl+r", "m", "down", "m", "down", "m", "down", "m", "c")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 30), run_before=overlay)

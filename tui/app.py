@@ -192,14 +192,35 @@ def _run_app(app: "N2NApp") -> None:
             loop.call_soon_threadsafe(lambda: app.exit(return_code=128 + signum))
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    saved_stderr = _stderr_to_run_log(app.trainer)
     try:
         app.run()
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        if saved_stderr is not None:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
         if not getattr(app.trainer, "remote", False):
             stop_active(app.trainer)
             wait_until_done(app.trainer)
+
+
+def _stderr_to_run_log(handle) -> int | None:
+    """A run in this process: what C++ code (PyTorch's warnings) writes to stderr goes to the run's log, where the
+    dashboard shows it, instead of over the screen. Returns the saved stderr descriptor to restore."""
+    run_dir = getattr(handle, "run_dir", None)
+    if handle is None or getattr(handle, "remote", False) or not run_dir or os.environ.get("TEXTUAL_DRIVER"):
+        return None
+    try:
+        fd = os.open(os.path.join(run_dir, "runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        return None
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return saved
 
 
 def _exit_status(app: "N2NApp") -> int:

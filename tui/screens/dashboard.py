@@ -21,8 +21,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
 
-from ..widgets import EventLog, LossPlot, PsnrPlot, RunStatus, SamplePatches
+from ..widgets import EventLog, LogPane, LossPlot, PsnrPlot, RunStatus, SamplePatches, SystemPane
 from .confirm import ConfirmScreen
+from .hyper import HyperScreen
 from .lr_input import LrScreen
 from .quit import QuitScreen
 
@@ -61,12 +62,14 @@ class DashboardScreen(Screen):
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause"),
         Binding("l", "set_lr", "LR"),
-        Binding("left_square_bracket", "scale_lr(0.5)", "LR/2", key_display="["),
-        Binding("right_square_bracket", "scale_lr(2)", "LR×2", key_display="]"),
+        Binding("left_square_bracket", "scale_lr(0.5)", "LR/2", key_display="[", show=False),
+        Binding("right_square_bracket", "scale_lr(2)", "LR×2", key_display="]", show=False),
+        Binding("h", "hyper", "Hyper"),
         Binding("s", "save", "Save"),
         Binding("x", "stop", "Stop"),
         Binding("r", "runs", "Runs"),
         Binding("z", "zoom", "Zoom", show=False),
+        Binding("v", "toggle_log", "Log", show=False),
         Binding("q", "quit_run", "Quit"),
     ]
 
@@ -95,7 +98,9 @@ class DashboardScreen(Screen):
     # ------------------------------------------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
         yield RunStatus(id="status")
-        yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")  # a label would re-layout
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")  # a label: re-layouts
+            yield SystemPane(id="system")
         with Horizontal(id="main"):
             with Vertical(id="plots"):
                 yield LossPlot(id="loss-plot")
@@ -103,6 +108,7 @@ class DashboardScreen(Screen):
             with Vertical(id="side"):
                 yield SamplePatches(id="samples")
                 yield EventLog(id="events")
+                yield LogPane(id="log")
         yield Footer()
 
     @property
@@ -131,7 +137,11 @@ class DashboardScreen(Screen):
             status.show_best(t.best_psnr, t.best_step)
         t.add_sink(self.events.put)
         self.backfill()
+        self.query_one(LogPane).display = False
+        run_dir = getattr(t, "run_dir", None)
+        self.query_one(LogPane).follow(Path(run_dir) / "runner.log" if run_dir else None)
         self.set_interval(1 / self.refresh_hz, self.drain, name="drain")
+        self.set_interval(1.0, self._poll_log, name="log")
         if self.start_on_mount:
             self.start_training()
 
@@ -149,6 +159,14 @@ class DashboardScreen(Screen):
             evals = [(m["step"], m["psnr"]) for m in metrics if m.get("psnr") is not None]
             loss.clear_points()
             loss.add_points(losses)
+            loss.add_lr_points([(m["step"], m["lr"]) for m in metrics if m.get("loss") is not None])
+            system = self.store.system(self.run_id) if hasattr(self.store, "system") else []
+            if system:
+                from engine.events import SystemEvent
+
+                last = system[-1]
+                self.query_one(SystemPane).show_sample(SystemEvent(self.run_id, **{k: last[k] for k in (
+                    "step", "cpu", "rss", "gpu_util", "gpu_mem", "disk_free")}))
             psnr.clear_points()
             for step, value in evals:
                 psnr.add_point(step, value)
@@ -219,15 +237,18 @@ class DashboardScreen(Screen):
 
     def apply(self, batch: list) -> None:
         status = self.query_one(RunStatus)
-        losses, last_step, last_eval = [], None, None
+        losses, lrs, last_step, last_eval = [], [], None, None
         for e in batch:
             kind = e.kind
             if kind == "step":
                 if e.step > self._last_loss_step:  # not already drawn from the store
                     losses.append((e.step, e.loss))
+                    lrs.append((e.step, e.lr))
                     self._last_loss_step = e.step
                 last_step = e
                 self._rate.append((e.time, e.step))
+            elif kind == "system":
+                self.query_one(SystemPane).show_sample(e)
             elif kind == "resync":  # the runner dropped events we had not read: the store has them
                 self.backfill()
                 self.log_event("fell behind the run: reloaded its history", e.step or None)
@@ -260,6 +281,7 @@ class DashboardScreen(Screen):
         if losses:
             self.n_steps_seen += len(losses)
             self.query_one(LossPlot).add_points(losses)
+            self.query_one(LossPlot).add_lr_points(lrs)
             self._loss_dirty = True
         if last_step is not None:
             self._pending_step = last_step
@@ -329,6 +351,30 @@ class DashboardScreen(Screen):
             self.notify("the run is not active", severity="warning")
             return
         self._control(self.trainer.resume if self.trainer.state == "paused" else self.trainer.pause)
+
+    def action_hyper(self) -> None:
+        read = getattr(self.trainer, "hyperparameters", None)
+        hyper = read() if callable(read) else {}
+        if not hyper:
+            self.notify("this run declares no live hyper-parameters", severity="warning")
+            return
+        self.app.push_screen(HyperScreen(hyper), self._apply_hyper)
+
+    def _apply_hyper(self, changes: dict | None) -> None:
+        for name, value in (changes or {}).items():
+            self._control(self.trainer.set_hyperparameter, name, value)
+
+    def action_toggle_log(self) -> None:
+        """The event log or the run's own log (runner.log: what it and PyTorch printed) in the side column."""
+        events, log = self.query_one(EventLog), self.query_one(LogPane)
+        log.display, events.display = events.display, log.display
+        if log.display:
+            log.poll()
+
+    def _poll_log(self) -> None:
+        log = self.query_one(LogPane)
+        if log.display:
+            log.poll()
 
     def action_set_lr(self) -> None:
         self.app.push_screen(LrScreen(self.trainer.lr), self._apply_lr)

@@ -34,7 +34,10 @@ class RunCurvesScreen(Screen):
         self.runs = runs
 
     def compose(self) -> ComposeResult:
-        yield Label("\n".join(summary(r) for r in self.runs), id="curves-title")
+        lines = [summary(r) for r in self.runs]
+        if len(lines) > 6:  # many overlaid: the legend names them; say how many
+            lines = lines[:5] + [f"… and {len(lines) - 5} more runs (legend on the plots)"]
+        yield Label("\n".join(lines), id="curves-title")
         with Horizontal(id="curves-main"):
             with Vertical(id="curves-plots"):
                 yield LossPlot(id="loss-plot", title="loss (log scale)")

@@ -1,12 +1,14 @@
 """Dashboard widgets, one per module; each exposes intent-named methods (``add_points``, ``show_state``...)."""
 from .event_log import EventLog
+from .log_pane import LogPane
 from .loss_plot import LossPlot
 from .psnr_plot import PsnrPlot
 from .run_status import RunStatus
 from .runs_table import RunsTable
 from .sample_patches import SamplePatches
+from .system_pane import SystemPane
 from .trials_table import TrialsTable
 from .zoom_view import ZoomView
 
-__all__ = ["EventLog", "LossPlot", "PsnrPlot", "RunStatus", "RunsTable", "SamplePatches", "TrialsTable",
-           "ZoomView"]
+__all__ = ["EventLog", "LogPane", "LossPlot", "PsnrPlot", "RunStatus", "RunsTable", "SamplePatches", "SystemPane",
+           "TrialsTable", "ZoomView"]

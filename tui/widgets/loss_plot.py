@@ -7,7 +7,9 @@ import time
 from textual_plotext import PlotextPlot
 
 RAW_COLOUR = (110, 110, 130)
-SERIES_COLOURS = [(90, 170, 255), (255, 160, 60), (120, 220, 120), (230, 110, 200)]
+LR_COLOUR = (200, 140, 60)  # the learning rate, on the right-hand axis
+SERIES_COLOURS = [(90, 170, 255), (255, 160, 60), (120, 220, 120), (230, 110, 200), (240, 230, 90), (100, 220, 220),
+                  (250, 110, 110), (180, 150, 255)]
 
 
 class Ema:
@@ -68,6 +70,7 @@ class LossPlot(PlotextPlot):
 
     The log scale is ours: log10 of the losses on a linear axis, with ticks labelled by the loss. plotext's own log
     scale transforms its stored data in place on every build, so any second build (a resize) took the log twice.
+    The live run's learning rate (``add_lr_points``) is drawn on a second, right-hand log axis, so a schedule shows.
     """
 
     def __init__(self, *, smoothing: float = 0.05, title: str = "loss (log scale)", **kwargs) -> None:
@@ -76,6 +79,7 @@ class LossPlot(PlotextPlot):
         self.title = title
         self._runs: list[tuple[str, list[int], list[float]]] = [("", [], [])]
         self._smooth: list[Ema] = [Ema(smoothing)]
+        self._lr: tuple[list[int], list[float]] = ([], [])
         self.render_seconds = 0.0  # what the last draw cost: the dashboard spaces redraws by it
 
     def add_points(self, points: list[tuple[int, float]]) -> None:
@@ -88,10 +92,19 @@ class LossPlot(PlotextPlot):
                 losses.append(loss)
         self._smooth[0].extend(losses[n:])
 
+    def add_lr_points(self, points: list[tuple[int, float]]) -> None:
+        """Append ``(step, learning rate)`` points of the live run (drawn on the right-hand axis)."""
+        steps, rates = self._lr
+        for step, lr in points:
+            if lr is not None and math.isfinite(lr) and lr > 0:
+                steps.append(step)
+                rates.append(lr)
+
     def clear_points(self) -> None:
         """Empty the live series (before it is filled again from the store)."""
         self._runs = [("", [], [])]
         self._smooth = [Ema(self.smoothing)]
+        self._lr = ([], [])
 
     def show_runs(self, runs: list[tuple[str, list[int], list[float]]]) -> None:
         """Replace everything with one labelled series per run (past runs, comparisons)."""
@@ -111,7 +124,8 @@ class LossPlot(PlotextPlot):
     def redraw(self) -> None:
         plt = self.plt
         plt.clear_data()
-        plt.title(self.title)
+        lr_shown = len(self._runs) == 1 and bool(self._lr[0]) and self.size.width >= 40
+        plt.title(self.title + (" · lr: right axis" if lr_shown and self.size.width >= 70 else ""))
         budget = max(20, 2 * self.size.width)
         shown = []
         for i, (label, steps, losses) in enumerate(self._runs):
@@ -132,6 +146,11 @@ class LossPlot(PlotextPlot):
             plt.yticks(*log_ticks(shown, max(2, min(6, rows // 2))))
         else:  # too flat to place labels: plotext would put them upside down
             plt.yticks([], [])
+        lr_steps, rates = self._lr
+        if lr_shown and rows >= 2:
+            xs, ys = thin(lr_steps, [math.log10(v) for v in rates], budget)
+            plt.plot(xs, ys, marker="braille", color=LR_COLOUR, yside="right")
+            plt.yticks(*log_ticks(ys, 2 if max(ys) - min(ys) > 1e-9 else 1), yside="right")
         plt.xticks(*int_ticks([s for _, steps, _ in self._runs for s in steps]))
         self.refresh()
 

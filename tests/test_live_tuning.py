@@ -1,0 +1,398 @@
+"""Live tweaking beyond the learning rate: each Model's declared hyper-parameters reach its optimizer at the next
+step (both engines), bad names and values are refused, schedules equal their closed forms (PyTorch's schedulers),
+a learning rate set by hand rescales the rest of a schedule, a resumed run keeps the live values, the system pane's
+numbers match psutil's, and the runs table filters, sorts and overlays any number of runs."""
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+import torch
+
+from engine.config import RunConfig
+from engine.schedule import Schedule
+from engine.trainer import Trainer
+
+torch.set_num_threads(1)
+
+CHANGES = {"lr": 2.5e-3, "weight_decay": 1e-4, "batch_size": 4, "beta1": 0.8, "beta2": 0.95, "grad_clip": 0.5}
+
+
+def cfg(**kw) -> RunConfig:
+    base = dict(engine=1, noise="poisson", epochs=1, batch_size=8, lr=1e-3, n_val=16, eval_every=0, device="cpu",
+                subset=64)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def optimizer_view(model) -> dict:
+    """What the optimizer (and the step) will actually use, read from the optimizer itself, not from the Model's
+    bookkeeping."""
+    opt = model.optimizer
+    if hasattr(opt, "param_groups"):  # torch.optim.Adam (Miniproject_1)
+        g = opt.param_groups[0]
+        return {"lr": g["lr"], "weight_decay": g["weight_decay"], "beta1": g["betas"][0], "beta2": g["betas"][1],
+                "grad_clip": model.grad_clip}
+    return {"lr": opt.lr, "weight_decay": opt.weight_decay, "beta1": opt.betas[0], "beta2": opt.betas[1],
+            "grad_clip": model.grad_clip}
+
+
+@pytest.mark.parametrize("engine", [1, 2])
+def test_each_live_hyperparameter_reaches_the_optimizer_at_the_next_step(engine, tiny_models, poisson_data,
+                                                                        tmp_path):
+    t = Trainer(cfg(engine=engine, epochs=2), run_dir=tmp_path, dataset=poisson_data)
+    seen = []  # (step about to run, optimizer view, batch size of that step)
+    real = t.model.train_step
+
+    def step(x, y):
+        seen.append((t.step + 1, optimizer_view(t.model), len(x)))
+        return real(x, y)
+
+    t.model.train_step = step
+    t.add_sink(lambda e: [t.set_hyperparameter(k, v) for k, v in CHANGES.items()]
+               if e.kind == "step" and e.step == 3 else None)
+    assert t.run() == "finished", t.message
+    before, after = dict(zip(("step", "view", "batch"), seen[2])), dict(zip(("step", "view", "batch"), seen[3]))
+    assert before["step"] == 3 and after["step"] == 4
+    assert before["view"]["beta2"] != CHANGES["beta2"] and before["batch"] == 8
+    for name in ("lr", "weight_decay", "beta1", "beta2", "grad_clip"):
+        assert after["view"][name] == pytest.approx(CHANGES[name]), name
+    assert after["batch"] == 4 and t.batch_size == 4
+    # every pair still seen exactly once per epoch, and the run's length follows the new batch size
+    assert t.step == 3 + math.ceil((64 - 24) / 4) + math.ceil(64 / 4)
+    assert t.total_steps == t.step
+
+
+def test_batch_size_change_keeps_each_epoch_a_permutation(tiny_models, poisson_data, tmp_path):
+    t = Trainer(cfg(epochs=2), run_dir=tmp_path, dataset=poisson_data)
+    seen = []
+    real = t.model.train_step
+
+    def step(x, y):
+        seen.append(x.clone())
+        return real(x, y)
+
+    t.model.train_step = step
+    t.add_sink(lambda e: t.set_hyperparameter("batch_size", 5) if e.kind == "step" and e.step == 2 else None)
+    t.run()
+    first_epoch = torch.cat(seen)[:64]
+    data = t.dataset.train_input[:64]
+    assert sorted(first_epoch.flatten(1).sum(1).tolist()) == sorted(data.flatten(1).sum(1).tolist())
+
+
+@pytest.mark.parametrize("name, value, needle", [
+    ("momentum", 0.9, "unknown hyper-parameter 'momentum'"), ("lr", 0, "lr must be in (0"),
+    ("lr", -1e-3, "lr must be in (0"), ("beta1", 1.0, "beta1 must be in [0"), ("beta2", 2, "beta2 must be in"),
+    ("batch_size", 2.5, "batch_size must be an integer"), ("batch_size", 0, "batch_size must be in [1"),
+    ("weight_decay", "lots", "weight_decay must be a number"), ("grad_clip", -1, "grad_clip must be in [0"),
+])
+@pytest.mark.parametrize("engine", [1, 2])
+def test_bad_names_and_values_are_refused(engine, name, value, needle, tiny_models, poisson_data, tmp_path):
+    t = Trainer(cfg(engine=engine), run_dir=tmp_path, dataset=poisson_data)
+    before = t.hyperparameters()
+    with pytest.raises(ValueError) as e:
+        t.set_hyperparameter(name, value)
+    assert needle in str(e.value)
+    assert t.hyperparameters() == before
+
+
+def test_ctl_set_refuses_bad_names_and_values_in_one_line():
+    from sessions.protocol import ProtocolError, parse_command
+
+    assert parse_command(b'{"id": 1, "cmd": "set", "name": "beta2", "value": 0.999}')["name"] == "beta2"
+    for raw, needle in ((b'{"id": 2, "cmd": "set", "value": 1}', "name must be"),
+                        (b'{"id": 3, "cmd": "set", "name": "lr", "value": "x"}', "value must be a number")):
+        with pytest.raises(ProtocolError, match=needle) as e:
+            parse_command(raw)
+        assert e.value.msg_id in (2, 3)
+
+
+# -------------------------------------------------------------------------------------------------- schedules
+
+def torch_rates(make, steps: int, base: float) -> list[float]:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=base)
+    sched = make(opt)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("kind", ["cosine", "step", "onecycle", "constant"])
+def test_schedules_equal_pytorchs_step_by_step(kind):
+    from torch.optim import lr_scheduler as ls
+
+    base, total = 2e-3, 200
+    if kind == "cosine":
+        ref = torch_rates(lambda o: ls.CosineAnnealingLR(o, T_max=total, eta_min=base * 0.05), total, base)
+        s = Schedule("cosine", decay_to=0.05)
+    elif kind == "step":
+        ref = torch_rates(lambda o: ls.StepLR(o, step_size=30, gamma=0.7), total, base)
+        s = Schedule("step", step_every=30, gamma=0.7)
+    elif kind == "onecycle":
+        ref = torch_rates(lambda o: ls.OneCycleLR(o, max_lr=base, total_steps=total, pct_start=0.25, div_factor=25,
+                                                  final_div_factor=1 / (25 * 0.01)), total, base)
+        s = Schedule("onecycle", warmup=50, decay_to=0.01)
+    else:
+        ref = [base] * total
+        s = Schedule("constant")
+    ours = [base * s.factor(t, total) for t in range(total)]
+    assert ours == pytest.approx(ref, rel=1e-9, abs=1e-12)
+
+
+def test_warmup_is_linear_then_the_schedule():
+    s = Schedule("cosine", warmup=10, decay_to=0.1)
+    assert [s.factor(t, 110) for t in range(10)] == pytest.approx([(t + 1) / 10 for t in range(10)])
+    assert s.factor(10, 110) == pytest.approx(1.0)
+    assert s.factor(60, 110) == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the cosine
+
+
+def test_the_trainer_follows_the_schedule_and_a_manual_change_rescales_the_rest(tiny_models, poisson_data, tmp_path):
+    t = Trainer(cfg(epochs=4, lr=4e-3, schedule="cosine", warmup=4, decay_to=0.1), run_dir=tmp_path,
+                dataset=poisson_data)
+    rates = {}
+    t.add_sink(lambda e: rates.__setitem__(e.step, e.lr) if e.kind == "step" else None)
+    t.add_sink(lambda e: t.set_lr(1e-3) if e.kind == "step" and e.step == 12 else None)
+    assert t.run() == "finished"
+    total, s = 32, Schedule("cosine", warmup=4, decay_to=0.1)
+    for step in range(1, 13):  # step k ran at the schedule's rate for index k - 1
+        assert rates[step] == pytest.approx(4e-3 * s.factor(step - 1, total)), step
+    assert rates[13] == pytest.approx(1e-3)  # the rate set by hand, at once
+    scale = 1e-3 / (4e-3 * s.factor(12, total))
+    for step in range(14, 33):  # ... and the rest of the cosine continues from it
+        assert rates[step] == pytest.approx(4e-3 * scale * s.factor(step - 1, total)), step
+
+
+def test_resume_restores_the_live_values_not_the_launch_values(tiny_models, poisson_data, tmp_path):
+    config = cfg(epochs=3, schedule="cosine", lr=3e-3)
+    a = Trainer(config, run_dir=tmp_path, dataset=poisson_data)
+    a.add_sink(lambda e: [a.set_hyperparameter("beta2", 0.95), a.set_hyperparameter("batch_size", 4),
+                          a.set_hyperparameter("grad_clip", 0.25), a.set_lr(1e-3)]
+               if e.kind == "step" and e.step == 2 else None)
+    a.add_sink(lambda e: a.stop() if e.kind == "step" and e.step == 5 else None)
+    assert a.run() == "stopped"
+    b = Trainer(config, run_dir=tmp_path, dataset=poisson_data, resume_from=tmp_path)
+    live = {k: v["value"] for k, v in b.hyperparameters().items()}
+    assert live["beta2"] == 0.95 and live["batch_size"] == 4 and live["grad_clip"] == 0.25
+    assert b.lr_scale == pytest.approx(a.lr_scale) and b.batch_size == 4
+    steps = []
+    b.add_sink(lambda e: steps.append(e) if e.kind == "step" else None)
+    assert b.run() == "finished"
+    assert steps[0].lr == pytest.approx(3e-3 * a.lr_scale * b.schedule.factor(5, b.total_steps))
+
+
+def test_the_settings_history_is_in_the_store(tiny_models, poisson_data, tmp_path):
+    from types import SimpleNamespace
+
+    from sessions import Store
+    from tui.commands.train_cmd import make_trainer
+
+    import engine.data
+
+    args = SimpleNamespace(runs_dir=str(tmp_path / "runs"), resume=None, engine=1, data="sample", noise="poisson",
+                           epochs=1, batch_size=8, lr=1e-3, subset=64, n_val=16, eval_every=0, seed=0, device="cpu")
+    orig = engine.data.load_sample
+    engine.data.load_sample = lambda *a, **k: poisson_data
+    try:
+        t, store = make_trainer(args)
+        t.add_sink(lambda e: t.set_hyperparameter("beta2", 0.97) if e.kind == "step" and e.step == 3 else None)
+        t.run()
+        history = store.settings(t.run_id)
+        store.close()
+    finally:
+        engine.data.load_sample = orig
+    beta2 = [(h["step"], h["value"]) for h in history if h["name"] == "beta2"]
+    assert beta2 == [(0, pytest.approx(0.99)), (3, pytest.approx(0.97))]  # at the start, then the change
+
+
+# --------------------------------------------------------------------------------------------- system, log
+
+def test_the_system_numbers_match_psutils(tmp_path):
+    import os
+    import shutil
+
+    import psutil
+
+    from engine.system import sample
+
+    psutil.cpu_percent(interval=None)
+    s = sample("r", 7, tmp_path)
+    rss = psutil.Process().memory_info().rss
+    free = shutil.disk_usage(tmp_path).free
+    assert s.step == 7 and 0.0 <= s.cpu <= 100.0 * (os.cpu_count() or 1)
+    assert abs(s.rss - rss) / rss < 0.05
+    assert abs(s.disk_free - free) / free < 0.01
+    assert s.gpu_util is None and s.gpu_mem is None  # no GPU in use here
+
+
+def in_app(widget, body):
+    """Run ``body(widget, pilot)`` with ``widget`` mounted in a bare app."""
+    from textual.app import App
+
+    class One(App):
+        def compose(self):
+            yield widget
+
+    async def go():
+        async with One().run_test() as pilot:
+            await body(widget, pilot)
+
+    asyncio.run(go())
+
+
+def test_the_system_pane_shows_the_numbers():
+    from engine.events import SystemEvent
+    from tui.widgets.system_pane import SystemPane
+
+    async def body(pane, pilot):
+        pane.show_sample(SystemEvent("r", cpu=63.4, rss=8.5e8, disk_free=5.12e10))
+        text = pane.line.plain
+        assert "cpu 63%" in text and "rss 850M" in text and "disk 51G free" in text and "gpu –" in text
+
+    in_app(SystemPane(), body)
+
+
+def test_the_log_pane_tails_the_run_log(tmp_path):
+    from tui.widgets.log_pane import LogPane
+
+    log = tmp_path / "runner.log"
+    log.write_text("runner started\n")
+
+    async def body(pane, pilot):
+        pane.follow(log)
+        assert pane.lines_read == 1
+        with open(log, "a") as f:
+            f.write("UserWarning: something torch said\npartial")
+        assert pane.poll() == 1 and pane.lines_read == 2  # the partial line waits for its end
+        with open(log, "a") as f:
+            f.write(" line\n")
+        assert pane.poll() == 1
+
+    in_app(LogPane(), body)
+
+
+# -------------------------------------------------------------------------------------------------- many runs
+
+def many_runs(tmp_path):
+    from engine.events import EvalEvent, SavedEvent, StateEvent, StepEvent
+    from sessions import Recorder, Store
+
+    store = Store(tmp_path / "runs")
+    ids = []
+    for i, (engine, noise, state, tag) in enumerate([(1, "mix", "finished", "baseline"), (2, "gaussian:25", "finished",
+                                                     "wide net"), (1, "poisson", "stopped", ""),
+                                                    (2, "mix", "finished", "baseline again"), (1, "mix", "failed", "")]):
+        run = store.new_run(RunConfig(engine=engine, noise=noise))
+        rec = Recorder(store, run)
+        rec(StateEvent(run, "running"))
+        for s in range(1, 31):
+            rec(StepEvent(run, s, 1, 0.1 / (s + i), 1e-3, 100.0, 30))
+            if s % 10 == 0:
+                rec(EvalEvent(run, s, 1, 20 + i + s / 10, 20 + i + s / 10))
+                rec(SavedEvent(run, "best.pth", 20 + i + s / 10, s, "best"))
+        rec(StateEvent(run, state))
+        if tag:
+            store.set_tag(run, tag)
+        ids.append(run)
+    return store, ids
+
+
+def test_runs_filter_sort_and_overlay_any_number(tmp_path):
+    from test_tui_fakes import train_args, wait_for
+    from tui.app import N2NApp
+    from tui.screens import RunCurvesScreen, RunsScreen
+    from tui.widgets import LossPlot, PsnrPlot, RunsTable
+
+    store, ids = many_runs(tmp_path)
+
+    async def go():
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("ctrl+r")
+            assert isinstance(app.screen, RunsScreen)
+            table = app.screen.query_one(RunsTable)
+            assert table.row_count == 5
+            rows = lambda: [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]  # noqa
+            for query, expect in (("engine:2", {ids[1], ids[3]}), ("state:finished engine:1", {ids[0]}),
+                                  ("noise:gauss", {ids[1]}), ("baseline", {ids[0], ids[3]}),
+                                  ("BASELINE again", {ids[3]}), ("", set(ids))):
+                app.screen.query_one("#runs-filter").value = query
+                await pilot.pause()
+                assert set(rows()) == expect, query
+            table.sort_by("best PSNR")
+            assert rows() == list(reversed(ids))  # best first: the later runs score higher here
+            table.sort_by("best PSNR")
+            assert rows() == ids
+            table.focus()
+            for i in range(4):  # mark four, overlay them
+                table.move_cursor(row=i)
+                await pilot.press("m")
+            assert len(table.marked) == 4
+            await pilot.press("c")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, RunCurvesScreen))
+            assert len(app.screen.query_one(LossPlot)._runs) == 4
+            assert len(app.screen.query_one(PsnrPlot)._runs) == 4
+            await pilot.press("escape")
+            await pilot.press("escape")
+            await pilot.press("ctrl+q")
+
+    asyncio.run(go())
+    store.close()
+
+
+def test_tag_shows_in_runs(tmp_path, capsys):
+    import json
+
+    from sessions import Store
+    from tui.cli import main
+
+    with Store(tmp_path) as s:
+        run = s.new_run(RunConfig())
+        s.set_state(run, "stopped")
+    assert main(["tag", run[:10], "lr sweep winner", "--runs-dir", str(tmp_path)]) == 0
+    assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1])[0]["tag"] == "lr sweep winner"
+    assert main(["tag", "nope", "x", "--runs-dir", str(tmp_path)]) == 2
+
+
+def test_h_edits_the_live_hyperparameters_of_a_run(tiny_models, poisson_data, tmp_path):
+    from sessions import Recorder, Store
+    from test_tui_fakes import train_args, wait_for
+    from tui.app import N2NApp
+    from tui.screens.hyper import HyperScreen
+
+    store = Store(tmp_path / "runs")
+    config = cfg(epochs=200)
+    run = store.new_run(config)
+    t = Trainer(config, run_id=run, run_dir=store.run_dir(run), dataset=poisson_data, sinks=[Recorder(store, run)])
+
+    async def go():
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=t)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await wait_for(pilot, lambda: t.step > 2)
+            await pilot.press("h")
+            assert isinstance(app.screen, HyperScreen)
+            box = app.screen.query_one("#hyper-beta2")
+            assert box.value == "0.99"
+            box.value = "1.5"  # out of range: said inline, nothing applied
+            await pilot.press("enter")
+            assert isinstance(app.screen, HyperScreen) and "beta2: must be in" in str(
+                app.screen.query_one("#hyper-message").render())
+            box.value = "0.995"
+            app.screen.query_one("#hyper-grad_clip").value = "1"
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: t.model.hyperparameters()["beta2"] == 0.995)
+            assert t.model.grad_clip == 1.0
+            t.stop()
+            assert await wait_for(pilot, lambda: t.state == "stopped")
+            await pilot.press("q")
+
+    asyncio.run(go())
+    names = [h["name"] for h in store.settings(run) if h["step"] > 0]
+    assert sorted(names) == ["beta2", "grad_clip"]
+    store.close()
