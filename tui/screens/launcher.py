@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select
 
-FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "seed")
+FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "seed")
 
 
 def train_defaults(runs_dir: str | None = None) -> argparse.Namespace:
@@ -66,6 +66,7 @@ class LauncherScreen(Screen):
     def compose(self) -> ComposeResult:
         from engine.data import default_spec
         from engine.noise import NOISES
+        from engine.schedule import SCHEDULES
 
         d = self.defaults
         detected = default_spec()
@@ -89,6 +90,9 @@ class LauncherScreen(Screen):
                                                compact=True, id="batch_size"))
             yield from row("learning rate", Input(f"{d.lr:g}" if d.lr else "", placeholder="model default",
                                                   compact=True, id="lr"))
+            yield from row("lr schedule", Select([(k, k) for k in SCHEDULES], value=d.schedule, allow_blank=False,
+                                                 compact=True, id="schedule"), "decay of the rate over the run")
+            yield from row("warm-up steps", Input(str(d.warmup), type="integer", compact=True, id="warmup"))
             yield from row("subset", Input(str(d.subset or ""), type="integer", placeholder="all pairs",
                                            compact=True, id="subset"))
             yield from row("seed", Input(str(d.seed), type="integer", compact=True, id="seed"))
@@ -128,7 +132,9 @@ class LauncherScreen(Screen):
                          noise=self.query_one("#noise", Select).value, epochs=integer("epochs"),
                          batch_size=integer("batch_size", True), lr=lr, subset=integer("subset", True),
                          n_val=self.defaults.n_val, eval_every=self.defaults.eval_every, seed=integer("seed"),
-                         device=self.defaults.device)
+                         device=self.defaults.device, schedule=self.query_one("#schedule", Select).value,
+                         warmup=integer("warmup"), decay_to=self.defaults.decay_to,
+                         step_every=self.defaults.step_every, gamma=self.defaults.gamma)
 
     def validate(self) -> str | None:
         """Check the form; show the first problem inline and mark its field. Returns the problem or None."""
@@ -180,7 +186,7 @@ class LauncherScreen(Screen):
             return
         cfg = self.config
         args = argparse.Namespace(**vars(self.defaults))
-        for f in ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "seed"):
+        for f in FIELDS:
             setattr(args, f, getattr(cfg, f))
         self.show_busy(f"loading {cfg.data} and building engine {cfg.engine}…")
         self.post_message(self.Start(args))
