@@ -20,7 +20,7 @@ from pathlib import Path
 from engine.fileio import atomic_write
 from engine.metrics import psnr_per_image
 
-from .store import Store, StoreError
+from .store import Store, StoreError, settings_changes
 
 ERROR_GAIN = 4  # the error map shows |denoised - clean| x 4
 SMOOTH = 50     # steps in the loss curve's moving average
@@ -166,6 +166,11 @@ def summary(runs: list[dict], files: dict[str, list[str]]) -> str:
                   f"| images/s | {steps * batch / secs:.0f} overall (steps x batch {batch} / wall time, evaluations "
                   f"included) |" if secs > 0 else "| images/s | - |",
                   ""]
+        changed = settings_changes(run.get("settings") or [])  # the live hyper-parameters that changed
+        if changed:
+            lines += ["| setting | values (from step) |", "| --- | --- |"]
+            lines += [f"| {k} | {' → '.join(f'{x:g} ({s})' for s, x in v)} |" for k, v in changed.items()]
+            lines.append("")
         for f in files.get(run["id"], []):
             lines.append(f"![{f}]({f})" if f.endswith(".png") else f"- [{f}]({f})")
         lines.append("")

@@ -103,6 +103,16 @@ MIGRATIONS = {
 }
 
 
+def settings_changes(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """The live hyper-parameters that changed during a run: ``{name: [(step, value), ...]}`` from its first value."""
+    by_name: dict[str, list[tuple[int, float]]] = {}
+    for h in history:
+        values = by_name.setdefault(h["name"], [])
+        if not values or values[-1][1] != h["value"]:
+            values.append((h["step"], h["value"]))
+    return {k: v for k, v in by_name.items() if len(v) > 1}
+
+
 class StoreError(ValueError):
     """The store cannot be used as asked (corrupt or foreign database, unknown run, ...)."""
 
@@ -568,6 +578,7 @@ class Store:
         if events:
             d["events"] = [dict(time=t, kind=k, detail=det, step=s) for t, k, det, s in self._exec(
                 "SELECT time, kind, detail, step FROM events WHERE run = ? ORDER BY id", (run_id,))]
+        d["settings"] = self.settings(run_id)  # the live hyper-parameters' values, from which step on
         d["checkpoints"] = [dict(kind=k, path=p, step=s, psnr=ps, time=t) for k, p, s, ps, t in self._exec(
             "SELECT kind, path, step, psnr, time FROM checkpoints WHERE run = ? ORDER BY kind", (run_id,))]
         return d

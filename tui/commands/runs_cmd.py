@@ -6,6 +6,7 @@ import math
 import time
 
 from sessions import Store
+from sessions.store import settings_changes
 
 
 def _open(args) -> Store:
@@ -92,6 +93,10 @@ def show(args) -> int:
             if len(evals) > 12 and i == 2:
                 print(f"          ... {len(evals) - 12} more")
             print(f"          step {m['step']:>7}  epoch {m['epoch'] or 0:>3}  {m['psnr']:6.2f} dB")
+    changes = settings_changes(run.get("settings") or [])
+    if changes:
+        print("settings " + "  ".join(f"{name}: " + " -> ".join(f"{v:g} (step {s})" for s, v in values)
+                                       for name, values in changes.items()))
     if run["events"]:
         print(f"events  {len(run['events'])}:")
         for e in run["events"]:
@@ -119,3 +124,4 @@ def tag(args) -> int:
         store.set_tag(run_id, args.text.strip())
     print(f"run {run_id}: tag {args.text.strip()!r}" if args.text.strip() else f"run {run_id}: tag cleared")
     return 0
+
