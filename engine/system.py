@@ -14,17 +14,27 @@ from .events import SystemEvent
 SYSTEM_SECONDS = float(os.environ.get("N2N_SYSTEM_SECONDS", "5"))  # 0 turns sampling off (benchmarks)
 
 
-def sample(run_id: str, step: int, folder: str | os.PathLike, device: str = "cpu") -> SystemEvent:
-    import psutil
+def _psutil():
+    """psutil is a dependency; a broken or missing install costs the cpu/rss numbers, never the run."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil
 
-    try:
-        cpu = psutil.cpu_percent(interval=None)  # since the previous call: the first one reads 0
-    except Exception:
-        cpu = None
-    try:
-        rss = float(psutil.Process().memory_info().rss)
-    except Exception:
-        rss = None
+
+def sample(run_id: str, step: int, folder: str | os.PathLike, device: str = "cpu") -> SystemEvent:
+    psutil = _psutil()
+    cpu = rss = None
+    if psutil is not None:
+        try:
+            cpu = psutil.cpu_percent(interval=None)  # since the previous call: the first one reads 0
+        except Exception:
+            pass
+        try:
+            rss = float(psutil.Process().memory_info().rss)
+        except Exception:
+            pass
     try:
         disk = float(shutil.disk_usage(folder).free)
     except OSError:
@@ -68,9 +78,9 @@ class SystemMonitor:
         self._stop.set()
 
     def _loop(self) -> None:
-        import psutil
-
-        psutil.cpu_percent(interval=None)  # start the first interval
+        psutil = _psutil()
+        if psutil is not None:
+            psutil.cpu_percent(interval=None)  # start the first interval
         t = self.trainer
         while not self._stop.wait(self.interval):
             if getattr(t, "_done", False):

@@ -229,6 +229,35 @@ def test_the_system_numbers_match_psutils(tmp_path):
     assert s.gpu_util is None and s.gpu_mem is None  # no GPU in use here
 
 
+def test_without_psutil_a_run_loses_only_the_cpu_and_memory_numbers(tmp_path, monkeypatch):
+    """A broken install (psutil missing) once printed a traceback from the sampling thread into every run's output."""
+    import sys
+    import threading
+
+    from engine.system import SystemMonitor, sample
+
+    monkeypatch.setitem(sys.modules, "psutil", None)  # ``import psutil`` now raises ImportError
+    s = sample("r", 1, tmp_path)
+    assert s.cpu is None and s.rss is None and s.disk_free > 0
+
+    class Trainer:
+        run_id, step, device, _started, _done = "r", 1, "cpu", True, False
+
+        def __init__(self):
+            self.got = threading.Event()
+
+        def publish(self, event):
+            self.got.set()
+
+    t = Trainer()
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    m = SystemMonitor(t, tmp_path, interval=0.01).start()
+    assert t.got.wait(5), errors
+    m.stop()
+    assert errors == []
+
+
 def in_app(widget, body):
     """Run ``body(widget, pilot)`` with ``widget`` mounted in a bare app."""
     from textual.app import App
