@@ -21,9 +21,10 @@ log() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/summary.txt"; }
 CORES=$(nproc)
 THREADS=$(( CORES / 2 > 1 ? CORES / 2 : 1 ))          # each trainer: half the cores for data and noise
 if [ "${N2N_SMOKE:-0}" = 1 ]; then
-    DEVICE=cpu MINUTES=${MINUTES:-0.25} GRADER_N=200
-    MP1_ARGS="--n-train 400 --epochs 2 --n-val 100 --evals 2 --batch-size 16"
-    MP2_ARGS="--n-train 400 --epochs 2 --n-val 100 --evals 2 --batch-size 16"
+    # several short epochs (new noise draws switch in), and more of them than the budget allows (the time cap ends it)
+    DEVICE=cpu MINUTES=${MINUTES:-1.0} GRADER_N=200
+    MP1_ARGS="--n-train 160 --epochs 40 --n-val 100 --evals 3 --batch-size 16"
+    MP2_ARGS="--n-train 160 --epochs 40 --n-val 100 --evals 3 --batch-size 16"
     FAM_ARGS="--n-val 100"
     log "SMOKE run on the CPU (tiny data and budget): checks the script, not the weights"
 else
