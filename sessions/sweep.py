@@ -262,11 +262,15 @@ def trial_main(config: dict) -> None:
 
     trainer.add_sink(sink)
     trainer.add_sink(auto_recover(trainer, 3))  # nobody at the keyboard: a blown-up loss halves the rate
-    final = trainer.run()
-    with lock:
-        leftover = pending["steps"] or pending["events"]
-    if leftover or final != "finished":
-        tune.report({**_status(trainer), "final": final, **_take(pending, lock)})
+    try:
+        final = trainer.run()
+        with lock:
+            leftover = pending["steps"] or pending["events"]
+        if leftover or final != "finished":
+            tune.report({**_status(trainer), "final": final, **_take(pending, lock)})
+    finally:
+        # what the trial wrote went to Tune as checkpoints; the worker (reused for the next trial) keeps nothing
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _event_record(ev) -> dict:
@@ -483,7 +487,8 @@ class SweepDriver:
             tuner = tune.Tuner(
                 trainable, param_space=space,
                 tune_config=tune.TuneConfig(metric=spec.metric, mode="max", scheduler=scheduler,
-                                            num_samples=spec.samples(), max_concurrent_trials=spec.concurrency),
+                                            num_samples=spec.samples(), max_concurrent_trials=spec.concurrency,
+                                            reuse_actors=True),  # a worker trains trial after trial: no restart
                 run_config=tune.RunConfig(name=self.sweep_id, storage_path=str(self.storage), verbose=0,
                                           stop=self._stopper(), callbacks=[_Callback(self)],
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))

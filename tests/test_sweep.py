@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,9 +116,12 @@ def test_a_bad_spec_exits_2_before_ray_starts(tmp_path):
 
 def test_a_local_sweep_records_each_trial_and_asha_stops_the_bad_one(tmp_path):
     runs = tmp_path / "runs"
+    trial_dirs = set(Path(tempfile.gettempdir()).glob("n2n-trial-*"))
     p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", str(spec_file(tmp_path)), "--json",
                         "--runs-dir", str(runs)], capture_output=True, text=True, timeout=600, env=env())
     assert p.returncode == 0, p.stderr[-2000:]
+    # each trial's working folder went to Tune as checkpoints and is gone (they once piled up, ~6 MB a trial)
+    assert set(Path(tempfile.gettempdir()).glob("n2n-trial-*")) <= trial_dirs
     events = [json.loads(line) for line in p.stdout.splitlines()]
     sweep_id = events[0]["sweep"]
     starts = [e for e in events if e["event"] == "trial_start"]
