@@ -25,7 +25,7 @@ field() {  # field RUN NAME: one field of what ctl status reports
     cli ctl "$1" status --json | "$PY" -c "import json, sys; print(json.load(sys.stdin).get('$2', '?'))"
 }
 
-for E in 1 2; do
+for E in ${ENGINES:-1 2}; do
     SMALL="--engine $E --device $DEVICE --subset 2000 --n-val 200 --batch-size 32 --data sample"
     # a detached runner steered from other processes
     ID=$(cli train $SMALL --epochs 50 --eval-every 40 --detach 2> "$OUT/detach_$E.err" | tail -n 1)
