@@ -14,30 +14,9 @@ import torch
 from engine.config import RunConfig
 from engine.trainer import Trainer, read_best_meta
 from sessions import Recorder, Store
+from trainer_helpers import Log, cfg, wait_for
 
 torch.set_num_threads(1)
-
-
-def cfg(**kw) -> RunConfig:
-    base = dict(engine=1, noise="poisson", epochs=1, batch_size=8, lr=3e-3, n_val=64, eval_every=0, device="cpu")
-    base.update(kw)
-    return RunConfig(**base)
-
-
-class Log(list):
-    def __call__(self, ev):
-        self.append(ev)
-
-    def of(self, kind):
-        return [e for e in self if e.kind == kind]
-
-
-def wait_for(cond, timeout=20.0):
-    t0 = time.time()
-    while not cond():
-        if time.time() - t0 > timeout:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
 
 
 def weights(model) -> dict:
