@@ -42,7 +42,7 @@ for E in ${ENGINES:-1 2}; do
     sleep 3
     check "runs_$E" bash -c "$PY -m tui.cli runs --runs-dir $RUNS | grep $ID"
     check "stopped_$E" grep -q "stopped by a viewer" "$RUNS/$ID/runner.log"
-    # a headless run to its end, exported, reloaded on the CPU by the grader's flow
+    # a headless run to its end, exported, and the exported file measured again on the CPU
     check "headless_$E" cli train $SMALL --epochs 1 --headless --export-to "$OUT/best_$E.pth"
     check "reload_cpu_$E" cli eval --engine "$E" --weights "$OUT/best_$E.pth" --device cpu --n-val 200 --data sample
 done
