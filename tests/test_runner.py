@@ -345,7 +345,7 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
     from tui.app import N2NApp
     from tui.commands.attach_cmd import attach_run
     from tui.screens import DashboardScreen, LrScreen, QuitScreen
-    from tui.widgets import LossPlot, PsnrPlot, SamplePatches
+    from tui.widgets import EventLog, LossPlot, PsnrPlot, SamplePatches
 
     runs, run_id, pid = runner
     wait_until(lambda: _steps_seen(runs, run_id) >= 12)
@@ -360,6 +360,9 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
             # backfilled from the store: the curve from step 1, the evaluations, the latest patches
             assert screen.query_one(LossPlot).n_points >= 12 and screen.query_one(PsnrPlot).n_points >= 1
             assert screen.query_one(SamplePatches).has_samples
+            # ... and the event log lists the evaluations that happened before the attach, as the live log does
+            log = screen.query_one(EventLog).entries
+            assert any(e.split()[:2] == ["0", "eval"] and e.endswith("★ best") for e in log), log  # step 0's
             await pilot.press("space")
             assert await wait_for(pilot, lambda: handle.state == "paused", timeout=20)
             frozen = handle.step

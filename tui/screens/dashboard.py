@@ -58,6 +58,26 @@ def one_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def backfill_entries(events: list[dict], evals: list[tuple[int, float]]) -> list[tuple[str, int | None]]:
+    """The event log of a run as the store holds it: its events and its evaluations (written as the live log
+    writes them), in step order; a state change comes before an evaluation at the same step, other events after."""
+    entries, best = [], None
+    for step, value in evals:
+        new_best = best is None or value > best
+        best = value if new_best else best
+        text = f"eval {value:.2f} dB" + (" ★ best" if new_best else f" (best {best:.2f})")
+        entries.append(((step, 1), text, step))
+    at = -1
+    for ev in events:
+        detail = one_line(ev.get("detail") or "")
+        step = ev.get("step")
+        at = step if step is not None else at  # an event without a step stays after the one before it
+        order = 0 if ev["kind"] in ("state", "restart") else 2
+        entries.append(((at, order), f"{ev['kind']}" + (f" {detail}" if detail else ""), step))
+    entries.sort(key=lambda e: e[0])  # stable: events keep their recorded order within a step
+    return [(text, step) for _, text, step in entries]
+
+
 class DashboardScreen(Screen):
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause"),
@@ -174,9 +194,8 @@ class DashboardScreen(Screen):
             self._last_psnr_step = evals[-1][0] if evals else -1
             log = self.query_one(EventLog)
             log.clear_entries()
-            for ev in (run.get("events") or [])[-BACKFILL_EVENTS:]:
-                detail = one_line(ev.get("detail") or "")
-                log.add_event(f"{ev['kind']}" + (f" {detail}" if detail else ""), ev.get("step"))
+            for text, step in backfill_entries(run.get("events") or [], evals)[-BACKFILL_EVENTS:]:
+                log.add_event(text, step)
         latest = getattr(self.trainer, "latest_patches", None)
         patches = latest() if callable(latest) else None
         if patches is not None:
