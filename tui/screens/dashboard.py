@@ -58,24 +58,28 @@ def one_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def backfill_entries(events: list[dict], evals: list[tuple[int, float]]) -> list[tuple[str, int | None]]:
+def eval_entry(psnr: float, best: float | None) -> tuple[str, str]:
+    """The event log's line for an evaluation (``best``: the best PSNR so far, this one included) and its style."""
+    new_best = best is None or psnr >= best
+    return f"eval {psnr:.2f} dB" + (" ★ best" if new_best else f" (best {best:.2f})"), "bold" if new_best else ""
+
+
+def backfill_entries(events: list[dict], evals: list[tuple[int, float]]) -> list[tuple[str, int | None, str]]:
     """The event log of a run as the store holds it: its events and its evaluations (written as the live log
     writes them), in step order; a state change comes before an evaluation at the same step, other events after."""
     entries, best = [], None
     for step, value in evals:
-        new_best = best is None or value > best
-        best = value if new_best else best
-        text = f"eval {value:.2f} dB" + (" ★ best" if new_best else f" (best {best:.2f})")
-        entries.append(((step, 1), text, step))
+        best = value if best is None else max(best, value)
+        entries.append(((step, 1), *eval_entry(value, best), step))
     at = -1
     for ev in events:
         detail = one_line(ev.get("detail") or "")
         step = ev.get("step")
         at = step if step is not None else at  # an event without a step stays after the one before it
         order = 0 if ev["kind"] in ("state", "restart") else 2
-        entries.append(((at, order), f"{ev['kind']}" + (f" {detail}" if detail else ""), step))
+        entries.append(((at, order), f"{ev['kind']}" + (f" {detail}" if detail else ""), "", step))
     entries.sort(key=lambda e: e[0])  # stable: events keep their recorded order within a step
-    return [(text, step) for _, text, step in entries]
+    return [(text, step, style) for _, text, style, step in entries]
 
 
 class DashboardScreen(Screen):
@@ -194,8 +198,8 @@ class DashboardScreen(Screen):
             self._last_psnr_step = evals[-1][0] if evals else -1
             log = self.query_one(EventLog)
             log.clear_entries()
-            for text, step in backfill_entries(run.get("events") or [], evals)[-BACKFILL_EVENTS:]:
-                log.add_event(text, step)
+            for text, step, style in backfill_entries(run.get("events") or [], evals)[-BACKFILL_EVENTS:]:
+                log.add_event(text, step, style)
         latest = getattr(self.trainer, "latest_patches", None)
         patches = latest() if callable(latest) else None
         if patches is not None:
@@ -277,9 +281,8 @@ class DashboardScreen(Screen):
                     self._last_psnr_step = e.step
                 self._psnr_dirty = True
                 last_eval = e
-                new_best = e.best_psnr is not None and e.psnr >= e.best_psnr
-                self.log_event(f"eval {e.psnr:.2f} dB" + (" ★ best" if new_best else f" (best {e.best_psnr:.2f})"),
-                               e.step, "bold" if new_best else "")
+                text, style = eval_entry(e.psnr, e.best_psnr)
+                self.log_event(text, e.step, style)
             elif kind == "state":
                 self.state = e.state
                 self._rate.clear()
