@@ -404,6 +404,10 @@ class RemoteRun:
 
     def _read_loop(self) -> None:
         final = self.state not in self.alive_states  # it may have ended before we connected (the hello says so)
+        if final:  # then the hello's state is the run's last word: the sinks hear it like any other end
+            from engine.events import StateEvent
+
+            self._emit(StateEvent(self.run_id, self.state, self.message or "", self.step, self.epoch))
         try:
             while True:
                 d = self._read_json()

@@ -52,6 +52,13 @@ class Terminal:
             time.sleep(0.05)
         return False
 
+    def text(self, last: int = 2000) -> str:
+        """The end of what the app wrote, escape sequences blanked: for assertion messages."""
+        import re
+
+        raw = re.sub(rb"\x1b\[[0-9;?]*[ -/]*[@-~]", b" ", bytes(self.output[-4 * last:]))
+        return re.sub(r"\s+", " ", raw.decode("utf-8", "replace"))[-last:]
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -13,7 +13,7 @@ import torch
 
 from engine.config import RunConfig
 from sessions import Store
-from sessions.control import ControlError, RemoteRun, socket_path
+from sessions.control import ControlError, ControlServer, RemoteRun, socket_path
 from sessions.runner import spawn
 
 torch.set_num_threads(1)
@@ -288,6 +288,28 @@ class FakeHandler:
         if msg["cmd"] == "save":
             raise ValueError("nothing to save yet")
         return {"cmd": msg["cmd"]}
+
+
+def test_a_viewer_that_connects_after_the_run_ended_is_told_so(tmp_path):
+    """A runner that failed before the viewer's hello (its data did not load, on a loaded machine) still serves its
+    socket for a moment: the viewer must hear the end from the hello, or the dashboard waits on a run that is over
+    (seen once in CI as a dashboard that would not quit)."""
+    class Failed(FakeHandler):
+        def status(self):
+            return {**super().status(), "state": "failed", "message": "imgs: no PNG/JPEG/TIFF images"}
+
+    server = ControlServer(tmp_path, Failed()).start()
+    try:
+        viewer = RemoteRun(tmp_path)
+        got = Log()
+        viewer.add_sink(got)
+        viewer.start()
+        wait_until(lambda: got.of("state"))
+        (end,) = got.of("state")
+        assert (end.state, end.message) == ("failed", "imgs: no PNG/JPEG/TIFF images")
+        viewer.close()
+    finally:
+        server.close()
 
 
 def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeypatch):

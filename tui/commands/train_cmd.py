@@ -12,6 +12,7 @@ import sys
 from engine.config import RunConfig
 from engine.data import check_source, default_spec
 from sessions import Store
+from sessions.control import ControlError
 from sessions.launch import LocalRun, open_run
 from sessions.runner import serve, spawn
 from tui.commands.attach_cmd import attach_run
@@ -58,7 +59,25 @@ def start_run(args):
         config = config_from_args(args)
         check_source(config.data)
     started = spawn(runs_dir, config, resume=resume, device=getattr(args, "device", None))
-    return attach_run(runs_dir, started["run"])
+    try:
+        return attach_run(runs_dir, started["run"])
+    except ControlError:
+        # a runner can end before its viewer connects (its data would not load, and the machine is busy): say how
+        # the run ended, as the dashboard would have
+        with Store(runs_dir, create=False, readonly=True) as store:
+            run = store.get_run(started["run"], metrics=False, events=False)
+        if run["state"] not in ("finished", "stopped", "failed", "crashed"):
+            raise
+        raise RunEnded(run) from None
+
+
+class RunEnded(ValueError):
+    """The run ended before a viewer could attach to it; ``status`` is the exit status that says how (1: failed)."""
+
+    def __init__(self, run: dict):
+        how = run["state"] + (f": {run['message']}" if run.get("message") else "")
+        super().__init__(f"run {run['id']} {how}")
+        self.status = 1 if run["state"] in ("failed", "crashed") else 0
 
 
 def run(args) -> int:
@@ -77,7 +96,11 @@ def run(args) -> int:
         if args.resume is None:  # bad options and missing data first: they are what the user needs to fix
             check_source(config_from_args(args).data)
         require_terminal()  # before anything is started
-        handle, store = start_run(args)
+        try:
+            handle, store = start_run(args)
+        except RunEnded as e:
+            print(f"n2n-tui: {e}", file=sys.stderr)
+            return e.status
         return run_dashboard(handle, store, args)
     return _headless(args)
 
