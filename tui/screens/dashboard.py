@@ -347,7 +347,9 @@ class DashboardScreen(Screen):
 
     @property
     def active(self) -> bool:
-        return self.state in ACTIVE
+        """Whether the run still trains: what the screen last drew, and what the run's handle knows now (its events
+        reach the handle at once, the screen at the next drain: a run that just ended must not ask to be stopped)."""
+        return self.state in ACTIVE and (getattr(self.trainer, "state", None) or self.state) in ACTIVE
 
     # ------------------------------------------------------------------------------------------------- actions
     def _control(self, call, *args) -> None:
