@@ -57,3 +57,18 @@ def no_runner_left_behind(request):
             except ProcessLookupError:
                 pass
     assert not left, f"runners left behind by the test: {left}"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A narrow Miniproject_1 checkpoint whose output differs from its input (a random 1x1 head), fast to run."""
+    import torch
+
+    from Miniproject_1.model import Model
+
+    torch.manual_seed(0)
+    m = Model(widths=(8, 16))
+    torch.nn.init.normal_(m.net.head.weight, std=0.05)
+    path = tmp_path_factory.mktemp("w") / "narrow.pth"
+    m.save(path)
+    return path

@@ -11,20 +11,9 @@ from PIL import Image
 from skimage import data as skdata
 
 from engine.metrics import ssim
-from Miniproject_1.model import Model
 from tui.cli import main
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    m = Model(widths=(8, 16))
-    torch.nn.init.normal_(m.net.head.weight, std=0.05)
-    path = tmp_path_factory.mktemp("w") / "narrow.pth"
-    m.save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -14,23 +14,12 @@ from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio
 
 from engine.data import DataError, _read_image, load_images
-from engine.images import ImageError, Picture, read_image, write_image
+from engine.images import ImageError, read_image, write_image
 from engine.tiles import predict_tiled
 from Miniproject_1.model import Model
 from tui.cli import main
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """A narrow Miniproject_1 checkpoint whose output differs from its input (a random 1x1 head), fast to run."""
-    torch.manual_seed(0)
-    m = Model(widths=(8, 16))
-    torch.nn.init.normal_(m.net.head.weight, std=0.05)
-    path = tmp_path_factory.mktemp("w") / "narrow.pth"
-    m.save(path)
-    return path
 
 
 def photo(h: int, w: int) -> np.ndarray:
