@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import asdict, dataclass, fields
 
-from .data import MAX_PAIRS, DataError, parse_spec, size_problem
-from .noise import parse_noise
+from .specs import MAX_PAIRS, DataError, parse_noise, parse_spec, size_problem
 
 # Upper bounds: far beyond any real run, and small enough that every count fits the store's 64-bit integers
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 MAX_EVAL_EVERY = 10**9
 MAX_SEED = 2**31 - 1
+
+
+def new_run_id() -> str:
+    """Short, sortable, unique enough: ``20261127-004512-a1b2``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
 
 
 class ConfigError(ValueError):

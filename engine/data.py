@@ -16,12 +16,10 @@ import torch.nn.functional as F
 
 from .images import IMAGE_SUFFIXES, ImageError, read_image
 from .noise import corrupt, parse_noise
+from .specs import (BYTES_PER_PAIR, CROP, MAX_PAIRS, DataError, available_memory, check_source,  # noqa: F401
+                    default_spec, parse_spec, size_problem)  # (re-exported: the torch-free half lives in specs)
 
-CROP = 32
 MIN_SIZE = 4             # smaller images hold no structure to learn (and Miniproject_1 pools twice)
-MAX_PAIRS = 10_000_000   # generated pairs per set: beyond this the count is surely a typo
-# peak bytes per generated pair: the float crop plus the float work of corrupting it twice (measured: about 5 floats)
-BYTES_PER_PAIR = 5 * 3 * CROP * CROP * 4
 
 # The photographs that ship inside scikit-image, split by image so validation never sees a training photograph.
 SAMPLE_TRAIN = [
@@ -30,10 +28,6 @@ SAMPLE_TRAIN = [
     "color.png", "microaneurysms.png",
 ]
 SAMPLE_VAL = ["coffee.png", "chelsea.png", "camera.png", "brick.png"]
-
-
-class DataError(ValueError):
-    """A data source that cannot be used; the message names the file and what is wrong."""
 
 
 @dataclass
@@ -220,57 +214,6 @@ def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0,
 
 
 # ------------------------------------------------------------------------------------------------------ dispatcher
-
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """``"course:DIR"`` -> ``("course", "DIR")``; ``"sample"`` -> ``("sample", None)``."""
-    kind, sep, arg = spec.partition(":")
-    if kind == "sample" and not sep:
-        return "sample", None
-    if kind in ("course", "images") and sep and arg:
-        return kind, arg
-    raise DataError(f"bad data spec {spec!r}: use sample, course:DIR or images:DIR")
-
-
-def check_source(spec: str) -> None:
-    """The cheap part of a data source's checks (its files and folders exist), for when loading happens later."""
-    kind, arg = parse_spec(spec)
-    if kind == "course":
-        for name in ("train_data.pkl", "val_data.pkl"):
-            if not (Path(arg) / name).is_file():
-                raise DataError(f"{Path(arg) / name}: file not found")
-    elif kind == "images" and not Path(arg).is_dir():
-        raise DataError(f"{arg}: no such directory")
-
-
-def default_spec() -> str:
-    """``course:./data`` when the course files are there, else the built-in ``sample``."""
-    return "course:data" if Path("data/train_data.pkl").is_file() else "sample"
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def size_problem(n: int) -> str | None:
-    """Why ``n`` generated pairs cannot be made here (too many, or more than the memory holds), or None."""
-    if n > MAX_PAIRS:
-        return f"at most {MAX_PAIRS:,} pairs can be generated, got {n:,}"
-    need, avail = n * BYTES_PER_PAIR, available_memory()
-    if avail is not None and need > avail:
-        return f"{n:,} pairs need about {need / 2**30:.1f} GiB of memory to generate, {avail / 2**30:.1f} GiB available"
-    return None
-
 
 def load_data(spec: str = "sample", noise: str = "mix", seed: int = 0, n_train: int | None = None,
               n_val: int | None = None) -> Dataset:

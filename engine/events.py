@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Callable, Protocol
 
-import torch
-
 STATES = ("running", "paused", "stopped", "finished", "failed")
-_OPTIONAL = ("noisy", "denoised", "clean", "value", "name")  # left out of to_dict() when None
+Patches = "torch.Tensor | numpy.ndarray"  # uint8 (K, 3, H, W)
+_PATCHES = ("noisy", "denoised", "clean")  # image arrays: never in to_dict()
+_OPTIONAL = ("value", "name")  # left out of to_dict() when None
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Event:
         d = {"event": self.kind}
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, torch.Tensor) and not (v is None and f.name in _OPTIONAL):
+            if f.name not in _PATCHES and not (v is None and f.name in _OPTIONAL):
                 d[f.name] = v
         return d
 
@@ -54,14 +54,16 @@ class StepEvent(Event):
 
 @dataclass(frozen=True)
 class EvalEvent(Event):
-    """A validation pass. ``samples`` holds a few fixed validation images as uint8 (K, 3, H, W) tensors."""
+    """A validation pass. ``noisy``/``denoised``/``clean`` are a few fixed validation images as uint8 (K, 3, H, W):
+    torch tensors from the trainer, numpy arrays where they came through a socket or the store (viewers import no
+    torch)."""
     step: int
     epoch: int
     psnr: float
     best_psnr: float
-    noisy: torch.Tensor | None = None
-    denoised: torch.Tensor | None = None
-    clean: torch.Tensor | None = None
+    noisy: Patches | None = None
+    denoised: Patches | None = None
+    clean: Patches | None = None
     psnr_noisy: float | None = None  # PSNR of the noisy validation input itself (the baseline to beat)
     kind = "eval"
 

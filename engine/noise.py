@@ -13,11 +13,13 @@ for uint8 images in [0, 255], ``corrupt_float`` for float ones.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from .specs import FAMILIES, SPEC_FORMS, NoiseFamily, NoiseSpec, noise_names, parse_noise  # noqa: F401 (re-exported)
 
 NoiseFn = Callable[[torch.Tensor, torch.Generator, torch.Tensor], torch.Tensor]
 
@@ -96,33 +98,22 @@ def blocky(x: torch.Tensor, g: torch.Generator, fraction: torch.Tensor) -> torch
 
 
 @dataclass(frozen=True)
-class NoiseModel:
-    name: str
-    fn: NoiseFn
-    loss: str  # the loss the paper pairs with this noise: "l2", "l1" or "l0"
-    help: str
-    strength: Callable[[torch.Tensor], torch.Tensor]  # a random level in [0, 1] -> the argument of ``fn``
-    unit: str = ""                       # what NAME:LEVEL fixes ("" : no fixed form)
-    limits: tuple[float, float] = (0.0, 0.0)
-    integer: bool = False
+class NoiseModel(NoiseFamily):
+    """A noise family (``engine.specs``) with the function that applies it."""
+    fn: NoiseFn = field(kw_only=True)
+    strength: Callable[[torch.Tensor], torch.Tensor] = field(kw_only=True)  # a level in [0, 1] -> ``fn``'s argument
 
-    @property
-    def form(self) -> str:
-        lo, hi = (f"{v:g}" for v in self.limits)
-        return f"{self.name}:{self.unit.upper()} ({lo}-{hi})"
+
+def _model(name: str, fn: NoiseFn, strength: Callable[[torch.Tensor], torch.Tensor]) -> NoiseModel:
+    return NoiseModel(**vars(FAMILIES[name]), fn=fn, strength=strength)
 
 
 _BASE = {
-    "gaussian": NoiseModel("gaussian", gaussian, "l2", "additive Gaussian, sigma 0-50 of 255",
-                           lambda lv: lv * 50.0, "sigma", (0.0, 255.0)),
-    "poisson": NoiseModel("poisson", poisson, "l2", "Poisson shot noise, peak 5-50 photons",
-                          lambda lv: 50.0 - 45.0 * lv, "photons", (0.1, 100000.0)),
-    "impulse": NoiseModel("impulse", impulse, "l1", "random-valued impulse in 1-2 px blocks, 2-40% of pixels",
-                          lambda lv: 0.02 + 0.38 * lv, "fraction", (0.0, 1.0)),
-    "pixelate": NoiseModel("pixelate", pixelate, "l2", "block-average pixelation (2-4 px) with random phase",
-                           lambda lv: 2 + (lv * 2.999).floor(), "block", (1, 16), integer=True),
-    "blocky": NoiseModel("blocky", blocky, "l1", "pixelation plus scattered wrong-colour blocks (course-like)",
-                         lambda lv: 0.02 + 0.18 * lv, "fraction", (0.0, 1.0)),
+    "gaussian": _model("gaussian", gaussian, lambda lv: lv * 50.0),
+    "poisson": _model("poisson", poisson, lambda lv: 50.0 - 45.0 * lv),
+    "impulse": _model("impulse", impulse, lambda lv: 0.02 + 0.38 * lv),
+    "pixelate": _model("pixelate", pixelate, lambda lv: 2 + (lv * 2.999).floor()),
+    "blocky": _model("blocky", blocky, lambda lv: 0.02 + 0.18 * lv),
 }
 
 
@@ -138,59 +129,7 @@ def mix(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.Tenso
     return out
 
 
-NOISES: dict[str, NoiseModel] = {
-    **_BASE,
-    "mix": NoiseModel("mix", mix, "l1", "a random model above and strength per image (blind default)",
-                      lambda lv: lv),
-}
-SPEC_FORMS = ", ".join(m.form for m in _BASE.values())
-
-
-@dataclass(frozen=True)
-class NoiseSpec:
-    """A parsed ``--noise`` value: a model, and either a fixed level in the model's own unit or None (random)."""
-    name: str
-    level: float | None = None
-
-    @property
-    def model(self) -> NoiseModel:
-        return NOISES[self.name]
-
-    def __str__(self) -> str:
-        return self.name if self.level is None else f"{self.name}:{self.level:g}"
-
-
-def parse_noise(spec: "str | NoiseSpec") -> NoiseSpec:
-    """``"gaussian"`` -> random strength per image; ``"gaussian:25"`` -> sigma 25 of 255 for every image.
-    Raises ValueError naming the accepted forms."""
-    if isinstance(spec, NoiseSpec):
-        return spec
-    name, sep, value = str(spec).strip().partition(":")
-    why = None
-    if name not in NOISES:
-        why = f"unknown noise {name!r}"
-    elif sep:
-        model = NOISES[name]
-        try:
-            level = float(value)
-        except ValueError:
-            level = None
-        lo, hi = model.limits
-        if not model.unit:
-            why = f"{name} takes no level"
-        elif level is None or not lo <= level <= hi or (model.integer and level != int(level)):
-            kind = "a whole number" if model.integer else "a number"
-            why = f"{name} level must be {kind} in {lo:g}-{hi:g}, got {value!r}"
-        else:
-            return NoiseSpec(name, level)
-    else:
-        return NoiseSpec(name)
-    raise ValueError(f"bad noise {spec!r}: {why}; use one of {', '.join(NOISES)} (random strength per image) "
-                     f"or NAME:LEVEL: {SPEC_FORMS}")
-
-
-def noise_names() -> list[str]:
-    return list(NOISES)
+NOISES: dict[str, NoiseModel] = {**_BASE, "mix": _model("mix", mix, lambda lv: lv)}
 
 
 def get_noise(spec: "str | NoiseSpec") -> NoiseModel:

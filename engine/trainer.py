@@ -41,7 +41,7 @@ from typing import Callable
 
 import torch
 
-from .config import RunConfig
+from .config import RunConfig, new_run_id  # noqa: F401  (new_run_id: re-exported)
 from .data import Dataset, load_data
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
@@ -65,11 +65,6 @@ BEST_FILE, BEST_META, STATE_FILE = "best.pth", "best.json", "state.pth"
 
 class CheckpointError(ValueError):
     """A training-state file that cannot be used (corrupt, foreign, or from another engine)."""
-
-
-def new_run_id() -> str:
-    """Short, sortable, unique enough: ``20261127-004512-a1b2``."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
 
 
 def _clone(obj):

@@ -30,7 +30,7 @@ from engine.config import RunConfig
 from engine.events import Event, StepEvent
 
 from .protocol import (MAX_LINE, PROTOCOL, SOCKET_NAME, ProtocolError, decode_events, encode_event, encode_steps,
-                       line, parse_command, unpack_tensor)
+                       line, parse_command)
 
 FLUSH_SECONDS = 0.1          # the broadcaster's cadence: step events reach viewers in batches this often
 QUEUE_BYTES = 4 << 20        # per viewer: beyond this it is resynced
@@ -570,4 +570,4 @@ class RemoteRun:
         return (e.noisy, e.denoised, e.clean) if e is not None and e.noisy is not None else None
 
 
-__all__ = ["ControlError", "ControlServer", "RemoteRun", "ResyncEvent", "connect", "socket_path", "unpack_tensor"]
+__all__ = ["ControlError", "ControlServer", "RemoteRun", "ResyncEvent", "connect", "socket_path"]

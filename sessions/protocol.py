@@ -20,7 +20,7 @@ import base64
 import json
 import math
 
-import torch
+import numpy
 
 from engine.events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent, SystemEvent
 from engine.headless import event_dict
@@ -42,14 +42,27 @@ class ProtocolError(ValueError):
 
 # ------------------------------------------------------------------------------------------------------ patches
 
-def pack_tensor(t: torch.Tensor | None) -> dict | None:
+def patch_bytes(t) -> tuple[list[int], bytes]:
+    """uint8 (K, 3, H, W) patches, a torch tensor (on any device) or a numpy array, as (shape, raw bytes)."""
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().numpy()
+    a = numpy.ascontiguousarray(t, dtype=numpy.uint8)
+    return list(a.shape), a.tobytes()
+
+
+def patch_array(raw: bytes, shape: list[int]) -> numpy.ndarray:
+    """The numpy uint8 array of ``patch_bytes``'s output (viewers need no torch to show patches)."""
+    return numpy.frombuffer(bytearray(raw), dtype=numpy.uint8).reshape(shape)
+
+
+def pack_patches(t) -> dict | None:
     if t is None:
         return None
-    t = t.detach().to("cpu", torch.uint8).contiguous()
-    return {"shape": list(t.shape), "data": base64.b64encode(t.numpy().tobytes()).decode("ascii")}
+    shape, raw = patch_bytes(t)
+    return {"shape": shape, "data": base64.b64encode(raw).decode("ascii")}
 
 
-def unpack_tensor(d) -> torch.Tensor | None:
+def unpack_patches(d) -> numpy.ndarray | None:
     if not isinstance(d, dict):
         return None
     try:
@@ -57,9 +70,9 @@ def unpack_tensor(d) -> torch.Tensor | None:
         raw = base64.b64decode(d["data"], validate=True)
     except (KeyError, TypeError, ValueError):
         raise ProtocolError("damaged sample patches") from None
-    if len(raw) != math.prod(shape):
+    if len(raw) != math.prod(shape) or any(s < 0 for s in shape):
         raise ProtocolError("damaged sample patches")
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(shape)
+    return patch_array(raw, shape)
 
 
 # ------------------------------------------------------------------------------------------------------- events
@@ -68,7 +81,7 @@ def encode_event(ev: Event) -> dict:
     d = event_dict(ev)
     if isinstance(ev, EvalEvent):
         for name in ("noisy", "denoised", "clean"):
-            d[name] = pack_tensor(getattr(ev, name))
+            d[name] = pack_patches(getattr(ev, name))
     return d
 
 
@@ -101,8 +114,8 @@ def decode_events(d: dict) -> list[Event]:
                               float(d["img_per_s"]), int(d.get("total_steps") or 0), **extra)]
         if kind == "eval":
             return [EvalEvent(run, int(d["step"]), int(d["epoch"]), _num(d["psnr"]), _num(d.get("best_psnr")),
-                              unpack_tensor(d.get("noisy")), unpack_tensor(d.get("denoised")),
-                              unpack_tensor(d.get("clean")), d.get("psnr_noisy"), **extra)]
+                              unpack_patches(d.get("noisy")), unpack_patches(d.get("denoised")),
+                              unpack_patches(d.get("clean")), d.get("psnr_noisy"), **extra)]
         if kind == "state":
             return [StateEvent(run, str(d["state"]), str(d.get("message", "")), int(d.get("step", 0)),
                                int(d.get("epoch", 0)), **extra)]

@@ -17,6 +17,8 @@ import io
 import math
 from pathlib import Path
 
+import torch
+
 from engine.fileio import atomic_write
 from engine.metrics import psnr_per_image
 
@@ -111,7 +113,7 @@ def psnr_figure(runs: list[dict], out: Path) -> list[Path]:
 def samples_figure(run: dict, samples: dict, out: Path, name: str) -> list[Path]:
     """Rows of noisy / denoised / clean / error map for the patches of one evaluation."""
     plt = _plt()
-    noisy, denoised, clean = samples["noisy"], samples["denoised"], samples["clean"]
+    noisy, denoised, clean = (torch.from_numpy(samples[k]) for k in ("noisy", "denoised", "clean"))
     k = len(clean)
     p_noisy, p_den = psnr_per_image(noisy, clean), psnr_per_image(denoised, clean)
     error = (denoised.float() - clean.float()).abs().mean(1) * ERROR_GAIN

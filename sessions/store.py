@@ -20,10 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.trainer import new_run_id
+from engine.config import RunConfig, new_run_id
 
-from .protocol import SOCKET_NAME
+from .protocol import SOCKET_NAME, patch_array, patch_bytes
 
 try:
     import fcntl
@@ -606,12 +605,11 @@ class Store:
 
 
 def encode_patches(t) -> tuple[str, bytes]:
-    """A uint8 tensor as (shape "K,3,H,W", raw bytes) for the samples table."""
-    t = t.detach().cpu().contiguous()
-    return ",".join(map(str, t.shape)), t.numpy().tobytes()
+    """uint8 patches (torch or numpy) as (shape "K,3,H,W", raw bytes) for the samples table."""
+    shape, raw = patch_bytes(t)
+    return ",".join(map(str, shape)), raw
 
 
 def decode_patches(blob: bytes, dims: list[int]):
-    import torch
-
-    return torch.frombuffer(bytearray(blob), dtype=torch.uint8).reshape(dims)
+    """The patches of ``encode_patches`` as a numpy uint8 array."""
+    return patch_array(blob, dims)

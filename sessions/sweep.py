@@ -303,11 +303,11 @@ def _report(trainer, ev, pending, lock, run_dir: Path) -> None:
     from ray import tune
 
     from engine.trainer import BEST_FILE, BEST_META, STATE_FILE
-    from sessions.protocol import pack_tensor
+    from sessions.protocol import pack_patches
 
     metrics = {**_status(trainer), "psnr": ev.psnr, **_take(pending, lock),
                "eval": {"step": ev.step, "epoch": ev.epoch, "psnr": ev.psnr, "psnr_noisy": ev.psnr_noisy,
-                        "samples": {k: pack_tensor(getattr(ev, k)) for k in ("noisy", "denoised", "clean")}}}
+                        "samples": {k: pack_patches(getattr(ev, k)) for k in ("noisy", "denoised", "clean")}}}
     out = Path(tempfile.mkdtemp(prefix="n2n-ckpt-"))
     for name in (BEST_FILE, BEST_META, STATE_FILE):
         if (run_dir / name).is_file():
@@ -550,7 +550,7 @@ class SweepDriver:
     def _result(self, trial, result: dict) -> None:
         from engine.events import ControlEvent, EvalEvent, StateEvent, StepEvent
 
-        from .protocol import unpack_tensor
+        from .protocol import unpack_patches
 
         view = self.trials.get(trial.trial_id)
         if view is None:
@@ -573,7 +573,7 @@ class SweepDriver:
             self._record(trial.trial_id, EvalEvent(
                 run, int(ev["step"]), int(ev["epoch"]), ev["psnr"],
                 best if best is not None and math.isfinite(best) else ev["psnr"],
-                *(unpack_tensor(samples.get(k)) for k in ("noisy", "denoised", "clean")), psnr_noisy=ev.get("psnr_noisy")))
+                *(unpack_patches(samples.get(k)) for k in ("noisy", "denoised", "clean")), psnr_noisy=ev.get("psnr_noisy")))
             view.psnr = ev["psnr"]
             view.history.append((int(ev["step"]), ev["psnr"]))
         best = result.get("best_psnr")

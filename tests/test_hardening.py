@@ -419,6 +419,15 @@ def test_w8_empty_runs_dir_means_the_default_everywhere(tmp_path, capsys, monkey
     assert "--to: empty path" in capsys.readouterr().err
 
 
+def test_w8_runs_dir_before_the_command_is_the_one_used():
+    """``n2n-tui --runs-dir DIR runs`` once read ./runs: the command's own default replaced the earlier value."""
+    from tui.parser import build_parser
+
+    for cmd in (["runs"], ["show", "last"], ["attach"], ["ctl", "last", "stop"], ["train"], ["sweeps"]):
+        assert build_parser().parse_args(["--runs-dir", "elsewhere", *cmd]).runs_dir == "elsewhere", cmd
+        assert build_parser().parse_args(["--runs-dir", "a", *cmd, "--runs-dir", "b"]).runs_dir == "b", cmd
+
+
 # -------------------------------------------------------------------------------------------- the dashboard
 
 def test_t1_resizing_while_points_arrive_never_crashes():

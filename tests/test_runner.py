@@ -449,3 +449,68 @@ def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
 
     asyncio.run(go())
     assert pid_alive(pid)
+
+
+VIEWER_WITHOUT_TORCH = r'''
+import asyncio, importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("a viewer imported torch")
+
+sys.meta_path.insert(0, NoTorch())
+runs, run_id = sys.argv[1], sys.argv[2]
+
+from tui.app import N2NApp
+from tui.cli import main
+from tui.commands.attach_cmd import attach_run
+from tui.parser import build_parser
+from tui.screens import DashboardScreen, ZoomScreen
+from tui.widgets import LossPlot, SamplePatches, ZoomView
+
+assert main(["--runs-dir", runs, "ctl", run_id, "status"]) == 0
+
+async def wait_for(pilot, cond, timeout):
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return True
+        await pilot.pause(0.05)
+    return cond()
+
+async def go():
+    handle, store = attach_run(runs, run_id)
+    args = build_parser().parse_args(["--runs-dir", runs, "attach", run_id])
+    app = N2NApp(args, store=store, trainer=handle)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert screen.query_one(LossPlot).n_points >= 12 and screen.query_one(SamplePatches).has_samples
+        await pilot.press("z")  # the zoom: every sample of every evaluation, with its PSNR
+        assert isinstance(app.screen, ZoomScreen) and app.screen.query_one(ZoomView).per_row
+        await pilot.press("up", "right", "escape")
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("space")
+        assert await wait_for(pilot, lambda: handle.state == "paused", timeout=20)
+        await pilot.press("q", "d")
+        assert await wait_for(pilot, lambda: not app.is_running, timeout=20)
+    return app.return_code
+
+assert asyncio.run(go()) == 0
+assert "torch" not in sys.modules
+print("viewed without torch")
+'''
+
+
+def test_a_viewer_never_imports_torch(runner):
+    """Attaching is fast because a viewer loads no torch (about 1 s of start-up): the dashboard with its backfilled
+    curves, patches and zoom, and ``ctl``, all in a process where importing torch fails."""
+    import subprocess
+    import sys
+
+    runs, run_id, _ = runner
+    wait_until(lambda: _steps_seen(runs, run_id) >= 12)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.path.dirname(tests)])}
+    done = subprocess.run([sys.executable, "-c", VIEWER_WITHOUT_TORCH, str(runs), run_id], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "viewed without torch" in done.stdout, done.stdout + done.stderr

@@ -19,10 +19,11 @@ def error(app) -> str:
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)])
-def test_defaults_are_filled_in(size, monkeypatch):
-    import engine.data
-
-    monkeypatch.setattr(engine.data, "default_spec", lambda: "course:data")  # as if ./data held the course files
+def test_defaults_are_filled_in(size, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # ./data holds the course files: the launcher picks them
+    (tmp_path / "data").mkdir()
+    for name in ("train_data.pkl", "val_data.pkl"):
+        (tmp_path / "data" / name).write_bytes(b"")
 
     async def go():
         app = N2NApp(train_args(), store=FakeStore())

@@ -52,9 +52,10 @@ class N2NApp(App[int]):
             self.push_screen(LauncherScreen(train_defaults(getattr(self.args, "runs_dir", None)), self.store))
 
     def open_dashboard(self, trainer, store) -> None:
-        from engine.trainer import Trainer
-
-        if isinstance(trainer, Trainer):  # a bare Trainer: give it a run handle's face
+        # A bare Trainer gets a run handle's face. A Trainer exists only once its module is loaded, and a viewer of
+        # a runner never loads it (nor torch: attaching stays fast), so look the class up instead of importing it.
+        trainers = sys.modules.get("engine.trainer")
+        if trainers is not None and isinstance(trainer, trainers.Trainer):
             from sessions.launch import LocalRun
 
             trainer = LocalRun(trainer, store)

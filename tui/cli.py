@@ -47,7 +47,7 @@ EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from engine.config import ConfigError
-    from engine.data import DataError
+    from engine.specs import DataError
 
     try:
         return _dispatch(args) or 0

@@ -53,7 +53,7 @@ def _engine(s: str) -> int:
 
 def _noise(s: str) -> str:
     """A noise spec (``gaussian``, ``gaussian:25``...), kept as its canonical string."""
-    from engine.noise import parse_noise
+    from engine.specs import parse_noise
 
     try:
         return str(parse_noise(s))
@@ -81,15 +81,16 @@ def default_runs_dir() -> str:
     return os.environ.get("N2N_RUNS_DIR", "").strip() or "runs"
 
 
-def _add_runs_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs-dir", type=_path, default=default_runs_dir(),
+def _add_runs_dir(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """``--runs-dir``, before the command or after it. Only the top level has a default: a command's own default
+    would silently replace a ``n2n-tui --runs-dir DIR COMMAND`` given before it (argparse's sub-parser defaults)."""
+    p.add_argument("--runs-dir", type=_path, default=default_runs_dir() if top else argparse.SUPPRESS,
                    help="where sessions are stored (default: ./runs, or $N2N_RUNS_DIR)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.config import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_SEED
-    from engine.data import MAX_PAIRS
-    from engine.noise import NOISES, SPEC_FORMS
+    from engine.specs import FAMILIES, MAX_PAIRS, SPEC_FORMS
     from engine.schedule import SCHEDULES
 
     epochs = _int_type(1, MAX_EPOCHS, "a positive integer")
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = _int_type(0, MAX_SEED, "a non-negative integer")
 
     p = _Parser(prog="n2n-tui", description="Train Noise2Noise denoisers and watch them learn.")
-    _add_runs_dir(p)
+    _add_runs_dir(p, top=True)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     t = sub.add_parser("train", help="start a training run (dashboard, or --headless)")
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default=None, help="sample | course:DIR | images:DIR (default: course:data if "
                                                 "./data/train_data.pkl exists, else sample)")
     t.add_argument("--noise", default="mix", type=_noise, metavar="SPEC",
-                   help=f"noise for generated data: {', '.join(NOISES)} (random strength), or {SPEC_FORMS}")
+                   help=f"noise for generated data: {', '.join(FAMILIES)} (random strength), or {SPEC_FORMS}")
     t.add_argument("--loss", choices=["l1", "l2"], default=None, help="default: the model's own (l1)")
     t.add_argument("--epochs", type=epochs, default=1)
     t.add_argument("--batch-size", type=batch, default=None)

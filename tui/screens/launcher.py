@@ -16,6 +16,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select
 
+from engine.specs import FAMILIES, default_spec
+
 FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "seed")
 
 
@@ -23,11 +25,7 @@ def train_defaults(runs_dir: str | None = None) -> argparse.Namespace:
     """The namespace ``n2n-tui train`` builds with no options (so the launcher and the CLI share defaults)."""
     from tui.parser import build_parser
 
-    argv = (["--runs-dir", runs_dir] if runs_dir else []) + ["train"]
-    args = build_parser().parse_args(argv)
-    if runs_dir:
-        args.runs_dir = runs_dir
-    return args
+    return build_parser().parse_args((["--runs-dir", runs_dir] if runs_dir else []) + ["train"])
 
 
 def data_problem(spec: str) -> str | None:
@@ -64,8 +62,6 @@ class LauncherScreen(Screen):
         self.busy = False
 
     def compose(self) -> ComposeResult:
-        from engine.data import default_spec
-        from engine.noise import NOISES
         from engine.schedule import SCHEDULES
 
         d = self.defaults
@@ -83,8 +79,8 @@ class LauncherScreen(Screen):
                                             value=d.engine, allow_blank=False, compact=True, id="engine"))
             yield from row("data", Input(d.data or detected, compact=True, id="data"),
                            "found ./data" if detected.startswith("course") else "or course:DIR, images:DIR")
-            yield from row("noise", Select([(n, n) for n in NOISES], value=d.noise, allow_blank=False,
-                                           compact=True, id="noise"), NOISES[d.noise].help)
+            yield from row("noise", Select([(n, n) for n in FAMILIES], value=d.noise, allow_blank=False,
+                                           compact=True, id="noise"), FAMILIES[d.noise].help)
             yield from row("epochs", Input(str(d.epochs), type="integer", compact=True, id="epochs"))
             yield from row("batch size", Input(str(d.batch_size or ""), type="integer", placeholder="model default",
                                                compact=True, id="batch_size"))
@@ -166,10 +162,8 @@ class LauncherScreen(Screen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "noise" and isinstance(event.value, str):
-            from engine.noise import NOISES
-
-            if event.value in NOISES:
-                self.query_one("#hint-noise", Label).update(NOISES[event.value].help)
+            if event.value in FAMILIES:
+                self.query_one("#hint-noise", Label).update(FAMILIES[event.value].help)
         self.validate()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -7,6 +7,7 @@ newer), ``home`` / ``end`` jump to the first / last evaluation.
 """
 from __future__ import annotations
 
+import numpy as np
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -14,9 +15,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label
 
 from ..widgets import ZoomView
+from ..widgets.sample_patches import as_array
 
 LATEST = "latest"  # an evaluation known only from the dashboard, not (yet) from the store
 
+
+def psnr(image: np.ndarray, clean: np.ndarray) -> float:
+    """The course's PSNR of one uint8 image (``engine.metrics.psnr_per_image``), in numpy: viewers import no torch."""
+    mse = np.mean(((image.astype(np.float32) - clean.astype(np.float32)) / 255.0) ** 2)
+    return float(-10.0 * np.log10(mse + 1e-8))
 
 class ZoomScreen(Screen):
     BINDINGS = [
@@ -95,11 +102,9 @@ class ZoomScreen(Screen):
         noisy, denoised, clean = patches
         self.sample %= len(clean)
         i = self.sample
-        view.show_sample(noisy[i], denoised[i], clean[i])
-        from engine.metrics import psnr_per_image
-
-        p_noisy = psnr_per_image(noisy[i:i + 1], clean[i:i + 1]).item()
-        p_den = psnr_per_image(denoised[i:i + 1], clean[i:i + 1]).item()
+        noisy, denoised, clean = (as_array(t[i]) for t in (noisy, denoised, clean))
+        view.show_sample(noisy, denoised, clean)
+        p_noisy, p_den = psnr(noisy, clean), psnr(denoised, clean)
         where = "latest evaluation" if step == LATEST else f"step {step}"
         title.update(f"run {self.run_id} · {where} (evaluation {self.evaluation + 1}/{len(self.steps)}) · "
                      f"sample {i + 1}/{len(clean)} · noisy {p_noisy:.2f} dB → denoised {p_den:.2f} dB")

@@ -3,13 +3,14 @@
 Each character cell shows two pixels: ``▀`` with the foreground colour of the upper pixel and the background colour
 of the lower one. Colours are true-colour RGB; on a 256-colour terminal Rich's colour system maps them down.
 Patches are scaled (area-averaged down, nearest-neighbour up) to the largest square tile that fits the widget.
+They come as torch tensors (a run in this process) or numpy arrays (a runner's socket, the store); both are drawn
+with numpy, so a viewer never needs torch.
 """
 from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
@@ -43,16 +44,37 @@ def choose_layout(width: int, height: int, n_samples: int, n_kinds: int = 3) -> 
     return best
 
 
-def resize(images: torch.Tensor, side: int) -> torch.Tensor:
+def as_array(images) -> np.ndarray:
+    """uint8 patches, a torch tensor (any device) or a numpy array, as a numpy array."""
+    if hasattr(images, "detach"):
+        images = images.detach().cpu().numpy()
+    return np.asarray(images)
+
+
+def _resize_axis(x: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Resize one axis of a float array: area average when shrinking (output cell i averages input cells
+    floor(i n / size) to ceil((i + 1) n / size), as adaptive average pooling does), nearest when enlarging."""
+    n = x.shape[axis]
+    i = np.arange(size)
+    if size >= n:
+        return np.take(x, i * n // size, axis=axis)
+    start, end = i * n // size, -(-(i + 1) * n // size)
+    shape = [1] * x.ndim
+    shape[axis] = size
+    c = np.cumsum(x, axis=axis)
+    c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+    return (np.take(c, end, axis=axis) - np.take(c, start, axis=axis)) / (end - start).reshape(shape)
+
+
+def resize(images, side: int) -> np.ndarray:
     """(K, 3, H, W) uint8 -> (K, side, side, 3) uint8: area average when shrinking, nearest when enlarging."""
-    x = images.float()
-    mode = "area" if side < min(x.shape[-2:]) else "nearest"
-    x = F.interpolate(x, size=(side, side), mode=mode)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    x = as_array(images).astype(np.float64)
+    x = _resize_axis(_resize_axis(x, 2, side), 3, side)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 class SamplePatches(Widget):
-    """Call ``show_samples(noisy, denoised, clean)`` with uint8 (K, 3, H, W) tensors after each evaluation."""
+    """Call ``show_samples(noisy, denoised, clean)`` with uint8 (K, 3, H, W) patches after each evaluation."""
 
     DEFAULT_CSS = """
     SamplePatches { width: 1fr; height: 1fr; }
@@ -61,7 +83,7 @@ class SamplePatches(Widget):
     def __init__(self, *, placeholder: str = "samples appear after the first evaluation", **kwargs) -> None:
         super().__init__(**kwargs)
         self.placeholder = placeholder
-        self._images: tuple[torch.Tensor, ...] | None = None
+        self._images: tuple[np.ndarray, ...] | None = None
         self._strips: list[Strip] = []
         self._built_for: tuple[int, int] | None = None
         self.layout_info: tuple[int, int, int] = (0, 1, 0)
@@ -71,12 +93,12 @@ class SamplePatches(Widget):
         return self._images is not None
 
     @property
-    def samples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The (noisy, denoised, clean) patches shown now, or None before the first evaluation."""
         return self._images
 
-    def show_samples(self, noisy: torch.Tensor, denoised: torch.Tensor, clean: torch.Tensor) -> None:
-        self._images = tuple(t.detach().cpu() for t in (noisy, denoised, clean))
+    def show_samples(self, noisy, denoised, clean) -> None:
+        self._images = tuple(as_array(t) for t in (noisy, denoised, clean))
         self._built_for = None
         self.refresh()
 
@@ -101,7 +123,7 @@ class SamplePatches(Widget):
         if not shown:
             return
         # one resize for all kinds; then kind -> sample -> row -> col -> (r, g, b)
-        stacked = resize(torch.cat([t[:shown] for t in self._images]), tile).tolist()
+        stacked = resize(np.concatenate([t[:shown] for t in self._images]), tile).tolist()
         pix = [[[list(map(tuple, row)) for row in img] for img in stacked[j * shown:(j + 1) * shown]]
                for j in range(len(self._images))]
         colours: dict[tuple, Color] = {}

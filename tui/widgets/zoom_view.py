@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
@@ -16,19 +16,22 @@ from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 
+from .sample_patches import as_array
+
 GAP = 2          # columns between tiles
 ERROR_GAIN = 4   # the error map shows |denoised - clean| x 4
 
 
-def error_map(denoised: torch.Tensor, clean: torch.Tensor, gain: int = ERROR_GAIN) -> torch.Tensor:
+def error_map(denoised, clean, gain: int = ERROR_GAIN) -> np.ndarray:
     """(3, H, W) uint8 heat map of the mean absolute error x ``gain``: black, red, yellow, white as it grows."""
-    e = (denoised.float() - clean.float()).abs().mean(0).mul(gain / 255.0).clamp(0, 1)
-    heat = torch.stack([(3 * e).clamp(0, 1), (3 * e - 1).clamp(0, 1), (3 * e - 2).clamp(0, 1)])
-    return heat.mul(255).round().to(torch.uint8)
+    d, c = (as_array(t).astype(np.float32) for t in (denoised, clean))
+    e = np.clip(np.abs(d - c).mean(0) * (gain / 255.0), 0, 1)
+    heat = np.clip(np.stack([3 * e, 3 * e - 1, 3 * e - 2]), 0, 1)
+    return np.rint(heat * 255).astype(np.uint8)
 
 
 class ZoomView(Widget):
-    """``show_sample(noisy, denoised, clean)`` with uint8 (3, H, W) tensors of one sample."""
+    """``show_sample(noisy, denoised, clean)`` with uint8 (3, H, W) patches of one sample (torch or numpy)."""
 
     DEFAULT_CSS = """
     ZoomView { width: 1fr; height: auto; }
@@ -36,12 +39,13 @@ class ZoomView(Widget):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._tiles: list[tuple[str, torch.Tensor]] = []
+        self._tiles: list[tuple[str, np.ndarray]] = []
         self._strips: list[Strip] = []
         self._built_for: int | None = None
         self.per_row = 0  # tiles side by side in the last layout (4: all in one row)
 
-    def show_sample(self, noisy: torch.Tensor, denoised: torch.Tensor, clean: torch.Tensor) -> None:
+    def show_sample(self, noisy, denoised, clean) -> None:
+        noisy, denoised, clean = (as_array(t) for t in (noisy, denoised, clean))
         self._tiles = [("noisy", noisy), ("denoised", denoised), ("clean", clean),
                        (f"|error| x{ERROR_GAIN}", error_map(denoised, clean))]
         self._built_for = None
@@ -88,7 +92,7 @@ class ZoomView(Widget):
                 label.append(Segment(name[:w].center(w), base + Style(bold=True)))
             self._strips.append(Strip(label))
             # pixels as (H, W) lists of (r, g, b); an odd last row pairs with the background
-            pix = [[list(map(tuple, line)) for line in t.permute(1, 2, 0).tolist()] for _, t in row]
+            pix = [[list(map(tuple, line)) for line in t.transpose(1, 2, 0).tolist()] for _, t in row]
             for y in range(0, h, 2):
                 segs = []
                 for i, img in enumerate(pix):

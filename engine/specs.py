@@ -1,0 +1,157 @@
+"""What a run's data and noise options mean, without loading anything: the data specs (``sample``, ``course:DIR``,
+``images:DIR``), the size limits of generated data, and the noise families with their ``NAME:LEVEL`` forms.
+
+Nothing here imports torch, so that what only reads or checks options (the command line, ``RunConfig``, a viewer
+attaching to a live run) starts fast; ``engine.data`` and ``engine.noise`` hold the work itself and re-export these.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CROP = 32                # side of the generated training and validation crops
+MAX_PAIRS = 10_000_000   # generated pairs per set: beyond this the count is surely a typo
+# peak bytes per generated pair: the float crop plus the float work of corrupting it twice (measured: about 5 floats)
+BYTES_PER_PAIR = 5 * 3 * CROP * CROP * 4
+
+
+class DataError(ValueError):
+    """A data source that cannot be used; the message names the file and what is wrong."""
+
+
+# ------------------------------------------------------------------------------------------------------ data specs
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"course:DIR"`` -> ``("course", "DIR")``; ``"sample"`` -> ``("sample", None)``."""
+    kind, sep, arg = spec.partition(":")
+    if kind == "sample" and not sep:
+        return "sample", None
+    if kind in ("course", "images") and sep and arg:
+        return kind, arg
+    raise DataError(f"bad data spec {spec!r}: use sample, course:DIR or images:DIR")
+
+
+def check_source(spec: str) -> None:
+    """The cheap part of a data source's checks (its files and folders exist), for when loading happens later."""
+    kind, arg = parse_spec(spec)
+    if kind == "course":
+        for name in ("train_data.pkl", "val_data.pkl"):
+            if not (Path(arg) / name).is_file():
+                raise DataError(f"{Path(arg) / name}: file not found")
+    elif kind == "images" and not Path(arg).is_dir():
+        raise DataError(f"{arg}: no such directory")
+
+
+def default_spec() -> str:
+    """``course:./data`` when the course files are there, else the built-in ``sample``."""
+    return "course:data" if Path("data/train_data.pkl").is_file() else "sample"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def size_problem(n: int) -> str | None:
+    """Why ``n`` generated pairs cannot be made here (too many, or more than the memory holds), or None."""
+    if n > MAX_PAIRS:
+        return f"at most {MAX_PAIRS:,} pairs can be generated, got {n:,}"
+    need, avail = n * BYTES_PER_PAIR, available_memory()
+    if avail is not None and need > avail:
+        return f"{n:,} pairs need about {need / 2**30:.1f} GiB of memory to generate, {avail / 2**30:.1f} GiB available"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- noise specs
+
+@dataclass(frozen=True)
+class NoiseFamily:
+    """A noise model as the options see it; ``engine.noise.NoiseModel`` adds the function that applies it."""
+    name: str
+    loss: str  # the loss the paper pairs with this noise: "l2", "l1" or "l0"
+    help: str
+    unit: str = ""                       # what NAME:LEVEL fixes ("" : no fixed form)
+    limits: tuple[float, float] = (0.0, 0.0)
+    integer: bool = False
+
+    @property
+    def form(self) -> str:
+        lo, hi = (f"{v:g}" for v in self.limits)
+        return f"{self.name}:{self.unit.upper()} ({lo}-{hi})"
+
+
+FAMILIES: dict[str, NoiseFamily] = {f.name: f for f in (
+    NoiseFamily("gaussian", "l2", "additive Gaussian, sigma 0-50 of 255", "sigma", (0.0, 255.0)),
+    NoiseFamily("poisson", "l2", "Poisson shot noise, peak 5-50 photons", "photons", (0.1, 100000.0)),
+    NoiseFamily("impulse", "l1", "random-valued impulse in 1-2 px blocks, 2-40% of pixels", "fraction", (0.0, 1.0)),
+    NoiseFamily("pixelate", "l2", "block-average pixelation (2-4 px) with random phase", "block", (1, 16),
+                integer=True),
+    NoiseFamily("blocky", "l1", "pixelation plus scattered wrong-colour blocks (course-like)", "fraction", (0.0, 1.0)),
+    NoiseFamily("mix", "l1", "a random model above and strength per image (blind default)"),
+)}
+SPEC_FORMS = ", ".join(f.form for f in FAMILIES.values() if f.unit)
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """A parsed ``--noise`` value: a model, and either a fixed level in the model's own unit or None (random)."""
+    name: str
+    level: float | None = None
+
+    @property
+    def family(self) -> NoiseFamily:
+        return FAMILIES[self.name]
+
+    @property
+    def model(self):
+        """The ``engine.noise.NoiseModel`` that applies it (imports torch)."""
+        from .noise import NOISES
+
+        return NOISES[self.name]
+
+    def __str__(self) -> str:
+        return self.name if self.level is None else f"{self.name}:{self.level:g}"
+
+
+def parse_noise(spec: "str | NoiseSpec") -> NoiseSpec:
+    """``"gaussian"`` -> random strength per image; ``"gaussian:25"`` -> sigma 25 of 255 for every image.
+    Raises ValueError naming the accepted forms."""
+    if isinstance(spec, NoiseSpec):
+        return spec
+    name, sep, value = str(spec).strip().partition(":")
+    why = None
+    if name not in FAMILIES:
+        why = f"unknown noise {name!r}"
+    elif sep:
+        family = FAMILIES[name]
+        try:
+            level = float(value)
+        except ValueError:
+            level = None
+        lo, hi = family.limits
+        if not family.unit:
+            why = f"{name} takes no level"
+        elif level is None or not lo <= level <= hi or (family.integer and level != int(level)):
+            kind = "a whole number" if family.integer else "a number"
+            why = f"{name} level must be {kind} in {lo:g}-{hi:g}, got {value!r}"
+        else:
+            return NoiseSpec(name, level)
+    else:
+        return NoiseSpec(name)
+    raise ValueError(f"bad noise {spec!r}: {why}; use one of {', '.join(FAMILIES)} (random strength per image) "
+                     f"or NAME:LEVEL: {SPEC_FORMS}")
+
+
+def noise_names() -> list[str]:
+    return list(FAMILIES)
