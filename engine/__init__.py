@@ -3,7 +3,9 @@ photo tools: image files in and out (``images``), whole photographs through a mo
 baselines (``baselines``).
 
 ``RunConfig`` and ``Trainer`` are the entry points; ``Trainer`` is imported on first use so that light commands
-(``n2n-tui data``) do not pay for it.
+(``n2n-tui data``) do not pay for it. ``config``, ``specs`` (what the data and noise options mean), ``events`` and
+``headless`` import no torch: a viewer of a live run (``n2n-tui attach``, ``ctl``) loads none, and starts in about
+half a second instead of one and a half.
 """
 from .config import ConfigError, RunConfig
 

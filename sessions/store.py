@@ -585,8 +585,8 @@ class Store:
     # ----------------------------------------------------------------------------------- sample patches (schema 3)
     def samples(self, ref: str, step: int | None = None) -> dict:
         """The sample patches of one evaluation of run ``ref``: ``{"steps": [every step with patches], "step",
-        "noisy", "denoised", "clean"}``, the patches as uint8 (K, 3, H, W) tensors of ``step`` (default: the last);
-        with no patches recorded, ``steps`` is empty and the rest None."""
+        "noisy", "denoised", "clean"}``, the patches as uint8 (K, 3, H, W) numpy arrays of ``step`` (default: the
+        last); with no patches recorded, ``steps`` is empty and the rest None."""
         run_id = self.resolve(ref)
         steps = [r[0] for r in self._exec("SELECT step FROM samples WHERE run = ? ORDER BY step", (run_id,))]
         if not steps:
