@@ -1,0 +1,82 @@
+"""Is this machine in the "slow mode" that makes Miniproject_2's small Winograd layers at 2 threads take twice their
+usual time? Each of ``--processes`` fresh Python processes times one layer's forward+backward in a loop (ours, then
+torch's ``F.conv2d`` + autograd on the same tensors) and reports the median per call and the CPU time it burned.
+
+    python benchmarks/probe_conv_modes.py                          # 64x32x16x16 -> 32, 2 threads, 8 processes
+    python benchmarks/probe_conv_modes.py --shape 64,48,16,48 --threads 1
+
+On the 2-core development machine (2026-11-27) ours took either 6.0-6.9 ms or 13.6-14.6 ms per call from one
+process to the next (torch: 4.4-5.6 ms in both; ours at 1 thread: about 10 ms); in the slow mode both threads are busy
+throughout (about 2x the CPU time), so it is not idle waiting. ``bench_mp2_conv.py``'s results at 2 threads follow
+whichever mode its process is in; this probe tells the two apart. See issue 13's closing note for what was ruled out.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from _common import header, load_avg
+
+CHILD = r"""
+import json, resource, statistics, sys, time
+import torch, torch.nn.functional as F
+sys.path.insert(0, sys.argv[1])
+from Miniproject_2.model import Conv2d
+torch.set_num_threads(int(sys.argv[2]))
+torch.set_grad_enabled(False)
+N, C, H, O = (int(v) for v in sys.argv[3].split(","))
+x, g = torch.randn(N, C, H, H), torch.randn(N, O, H, H)
+m = Conv2d(C, O, 3, padding=1)
+w, b = m.weight.clone(), m.bias.clone()
+
+def ours():
+    m.forward(x)
+    m.backward(g)
+
+def theirs():
+    with torch.enable_grad():
+        xx, ww, bb = (t.detach().requires_grad_(True) for t in (x, w, b))
+        F.conv2d(xx, ww, bb, 1, 1).backward(g)
+
+out = {}
+for name, f in (("ours", ours), ("torch", theirs)):
+    for _ in range(5):
+        f()
+    times, r0 = [], resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(int(sys.argv[4])):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / len(times)
+    out[name] = (statistics.median(times), cpu)
+print(json.dumps(out))
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", default="64,32,16,32", help="N,C,H,O of a 3x3 stride-1 padding-1 layer")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--processes", type=int, default=8)
+    p.add_argument("--calls", type=int, default=20, help="timed calls per implementation and process")
+    args = p.parse_args()
+    root = str(Path(__file__).resolve().parent.parent)
+    print(header(f"layer {args.shape}, {args.threads} threads in each of {args.processes} processes"), flush=True)
+    ours = []
+    for i in range(args.processes):
+        done = subprocess.run([sys.executable, "-c", CHILD, root, str(args.threads), args.shape, str(args.calls)],
+                              capture_output=True, text=True, check=True)
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        ours.append(r["ours"][0])
+        print(f"  process {i + 1}: ours {r['ours'][0] * 1e3:6.2f} ms (CPU {r['ours'][1] * 1e3:6.2f} ms)   "
+              f"torch {r['torch'][0] * 1e3:6.2f} ms (CPU {r['torch'][1] * 1e3:6.2f} ms)", flush=True)
+    print(f"ours: median {statistics.median(ours) * 1e3:.2f} ms, fastest {min(ours) * 1e3:.2f}, slowest "
+          f"{max(ours) * 1e3:.2f}; load average after {load_avg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
