@@ -470,6 +470,13 @@ from tui.screens import DashboardScreen, ZoomScreen
 from tui.widgets import LossPlot, SamplePatches, ZoomView
 
 assert main(["--runs-dir", runs, "ctl", run_id, "status"]) == 0
+# starting a run is a viewer's job too: the runner it spawns imports torch, this process does not
+assert main(["--runs-dir", runs, "train", "--detach", "--engine", "1", "--subset", "64", "--n-val", "16",
+             "--epochs", "100"]) == 0
+from tui.commands.attach_cmd import live_run
+started = live_run(runs, None)
+assert started["id"] != run_id and main(["--runs-dir", runs, "ctl", started["id"], "stop"]) == 0
+print("started", started["pid"])
 
 async def wait_for(pilot, cond, timeout):
     for _ in range(int(timeout / 0.05)):
@@ -503,7 +510,7 @@ print("viewed without torch")
 
 def test_a_viewer_never_imports_torch(runner):
     """Attaching is fast because a viewer loads no torch (about 1 s of start-up): the dashboard with its backfilled
-    curves, patches and zoom, and ``ctl``, all in a process where importing torch fails."""
+    curves, patches and zoom, ``ctl`` and ``train --detach``, all in a process where importing torch fails."""
     import subprocess
     import sys
 
@@ -514,3 +521,5 @@ def test_a_viewer_never_imports_torch(runner):
     done = subprocess.run([sys.executable, "-c", VIEWER_WITHOUT_TORCH, str(runs), run_id], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "viewed without torch" in done.stdout, done.stdout + done.stderr
+    pid = int(done.stdout.split("started ")[1].split()[0])
+    wait_until(lambda: not pid_alive(pid), timeout=30)  # the run it started and stopped: its runner has ended

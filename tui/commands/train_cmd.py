@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 
 from engine.config import RunConfig
-from engine.data import check_source, default_spec
+from engine.specs import check_source, default_spec
 from sessions import Store
 from sessions.control import ControlError
-from sessions.launch import LocalRun, open_run
 from sessions.runner import serve, spawn
 from tui.commands.attach_cmd import attach_run
 
@@ -31,6 +30,8 @@ def config_from_args(args) -> RunConfig:
 def make_trainer(args, *, load: bool = True, sinks=()):
     """``sessions.launch.open_run`` from ``train`` arguments: ``args`` needs ``runs_dir`` and either ``resume`` (a
     run reference) or the RunConfig fields; any object with those attributes works, e.g. ``SimpleNamespace``."""
+    from sessions.launch import open_run  # the trainer and torch: only runs in this process need them
+
     resume = getattr(args, "resume", None)
     config = None if resume is not None else config_from_args(args)
     return open_run(getattr(args, "runs_dir", None) or "runs", config, resume=resume,
@@ -51,6 +52,8 @@ def start_run(args):
     the window), or built in this process with ``--in-process`` (it ends with the window)."""
     runs_dir = getattr(args, "runs_dir", None) or "runs"
     if getattr(args, "in_process", False):
+        from sessions.launch import LocalRun
+
         trainer, store = make_trainer(args, load=False)
         return LocalRun(trainer, store), store
     resume = getattr(args, "resume", None)
