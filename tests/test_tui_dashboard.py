@@ -42,7 +42,7 @@ def test_run_to_the_end_updates_every_widget(size):
             assert screen.query_one(PsnrPlot).n_points == 3
             assert screen.query_one(PsnrPlot).best == (150, 21.5)
             assert screen.query_one(SamplePatches).has_samples
-            assert screen.query_one(SamplePatches).layout_info[2] >= 4
+            assert await wait_for(pilot, lambda: screen.query_one(SamplePatches).layout_info[2] >= 4)  # drawn
             status = screen.query_one(RunStatus)
             assert (status.state, status.step, status.best) == ("finished", 150, (21.5, 150))
             assert screen.query_one("#progress").progress == 150
