@@ -493,7 +493,8 @@ async def go():
         screen = app.screen
         assert screen.query_one(LossPlot).n_points >= 12 and screen.query_one(SamplePatches).has_samples
         await pilot.press("z")  # the zoom: every sample of every evaluation, with its PSNR
-        assert isinstance(app.screen, ZoomScreen) and app.screen.query_one(ZoomView).per_row
+        assert isinstance(app.screen, ZoomScreen)
+        assert await wait_for(pilot, lambda: app.screen.query_one(ZoomView).per_row, 20)  # drawn
         await pilot.press("up", "right", "escape")
         assert isinstance(app.screen, DashboardScreen)
         await pilot.press("space")
