@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from .images import IMAGE_SUFFIXES, ImageError, read_image
 from .noise import corrupt, parse_noise
-from .specs import (BYTES_PER_PAIR, CROP, MAX_PAIRS, DataError, available_memory, check_source,  # noqa: F401
-                    default_spec, parse_spec, size_problem)  # (re-exported: the torch-free half lives in specs)
+# the torch-free half of the data options lives in specs; these names stay importable from here
+from .specs import CROP, DataError, check_source, default_spec, parse_spec, size_problem  # noqa: F401
 
 MIN_SIZE = 4             # smaller images hold no structure to learn (and Miniproject_1 pools twice)
 

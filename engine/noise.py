@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .specs import FAMILIES, SPEC_FORMS, NoiseFamily, NoiseSpec, noise_names, parse_noise  # noqa: F401 (re-exported)
+from .specs import FAMILIES, NoiseFamily, NoiseSpec, parse_noise  # the torch-free half of noise options
 
 NoiseFn = Callable[[torch.Tensor, torch.Generator, torch.Tensor], torch.Tensor]
 
