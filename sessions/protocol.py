@@ -22,7 +22,8 @@ import math
 
 import numpy
 
-from engine.events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent, SystemEvent
+from engine.events import (ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent, SystemEvent,
+                           patches_array)
 from engine.headless import event_dict
 
 PROTOCOL = 1
@@ -44,9 +45,7 @@ class ProtocolError(ValueError):
 
 def patch_bytes(t) -> tuple[list[int], bytes]:
     """uint8 (K, 3, H, W) patches, a torch tensor (on any device) or a numpy array, as (shape, raw bytes)."""
-    if hasattr(t, "detach"):
-        t = t.detach().cpu().numpy()
-    a = numpy.ascontiguousarray(t, dtype=numpy.uint8)
+    a = patches_array(t)
     return list(a.shape), a.tobytes()
 
 
