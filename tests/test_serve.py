@@ -126,7 +126,7 @@ def distinct_colours(png: bytes) -> int:
     from PIL import Image
 
     im = Image.open(io.BytesIO(png)).convert("RGB").resize((320, 200))
-    return len(set(im.getdata()))
+    return len(im.getcolors(maxcolors=320 * 200))  # distinct colours (getdata is deprecated in Pillow 12)
 
 
 def test_serve_refuses_a_taken_port_and_warns_beyond_loopback(tmp_path, capsys):
