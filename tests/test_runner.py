@@ -318,7 +318,9 @@ def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeyp
     import sessions.control as control
     from engine.events import StepEvent
 
-    monkeypatch.setattr(control, "QUEUE_BYTES", 64 * 1024)
+    # a small bound, so the stalled viewer (30 000 steps, ~1.5 MB) overflows it, with room for the reading follower's
+    # bursts on a slow machine (at 64 KB, one CI run resynced the follower too)
+    monkeypatch.setattr(control, "QUEUE_BYTES", 256 * 1024)
     deep = tmp_path / ("d" * 60) / ("e" * 60)  # longer than a Unix socket path may be
     deep.mkdir(parents=True)
     server = control.ControlServer(deep, FakeHandler()).start()
