@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The product's own paths on a device, end to end through the command line, for both engines: a detached runner
-# (its own process, a socket), ctl status / pause / lr / resume / stop, attach --json, a headless run to its end
-# with --export-to, and the exported file measured again on the CPU. Needs no dashboard packages.
+# (its own process, a socket), ctl status / pause / lr / resume / stop, attach --json (steps, and evaluations, whose
+# patches cross the socket), a headless run to its end with --export-to, and the exported file measured again on the
+# CPU; first, Miniproject_2's block tests with their tensors on the device (needs pytest). Needs no dashboard packages.
 #
 #   DEVICE=cuda OUT=/some/folder bash scripts/check_device.sh     # on a GPU machine
 #   DEVICE=cpu  OUT=/tmp/check   bash scripts/check_device.sh     # the same steps here
@@ -25,6 +26,8 @@ field() {  # field RUN NAME: one field of what ctl status reports
     cli ctl "$1" status --json | "$PY" -c "import json, sys; print(json.load(sys.stdin).get('$2', '?'))"
 }
 
+check "mp2_blocks_$DEVICE" env N2N_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider tests/test_mp2_blocks.py
+
 for E in ${ENGINES:-1 2}; do
     SMALL="--engine $E --device $DEVICE --subset 2000 --n-val 200 --batch-size 32 --data sample"
     # a detached runner steered from other processes
@@ -38,6 +41,7 @@ for E in ${ENGINES:-1 2}; do
     check "lr_$E" cli ctl "$ID" lr 5e-4
     check "resume_$E" cli ctl "$ID" resume
     check "attach_json_$E" bash -c "timeout 30 $PY -m tui.cli attach $ID --json --runs-dir $RUNS | head -n 20 | grep -q '\"event\": \"step\"'"
+    check "attach_eval_$E" bash -c "timeout 30 $PY -m tui.cli attach $ID --json --runs-dir $RUNS | grep -m 1 -q '\"event\": \"eval\"'"
     check "stop_$E" cli ctl "$ID" stop
     sleep 3
     check "runs_$E" bash -c "$PY -m tui.cli runs --runs-dir $RUNS | grep $ID"
