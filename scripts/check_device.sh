@@ -17,6 +17,7 @@ PY=${PYTHON:-python}
 RUNS="$OUT/runs"
 mkdir -p "$OUT"
 FAILS=0
+trap 'pkill -f "sessions.runner.*$RUNS" 2> /dev/null' EXIT  # a run whose stop check failed must not train on
 cli() { "$PY" -m tui.cli "$@" --runs-dir "$RUNS"; }
 check() {  # check NAME COMMAND...: runs it, logs its output, ok when it exits 0
     local name=$1; shift
@@ -30,8 +31,8 @@ check "mp2_blocks_$DEVICE" env N2N_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p n
 
 for E in ${ENGINES:-1 2}; do
     SMALL="--engine $E --device $DEVICE --subset 2000 --n-val 200 --batch-size 32 --data sample"
-    # a detached runner steered from other processes
-    ID=$(cli train $SMALL --epochs 50 --eval-every 40 --detach 2> "$OUT/detach_$E.err" | tail -n 1)
+    # a detached runner steered from other processes (more epochs than it can finish on a GPU before the stop)
+    ID=$(cli train $SMALL --epochs 2000 --eval-every 40 --detach 2> "$OUT/detach_$E.err" | tail -n 1)
     if [ -z "$ID" ]; then echo "FAIL detach engine $E: $(cat "$OUT/detach_$E.err")"; FAILS=$((FAILS + 1)); continue; fi
     sleep 8
     check "status_$E" cli ctl "$ID" status
