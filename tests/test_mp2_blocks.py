@@ -120,9 +120,11 @@ def test_stride1_paths(case, policy, monkeypatch):
                 lambda x, w, b=None: F.conv_transpose2d(x, w, b, s, p, 0, 1, d))
 
 
-# (N, C, O, H, W, padding, bias): output sizes that are and are not multiples of the 4x4 tiles, down to 1x1
+# (N, C, O, H, W, padding, bias): output sizes that are and are not multiples of the 4x4 tiles, down to 1x1; even
+# batches are split into two parts of N/2 images (winograd.PARTS), odd ones are not
 WINOGRAD_CASES = [(2, 3, 4, 8, 8, 1, True), (3, 2, 5, 9, 7, 1, False), (1, 4, 3, 3, 3, 0, True),
-                  (2, 3, 2, 5, 11, 2, True), (2, 2, 3, 6, 4, (0, 3), True), (1, 5, 4, 1, 2, (1, 2), True)]
+                  (2, 3, 2, 5, 11, 2, True), (2, 2, 3, 6, 4, (0, 3), True), (1, 5, 4, 1, 2, (1, 2), True),
+                  (6, 3, 4, 7, 9, 1, True)]
 
 
 @pytest.mark.parametrize("case", WINOGRAD_CASES)

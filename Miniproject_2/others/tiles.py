@@ -62,18 +62,21 @@ def windows(buf, k, s, count, d=(1, 1)):
 
 
 def overlap_add(out, win, s):
-    """The adjoint of ``windows``: out (N, Hp, Wp, C) = the sum of every window of ``win`` (N, To, Tw, kh, kw, C)
-    placed at (s*t, s*u). Hp, Wp must be multiples of s with room for the last window rounded up to whole strides.
-    Tap a of a window lands in stride block t + a // s at offset a % s, so the taps with the same (a // s, b // s)
-    land on distinct positions: one strided copy or add per such group (ceil(k / s)^2 of them) instead of k^2."""
-    N, To, Tw, kh, kw, C = win.shape
-    (s_h, s_w), (Hp, Wp) = s, out.shape[1:3]
-    blocks = out.view(N, Hp // s_h, s_h, Wp // s_w, s_w, C)
+    """The adjoint of ``windows``: out (..., Hp, Wp, C) = the sum of every window of ``win`` (..., To, Tw, kh, kw, C)
+    placed at (s*t, s*u), for every index of the leading dims (e.g. N). Hp, Wp must be multiples of s with room for
+    the last window rounded up to whole strides. Tap a of a window lands in stride block t + a // s at offset a % s,
+    so the taps with the same (a // s, b // s) land on distinct positions: one strided copy or add per such group
+    (ceil(k / s)^2 of them) instead of k^2."""
+    *lead, To, Tw, kh, kw, C = win.shape
+    (s_h, s_w), (Hp, Wp) = s, out.shape[-3:-1]
+    blocks = out.view(*lead, Hp // s_h, s_h, Wp // s_w, s_w, C)
+    L = len(lead)
+    order = tuple(range(L)) + tuple(L + i for i in (0, 2, 1, 3, 4))     # (To, Tw, rows, cols, C) -> (To, rows, Tw, ...)
     for qh in range(-(-kh // s_h)):
         for qw in range(-(-kw // s_w)):
             rows, cols = min(s_h, kh - qh * s_h), min(s_w, kw - qw * s_w)
-            src = win[:, :, :, qh * s_h:qh * s_h + rows, qw * s_w:qw * s_w + cols].permute(0, 1, 3, 2, 4, 5)
-            dst = blocks[:, qh:qh + To, :rows, qw:qw + Tw, :cols]
+            src = win[..., qh * s_h:qh * s_h + rows, qw * s_w:qw * s_w + cols, :].permute(order)
+            dst = blocks[..., qh:qh + To, :rows, qw:qw + Tw, :cols, :]
             if qh == 0 and qw == 0:
                 dst.copy_(src)                                  # covers its blocks entirely: no need to zero them
                 _zero_outside(blocks, To, Tw, rows, cols)
@@ -84,12 +87,12 @@ def overlap_add(out, win, s):
 
 def _zero_outside(blocks, To, Tw, rows, cols):
     """Zero what the first group's copy did not write: blocks beyond (To, Tw), and the offsets past (rows, cols)."""
-    _, nh, s_h, nw, s_w, _ = blocks.shape
+    nh, s_h, nw, s_w, _ = blocks.shape[-5:]
     if nh > To:
-        blocks[:, To:].zero_()
+        blocks[..., To:, :, :, :, :].zero_()
     if nw > Tw:
-        blocks[:, :To, :, Tw:].zero_()
+        blocks[..., :To, :, Tw:, :, :].zero_()
     if rows < s_h:
-        blocks[:, :To, rows:, :Tw].zero_()
+        blocks[..., :To, rows:, :Tw, :, :].zero_()
     if cols < s_w:
-        blocks[:, :To, :rows, :Tw, cols:].zero_()
+        blocks[..., :To, :rows, :Tw, cols:, :].zero_()

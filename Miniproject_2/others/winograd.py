@@ -23,6 +23,16 @@ so float32 rounding grows: on the 32-96 channel layers of benchmarks/bench_mp2_c
 outputs up to ~3), the largest error against float64 is 6e-6 to 1.1e-5 for y and 4e-6 to 7e-6 for dx, where
 torch's float32 conv2d has ~1e-6; both stay inside torch.testing's default float32 tolerance against torch (a
 test checks 16-128 channels). Weight gradients are as accurate as torch's (1e-3 to 3e-3 on values ~1000).
+
+Threads: torch splits an elementwise copy between its threads by contiguous ranges of the output, and a batched
+matrix product by contiguous ranges of the batch. So the batch of images is cut into PARTS parts that lead the layout
+of every buffer (part, Winograd position, tiles, channels), and every product is batched over (part, ...): with two
+threads, thread k works on part k in every step, reading what it wrote itself the step before. Without this each step
+read about half of its input from the other core's caches. That costs little when the two cores share a cache, and a
+lot when they do not: on the 2-core development VM the host sometimes runs the two CPUs on different dies (a
+core-to-core round trip of ~350 ns instead of ~80 ns, benchmarks/probe_conv_modes.py), and the 64x32x16x16 -> 32
+layer's forward+backward then took 14.0-14.8 ms unsplit and 7.1-7.6 ms split (5.5-6.1 ms split and 6.0-6.8 unsplit
+on one die).
 """
 
 from .tiles import Workspace, nhwc, overlap_add, padded, windows
@@ -49,6 +59,7 @@ AT = ((1, 1, 1, 1, 1, 0),
 
 
 BIAS = 1 * 6 + 1      # the Winograd-domain position (1, 1): A^T e_1 = (1, 1, 1, 1), so it reaches every output
+PARTS = 2             # the batch is split in two: see the module docstring
 
 
 def winograd_applies(C, O, kernel_size, stride, dilation, min_channels=16):
@@ -56,14 +67,21 @@ def winograd_applies(C, O, kernel_size, stride, dilation, min_channels=16):
     return kernel_size == (3, 3) and stride == (1, 1) and dilation == (1, 1) and min(C, O) >= min_channels
 
 
-def transform(mat, src, out, tmp):
-    """out[a, b] = sum_{i, j} mat[a, i] mat[b, j] src[i, j] for every trailing index: (k, k, ...) -> (m, m, ...),
-    i.e. mat @ tile @ mat^T on all tiles at once, as two small matrix products (rows, then columns)."""
+def parts(N):
+    """How many parts the batch is split into (see the module docstring): PARTS when they are equal, else 1."""
+    return PARTS if N % PARTS == 0 else 1
+
+
+def transform(mat, src, out, tmp, P):
+    """out[p, a, b] = sum_{i, j} mat[a, i] mat[b, j] src[p, i, j] for each of the P parts p and every trailing index:
+    (P, k, k, ...) -> (P, m, m, ...), i.e. mat @ tile @ mat^T on all tiles at once, as two batched matrix products
+    (rows, then columns) whose batches start with the part."""
     m, k = mat.shape
-    n = src.numel() // (k * k)
-    rows = tmp.view(-1)[:m * k * n].view(m, k, n)
-    rows.view(m, k * n).addmm_(mat, src.view(k, k * n), beta=0)           # rows[a, j] = sum_i mat[a, i] src[i, j]
-    out.view(m, m, n).baddbmm_(mat.expand(m, m, k), rows, beta=0)         # out[a, b] = sum_j mat[b, j] rows[a, j]
+    n = src.numel() // (P * k * k)
+    rows = tmp.view(-1)[:P * m * k * n].view(P, m, k * n)
+    # rows[p, a, j] = sum_i mat[a, i] src[p, i, j], then out[p, a, b] = sum_j mat[b, j] rows[p, a, j]
+    rows.baddbmm_(mat.expand(P, m, k), src.view(P, k, k * n), beta=0)
+    out.view(P * m, m, n).baddbmm_(mat.expand(P * m, m, k), rows.view(P * m, k, n), beta=0)
     return out
 
 
@@ -75,7 +93,9 @@ class WinogradConv:
         self.N, self.C, self.H, self.W, self.O = geo.N, geo.C, geo.H, geo.W, geo.O
         self.pad, self.Ho, self.Wo = (geo.ph, geo.pw), geo.Ho, geo.Wo
         self.TH, self.TW = -(-self.Ho // 4), -(-self.Wo // 4)          # 4x4 output tiles
-        self.T = self.N * self.TH * self.TW
+        self.P = parts(self.N)                                          # parts of the batch, Np images each
+        self.Np, self.T = self.N // self.P, self.N * self.TH * self.TW
+        self.Tp = self.T // self.P                                      # tiles per part
         self.size = (4 * self.TH + 4, 4 * self.TW + 4)                  # padded grid: whole tiles, +1 for overlap-add
         self.ws = Workspace()
         self.mats = None
@@ -87,43 +107,50 @@ class WinogradConv:
             self.mats = (bt, gg, at)
         return self.mats
 
+    def _tiles(self, buf, k):
+        """The k x k tiles (at stride 4) of an (N, Hp, Wp, C) buffer, indexed (part, k, k, image, TH, TW, C)."""
+        P, Np, TH, TW, C = self.P, self.Np, self.TH, self.TW, buf.shape[-1]
+        return windows(buf, (k, k), (4, 4), (TH, TW)).view(P, Np, TH, TW, k, k, C).permute(0, 4, 5, 1, 2, 3, 6)
+
     def forward(self, x, w, bias):
-        # V = B^T d B (tiles d), U = G w G^T, M[xi] = V[xi] @ U[xi], y = A^T M A (+ bias)
+        # V = B^T d B (tiles d), U = G w G^T, M[xi] = V[xi] @ U[xi], y = A^T M A (+ bias); each part on its own
         bt, gg, at = self._mats(x)
-        ws, C, O, T = self.ws, self.C, self.O, self.T
+        ws, C, O, P, Np, Tp, TH, TW = self.ws, self.C, self.O, self.P, self.Np, self.Tp, self.TH, self.TW
         xp = padded(ws, "xp", x, self.size, self.pad)
-        d = ws.get("d", (6, 6, self.N, self.TH, self.TW, C), x)
-        d.copy_(windows(xp, (6, 6), (4, 4), (self.TH, self.TW)).permute(3, 4, 0, 1, 2, 5))
-        tmp = ws.get("tmp", (36 * T * max(C, O),), x)
-        self.V = transform(bt, d, ws.get("V", (36, T, C), x), tmp)
-        self.U = (gg @ w.permute(2, 3, 1, 0).reshape(9, C * O)).view(36, C, O)
-        M = ws.get("M", (36, T, O), x).baddbmm_(self.V, self.U, beta=0)
+        d = ws.get("d", (P, 6, 6, Np, TH, TW, C), x).copy_(self._tiles(xp, 6))
+        tmp = ws.get("tmp", (36 * self.T * max(C, O),), x)
+        self.V = transform(bt, d, ws.get("V", (P, 36, Tp, C), x), tmp, P)
+        self.U = ws.get("U", (P, 36, C, O), x)                          # one copy per part, written by its thread
+        w9 = w.permute(2, 3, 1, 0).reshape(9, C * O)
+        self.U.view(P, 36, C * O).baddbmm_(gg.expand(P, 36, 9), w9.expand(P, 9, C * O), beta=0)
+        M = ws.get("M", (P, 36, Tp, O), x)
+        M.view(P * 36, Tp, O).baddbmm_(self.V.view(P * 36, Tp, C), self.U.view(P * 36, C, O), beta=0)
         if bias is not None:
-            M[BIAS] += bias                 # column 1 of A^T (the point 1) is all ones: +bias on all 16 outputs
-        Y = transform(at, M, ws.get("Y", (4, 4, self.N, self.TH, self.TW, O), x), tmp)
-        y = x.new_empty(self.N, 4 * self.TH, 4 * self.TW, O)
-        windows(y, (4, 4), (4, 4), (self.TH, self.TW)).copy_(Y.permute(2, 3, 4, 0, 1, 5))
+            M[:, BIAS] += bias              # column 1 of A^T (the point 1) is all ones: +bias on all 16 outputs
+        Y = transform(at, M, ws.get("Y", (P, 4, 4, Np, TH, TW, O), x), tmp, P)
+        y = x.new_empty(self.N, 4 * TH, 4 * TW, O)
+        self._tiles(y, 4).copy_(Y)
         return y[:, :self.Ho, :self.Wo].permute(0, 3, 1, 2)
 
     def backward(self, grad, w, with_bias=True):
         # dM = A dY A^T, dU = V^T dM, dV = dM U^T, dd = B dV B^T added over the overlapping tiles, dw = G^T dU G,
         # dbias = dM at the bias's position summed over tiles (= the sum of grad)
         bt, gg, at = self._mats(grad)
-        ws, C, O, T, N, TH, TW = self.ws, self.C, self.O, self.T, self.N, self.TH, self.TW
-        tmp = ws.get("tmp", (36 * T * max(C, O),), grad)
+        ws, C, O, P, Np, Tp, TH, TW = self.ws, self.C, self.O, self.P, self.Np, self.Tp, self.TH, self.TW
+        tmp = ws.get("tmp", (36 * self.T * max(C, O),), grad)
         if (self.Ho, self.Wo) == (4 * TH, 4 * TW):
             g = nhwc(grad)
         else:                                                           # zeros beyond the outputs of the last tiles
             g = padded(ws, "gp", grad, (4 * TH, 4 * TW), (0, 0))
-        dY = ws.get("Y", (4, 4, N, TH, TW, O), grad)
-        dY.copy_(windows(g, (4, 4), (4, 4), (TH, TW)).permute(3, 4, 0, 1, 2, 5))
-        dM = transform(at.t(), dY, ws.get("M", (36, T, O), grad), tmp)
-        dU = self.V.transpose(1, 2) @ dM                                 # (36, C, O)
+        dY = ws.get("Y", (P, 4, 4, Np, TH, TW, O), grad).copy_(self._tiles(g, 4))
+        dM = transform(at.t(), dY, ws.get("M", (P, 36, Tp, O), grad), tmp, P)
+        dU = (self.V.view(P * 36, Tp, C).transpose(1, 2) @ dM.view(P * 36, Tp, O)).view(P, 36 * C * O).sum(0)
         dw = (gg.t() @ dU.view(36, C * O)).view(3, 3, C, O).permute(3, 2, 0, 1)
-        dV = ws.get("d", (6, 6, N, TH, TW, C), grad).view(36, T, C).baddbmm_(dM, self.U.transpose(1, 2), beta=0)
-        dd = transform(bt.t(), dV, dV, tmp)                              # in place: rows go to tmp first
-        dxp = grad.new_empty(N, *self.size, C)
-        overlap_add(dxp, dd.view(6, 6, N, TH, TW, C).permute(2, 3, 4, 0, 1, 5), (4, 4))
+        dV = ws.get("d", (P, 6, 6, Np, TH, TW, C), grad)
+        dV.view(P * 36, Tp, C).baddbmm_(dM.view(P * 36, Tp, O), self.U.view(P * 36, C, O).transpose(1, 2), beta=0)
+        dd = transform(bt.t(), dV, dV, tmp, P)                           # in place: rows go to tmp first
+        dxp = grad.new_empty(self.N, *self.size, C)
+        overlap_add(dxp.view(P, Np, *self.size, C), dd.permute(0, 3, 4, 5, 1, 2, 6), (4, 4))
         ph, pw = self.pad
-        db = dM[BIAS].sum(0) if with_bias else None
+        db = dM[:, BIAS].sum((0, 1)) if with_bias else None
         return dxp[:, ph:ph + self.H, pw:pw + self.W].permute(0, 3, 1, 2), dw, db
