@@ -7,9 +7,13 @@ Thread count: torch's default unless a script's ``--threads N`` or the environme
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +36,31 @@ def header(what: str = "") -> str:
     """One line naming the conditions of a measurement: torch, threads, CPU count, load average."""
     return (f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, "
             f"load average {load_avg()}" + (f"; {what}" if what else ""))
+
+
+def core_to_core_ns(round_trips: int = 100_000) -> float | None:
+    """Mean round trip (ns) of a cache line between the first two CPUs this process may run on, by
+    ``c2c_latency.c`` (compiled once with the system's ``cc``); None without a C compiler or a second CPU. On a VM
+    it says where the host put the virtual CPUs: on the 2-core development machine it read 55-130 ns at some
+    times and 320-420 ns at others (different dies; see probe_conv_modes.py). Call it while this process's own
+    threads are idle."""
+    cpus = sorted(os.sched_getaffinity(0))
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if len(cpus) < 2 or cc is None:
+        return None
+    src = Path(__file__).with_name("c2c_latency.c")
+    exe = Path(tempfile.gettempdir()) / f"n2n-c2c-{hashlib.sha1(src.read_bytes()).hexdigest()[:12]}"
+    try:
+        if not exe.exists():
+            tmp = exe.with_suffix(f".{os.getpid()}")
+            subprocess.run([cc, "-O2", "-pthread", str(src), "-o", str(tmp)], check=True, capture_output=True)
+            os.replace(tmp, exe)
+        time.sleep(0.3)                                      # let OpenMP threads stop spinning
+        out = subprocess.run([str(exe), str(cpus[0]), str(cpus[1]), str(round_trips)], check=True,
+                             capture_output=True, text=True, timeout=30)
+        return float(out.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
 
 
 def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:

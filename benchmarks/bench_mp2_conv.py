@@ -11,7 +11,11 @@ bias gradients) at batch 64 on every convolution of the prescribed network (32x3
 
 Timings depend on what else runs on the machine: the load average is printed before and after, the two
 implementations alternate within every repeat, and each reports the median over the repeats. ``--wait-quiet 1``
-waits (up to 10 min) for the 1-minute load average to fall below 1 before starting.
+waits (up to 10 min) for the 1-minute load average to fall below 1 before starting. On a virtual machine, where
+the host runs its CPUs matters too: the core-to-core round trip is printed before and after (it needs a C
+compiler; see _common.core_to_core_ns). On the 2-core development machine it read 55-130 ns at some times and
+320-420 ns at others (the two CPUs on different dies), and the 2-thread Winograd layers were slower in the second state
+(twice as slow before they kept each thread on its own part of the batch; see probe_conv_modes.py).
 """
 import argparse
 import math
@@ -21,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from _common import header, interleaved, load_avg, set_threads, wait_quiet
+from _common import core_to_core_ns, header, interleaved, load_avg, set_threads, wait_quiet
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--batch", type=int, default=64)
@@ -107,7 +111,7 @@ def accuracy(case):
 print(header(f"device {dev}, batch {args.batch}, {args.repeats} interleaved repeats (median)"), flush=True)
 if args.wait_quiet:
     wait_quiet(args.wait_quiet)
-load_before = load_avg()
+load_before, c2c_before = load_avg(), core_to_core_ns()
 ratios = []
 for case in cases:
     C, O, k, s, pad, shape = case
@@ -138,3 +142,5 @@ for case in cases:
 geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 print(f"geometric mean ratio ours/torch over {len(ratios)} shapes: {geo:.2f}, worst {max(ratios):.2f} "
       f"(target <= 1.2, none above 1.5); load average {load_before} before, {load_avg()} after")
+if c2c_before is not None:
+    print(f"core-to-core round trip {c2c_before:.0f} ns before, {core_to_core_ns() or float('nan'):.0f} ns after")

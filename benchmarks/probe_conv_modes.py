@@ -1,14 +1,17 @@
-"""Is this machine in the "slow mode" that makes Miniproject_2's small Winograd layers at 2 threads take twice their
+"""Is this machine in the "slow mode" that made Miniproject_2's small Winograd layers at 2 threads take twice their
 usual time? Each of ``--processes`` fresh Python processes times one layer's forward+backward in a loop (ours, then
-torch's ``F.conv2d`` + autograd on the same tensors) and reports the median per call and the CPU time it burned.
+torch's ``F.conv2d`` + autograd on the same tensors) and reports the median per call and the CPU time it burned, after
+measuring the core-to-core round trip of a cache line (``_common.core_to_core_ns``; needs a C compiler).
 
     python benchmarks/probe_conv_modes.py                          # 64x32x16x16 -> 32, 2 threads, 8 processes
     python benchmarks/probe_conv_modes.py --shape 64,48,16,48 --threads 1
 
-On the 2-core development machine (2026-11-27) ours took either 6.0-6.9 ms or 13.6-14.6 ms per call from one
-process to the next (torch: 4.4-5.6 ms in both; ours at 1 thread: about 10 ms); in the slow mode both threads are busy
-throughout (about 2x the CPU time), so it is not idle waiting. ``bench_mp2_conv.py``'s results at 2 threads follow
-whichever mode its process is in; this probe tells the two apart. See issue 13's closing note for what was ruled out.
+What the modes are: where the host runs this VM's two CPUs. On the 2-core development machine (AMD EPYC, 2026-11-27)
+the round trip read 55-130 ns at some times and 320-420 ns at others (the two CPUs on different dies), each state
+lasting seconds to minutes and switching in the middle of a process too. Before the layer kept each thread on its own
+part of the batch (others/winograd.py, "Threads"), ours took 6.0-6.9 ms per call in the first state and 13.6-14.8 ms
+in the second, with both threads busy throughout (torch: 4.4-5.6 ms, and 7.4-8.5 ms at times of its own that did not
+follow the round trip); since, 5.5-6.1 and 7.1-7.6 ms.
 """
 import argparse
 import json
@@ -17,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import header, load_avg
+from _common import core_to_core_ns, header, load_avg
 
 CHILD = r"""
 import json, resource, statistics, sys, time
@@ -67,12 +70,14 @@ def main() -> int:
     print(header(f"layer {args.shape}, {args.threads} threads in each of {args.processes} processes"), flush=True)
     ours = []
     for i in range(args.processes):
+        c2c = core_to_core_ns()
         done = subprocess.run([sys.executable, "-c", CHILD, root, str(args.threads), args.shape, str(args.calls)],
                               capture_output=True, text=True, check=True)
         r = json.loads(done.stdout.strip().splitlines()[-1])
         ours.append(r["ours"][0])
         print(f"  process {i + 1}: ours {r['ours'][0] * 1e3:6.2f} ms (CPU {r['ours'][1] * 1e3:6.2f} ms)   "
-              f"torch {r['torch'][0] * 1e3:6.2f} ms (CPU {r['torch'][1] * 1e3:6.2f} ms)", flush=True)
+              f"torch {r['torch'][0] * 1e3:6.2f} ms (CPU {r['torch'][1] * 1e3:6.2f} ms)"
+              + ("" if c2c is None else f"   core-to-core {c2c:4.0f} ns before"), flush=True)
     print(f"ours: median {statistics.median(ours) * 1e3:.2f} ms, fastest {min(ours) * 1e3:.2f}, slowest "
           f"{max(ours) * 1e3:.2f}; load average after {load_avg()}")
     return 0
