@@ -11,7 +11,7 @@ the round trip read 55-130 ns at some times and 320-420 ns at others (the two CP
 lasting seconds to minutes and switching in the middle of a process too. Before the layer kept each thread on its own
 part of the batch (others/winograd.py, "Threads"), ours took 6.0-6.9 ms per call in the first state and 13.6-14.8 ms
 in the second, with both threads busy throughout (torch: 4.4-5.6 ms, and 7.4-8.5 ms at times of its own that did not
-follow the round trip); since, 5.5-6.1 and 7.1-7.6 ms.
+follow the round trip); since, 5.5-6.1 and 6.8-7.6 ms.
 """
 import argparse
 import json
