@@ -25,6 +25,7 @@ def patches_array(patches) -> numpy.ndarray:
         patches = patches.detach().cpu().numpy()
     return numpy.asarray(patches, dtype=numpy.uint8)
 
+
 @dataclass(frozen=True)
 class Event:
     run: str
