@@ -63,6 +63,12 @@ def core_to_core_ns(round_trips: int = 100_000) -> float | None:
         return None
 
 
+def print_core_to_core(before: float | None) -> None:
+    """At the end of a benchmark: the round trip measured at its start (``before``) and now, if it was measured."""
+    if before is not None:
+        print(f"core-to-core round trip {before:.0f} ns before, {core_to_core_ns() or float('nan'):.0f} ns after")
+
+
 def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:
     """Median wall time (s) of each function in ``fns`` (name -> callable), run in turns: every repeat runs each
     once, in an order rotated from repeat to repeat, so a change in load hits all of them alike."""

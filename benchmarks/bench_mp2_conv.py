@@ -1,7 +1,7 @@
 """Miniproject_2's Conv2d against torch.nn.functional.conv2d + autograd: time of forward + backward (input, weight and
 bias gradients) at batch 64 on every convolution of the prescribed network (32x32 images; widths 64/96/64 unless
---net says otherwise) and on 3x3 stride-1 layers of 32, 48, 64 and 96 channels at 16 and 32 px. Prints the per-shape ratio ours / torch and their geometric mean
-(target: geometric mean <= 1.2, no shape above 1.5).
+--net says otherwise) and on 3x3 stride-1 layers of 32, 48, 64 and 96 channels at 16 and 32 px. Prints the
+per-shape ratio ours / torch and their geometric mean (target: geometric mean <= 1.2, no shape above 1.5).
 
     python benchmarks/bench_mp2_conv.py                    # torch's default thread count
     python benchmarks/bench_mp2_conv.py --threads 1
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from _common import core_to_core_ns, header, interleaved, load_avg, set_threads, wait_quiet
+from _common import core_to_core_ns, header, interleaved, load_avg, print_core_to_core, set_threads, wait_quiet
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--batch", type=int, default=64)
@@ -142,5 +142,4 @@ for case in cases:
 geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 print(f"geometric mean ratio ours/torch over {len(ratios)} shapes: {geo:.2f}, worst {max(ratios):.2f} "
       f"(target <= 1.2, none above 1.5); load average {load_before} before, {load_avg()} after")
-if c2c_before is not None:
-    print(f"core-to-core round trip {c2c_before:.0f} ns before, {core_to_core_ns() or float('nan'):.0f} ns after")
+print_core_to_core(c2c_before)

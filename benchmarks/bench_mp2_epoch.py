@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from _common import epoch_speed, header, load_avg, set_threads, wait_quiet
+from _common import core_to_core_ns, epoch_speed, header, load_avg, print_core_to_core, set_threads, wait_quiet
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--config", action="append", default=None, help="c1,c2[,c3[,k]] (repeatable; default: Model()'s)")
@@ -48,10 +48,11 @@ print(header(f"batch {next(iter(models.values())).batch_size}, {args.repeats} in
              f"steps (median)"), flush=True)
 if args.wait_quiet:
     wait_quiet(args.wait_quiet)
-before = load_avg()
+before, c2c_before = load_avg(), core_to_core_ns()
 speed = epoch_speed(models, args.repeats, args.steps)
 for name, ips in speed.items():
     n = sum(p.numel() for p, _ in models[name].net.param())
     print(f"  {name} ({n} parameters): {ips:.0f} images/s; one epoch of 50000 pairs: {50000 / ips / 60:.1f} min "
           f"(target <= 10 min)")
 print(f"load average {before} before, {load_avg()} after")
+print_core_to_core(c2c_before)  # where the host ran the two CPUs (see probe_conv_modes.py)

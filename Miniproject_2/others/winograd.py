@@ -21,8 +21,10 @@ i.e. the exact gradient of the computed forward. The transforms are small matric
 (``transform``). Rounding: the products in the transform domain are larger than the outputs they cancel down to,
 so float32 rounding grows: on the 32-96 channel layers of benchmarks/bench_mp2_conv.py --accuracy (batch 64,
 outputs up to ~3), the largest error against float64 is 6e-6 to 1.1e-5 for y and 4e-6 to 7e-6 for dx, where
-torch's float32 conv2d has ~1e-6; both stay inside torch.testing's default float32 tolerance against torch (a
-test checks 16-128 channels). Weight gradients are as accurate as torch's (1e-3 to 3e-3 on values ~1000).
+torch's float32 conv2d has ~1e-6 on the CPU (and ~8e-4 on CUDA, where it computes in TF32 by default; our products
+stay float32 there too, with the same errors as on the CPU); both stay inside torch.testing's default float32
+tolerance against the exact result (a test checks 16-128 channels). Weight gradients are as accurate as torch's
+(1e-3 to 3e-3 on values ~1000).
 
 Threads: torch splits an elementwise copy between its threads by contiguous ranges of the output, and a batched
 matrix product by contiguous ranges of the batch. So the batch of images is cut into PARTS parts that lead the layout
@@ -31,8 +33,8 @@ threads, thread k works on part k in every step, reading what it wrote itself th
 read about half of its input from the other core's caches. That costs little when the two cores share a cache, and a
 lot when they do not: on the 2-core development VM the host sometimes runs the two CPUs on different dies (a
 core-to-core round trip of ~350 ns instead of ~80 ns, benchmarks/probe_conv_modes.py), and the 64x32x16x16 -> 32
-layer's forward+backward then took 14.0-14.8 ms unsplit and 7.1-7.6 ms split (5.5-6.1 ms split and 6.0-6.8 unsplit
-on one die).
+layer's forward+backward then took 14.0-14.8 ms unsplit and 7.1-7.6 ms split (three interleaved rounds); on one die
+the split is a little faster too (median of 12 rounds: 6.0 against 8.1 ms).
 """
 
 from .tiles import Workspace, nhwc, overlap_add, padded, windows
