@@ -1,7 +1,8 @@
 """Is this machine in the "slow mode" that made Miniproject_2's small Winograd layers at 2 threads take twice their
-usual time? Each of ``--processes`` fresh Python processes times one layer's forward+backward in a loop (ours, then
-torch's ``F.conv2d`` + autograd on the same tensors) and reports the median per call and the CPU time it burned, after
-measuring the core-to-core round trip of a cache line (``_common.core_to_core_ns``; needs a C compiler).
+usual time? Each of ``--processes`` fresh Python processes times one layer's forward+backward (ours and torch's
+``F.conv2d`` + autograd on the same tensors, one call of each in turn) and reports the median per call and the CPU
+time it burned, after measuring the core-to-core round trip of a cache line (``_common.core_to_core_ns``; needs a C
+compiler).
 
     python benchmarks/probe_conv_modes.py                          # 64x32x16x16 -> 32, 2 threads, 8 processes
     python benchmarks/probe_conv_modes.py --shape 64,48,16,48 --threads 1
