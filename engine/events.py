@@ -17,7 +17,6 @@ _PATCHES = ("noisy", "denoised", "clean")  # image arrays: never in to_dict()
 _OPTIONAL = ("value", "name")  # left out of to_dict() when None
 
 
-
 def patches_array(patches) -> numpy.ndarray:
     """uint8 patches, a torch tensor (on any device) or a numpy array, as a numpy uint8 array (no copy when it is one
     already): what the widgets draw and the socket and store carry, so a viewer needs no torch."""

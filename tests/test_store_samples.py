@@ -113,7 +113,8 @@ def test_recorder_keeps_every_evaluations_patches(tmp_path):
         rec = Recorder(s, run)
         rec(EvalEvent(run, 100, 1, 23.0, 23.0, *patches(7)))
         rec.flush()
-        assert s.samples(run)["steps"] == [0, 50, 100] and np.array_equal(s.samples(run)["noisy"], patches(7)[0].numpy())
+        assert s.samples(run)["steps"] == [0, 50, 100]
+        assert np.array_equal(s.samples(run)["noisy"], patches(7)[0].numpy())
 
 
 def test_a_real_run_stores_the_patches_of_each_evaluation(tmp_path, tiny_models, poisson_data):

@@ -26,6 +26,7 @@ def psnr(image: np.ndarray, clean: np.ndarray) -> float:
     mse = np.mean(((image.astype(np.float32) - clean.astype(np.float32)) / 255.0) ** 2)
     return float(-10.0 * np.log10(mse + 1e-8))
 
+
 class ZoomScreen(Screen):
     BINDINGS = [
         Binding("left", "sample(-1)", "Prev sample", key_display="←"),
