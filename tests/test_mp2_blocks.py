@@ -98,10 +98,12 @@ def random_conv_cases(n, seed):
     return cases
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
 @pytest.mark.parametrize("case", CONV_CASES + random_conv_cases(25, 1))
-def test_conv2d_matches_torch(case):
+def test_conv2d_matches_torch(case, fast):
+    """Both ways a Conv2d computes: as PyTorch adds (a block built directly) and the fast ops (Model's network)."""
     N, C, O, H, W, k, s, p, d, bias = case
-    conv = Conv2d(C, O, k, stride=s, padding=p, dilation=d, bias=bias)
+    conv = Conv2d(C, O, k, stride=s, padding=p, dilation=d, bias=bias).use_fast_paths(fast)
     x = torch.randn(N, C, H, W, dtype=torch.float64)
     check_layer(conv, x, lambda x, w, b=None: F.conv2d(x, w, b, s, p, d))
 
@@ -113,9 +115,9 @@ def test_stride1_paths(case, policy, monkeypatch):
     each combination, for Conv2d and TransposeConv2d."""
     from Miniproject_2.others import conv as conv_module
     monkeypatch.setattr(conv_module, "gather_policy", lambda C, O, kh, kw: policy)
-    test_conv2d_matches_torch(case)
+    test_conv2d_matches_torch(case, fast=True)
     N, C, O, H, W, k, s, p, d, bias = case
-    t = TransposeConv2d(O, C, k, stride=s, padding=p, dilation=d, bias=bias)
+    t = TransposeConv2d(O, C, k, stride=s, padding=p, dilation=d, bias=bias).use_fast_paths()
     check_layer(t, torch.randn(N, O, H, W, dtype=torch.float64),
                 lambda x, w, b=None: F.conv_transpose2d(x, w, b, s, p, 0, 1, d))
 
@@ -135,18 +137,19 @@ def test_winograd_path(case, monkeypatch):
     from Miniproject_2.others.winograd import WinogradConv
     monkeypatch.setattr(conv_module, "winograd_applies", lambda *a: True)
     N, C, O, H, W, p, bias = case
-    conv = Conv2d(C, O, 3, padding=p, bias=bias)
+    conv = Conv2d(C, O, 3, padding=p, bias=bias).use_fast_paths()
     check_layer(conv, torch.randn(N, C, H, W, dtype=torch.float64), lambda x, w, b=None: F.conv2d(x, w, b, 1, p))
     assert isinstance(conv.op, WinogradConv)
     pp = (p, p) if isinstance(p, int) else p
     if max(pp) <= 2:
-        t = TransposeConv2d(C, O, 3, padding=p, bias=bias)
+        t = TransposeConv2d(C, O, 3, padding=p, bias=bias).use_fast_paths()
         check_layer(t, torch.randn(N, C, H + 2, W + 2, dtype=torch.float64),
                     lambda x, w, b=None: F.conv_transpose2d(x, w, b, 1, p))
         assert isinstance(t.op, WinogradConv)
-    up = Upsampling(C, O, 3, padding=p, bias=bias)
+    up = Upsampling(C, O, 3, padding=p, bias=bias).use_fast_paths()
     check_layer(up, torch.randn(N, C, H, W, dtype=torch.float64),
                 lambda x, w, b=None: F.conv2d(F.interpolate(x, scale_factor=2), w, b, 1, p))
+    assert isinstance(up.conv.op, WinogradConv)
 
 
 @pytest.mark.parametrize("kind", ["OutputSideConv", "Im2colConv", "DirectConv"])
@@ -162,7 +165,7 @@ def test_each_op_where_it_applies(case, kind, monkeypatch):
     if kind == "Im2colConv" and d != (1, 1):
         pytest.skip("Im2colConv needs dilation 1")
     monkeypatch.setattr(conv_module, "choose_op", lambda geo: getattr(conv_module, kind))
-    conv = Conv2d(C, O, k, stride=s, padding=p, dilation=d, bias=bias)
+    conv = Conv2d(C, O, k, stride=s, padding=p, dilation=d, bias=bias).use_fast_paths()
     check_layer(conv, torch.randn(N, C, H, W, dtype=torch.float64), lambda x, w, b=None: F.conv2d(x, w, b, s, p, d))
     assert type(conv.op).__name__ == kind
 
@@ -174,7 +177,7 @@ def test_winograd_float32_within_default_tolerance(channels):
     float32 conv2d errs 1e-6 on the CPU), weight gradients (sums over 2048 positions) within 1e-4 relative. The
     reference is float64 because torch's float32 one is not exact enough on every device: on CUDA it computes in
     TF32 by default (errors of ~8e-4)."""
-    conv = Conv2d(channels, channels, 3, padding=1)
+    conv = Conv2d(channels, channels, 3, padding=1).use_fast_paths()
     x = torch.randn(8, channels, 16, 16)
     y = conv.forward(x)
     g = torch.randn_like(y)
@@ -190,23 +193,35 @@ def test_winograd_float32_within_default_tolerance(channels):
 
 
 def test_fast_paths_are_picked_for_the_model_layers():
+    from Miniproject_2.model import Model
     from Miniproject_2.others.conv import Im2colConv, OutputSideConv
+    from Miniproject_2.others.exact import ExactConv
     from Miniproject_2.others.winograd import WinogradConv
     kinds = {}
     for C, O, s, size in ((3, 64, 2, 32), (64, 96, 2, 16), (96, 64, 1, 16), (64, 3, 1, 32), (32, 32, 1, 32)):
-        conv = Conv2d(C, O, 3, stride=s, padding=1)
+        conv = Conv2d(C, O, 3, stride=s, padding=1).use_fast_paths()
         conv.forward(torch.randn(2, C, size, size))
         kinds[(C, O)] = type(conv.op)
     assert kinds == {(3, 64): Im2colConv, (64, 96): Im2colConv, (96, 64): WinogradConv, (64, 3): OutputSideConv,
                      (32, 32): WinogradConv}
+    # a block built directly adds as PyTorch does; Model's own network is built with the fast ops
+    direct = Conv2d(96, 64, 3, padding=1)
+    direct.forward(torch.randn(2, 96, 16, 16))
+    assert type(direct.op) is ExactConv
+    model = Model(device=str(torch.empty(0).device))
+    model.predict(torch.rand(2, 3, 32, 32) * 255)
+    assert [type(layer.op) for layer in model.net if isinstance(layer, Conv2d)] == [Im2colConv, Im2colConv]
+    assert [type(layer.conv.op) for layer in model.net if isinstance(layer, Upsampling)] == [WinogradConv,
+                                                                                            OutputSideConv]
 
 
-def test_layers_accept_any_memory_layout():
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
+def test_layers_accept_any_memory_layout(fast):
     """The fast convolutions return (N, C, H, W) tensors stored channels-last; every block takes either."""
     x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
     for layer in (Conv2d(16, 16, 3, padding=1), Conv2d(16, 16, 3, stride=2, padding=1), Conv2d(16, 2, 3, padding=1),
-                  NearestUpsampling(2), TransposeConv2d(16, 16, 3, padding=1)):
-        layer.to(torch.float64)
+                  NearestUpsampling(2), TransposeConv2d(16, 16, 3, padding=1), TransposeConv2d(16, 16, 3, stride=2)):
+        layer.use_fast_paths(fast).to(torch.float64)
         a = layer.forward(x)
         b = layer.forward(x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
         torch.testing.assert_close(a, b, **TOL)
@@ -258,10 +273,11 @@ TCONV_CASES = [
 ]
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
 @pytest.mark.parametrize("case", TCONV_CASES)
-def test_transpose_conv2d_matches_torch(case):
+def test_transpose_conv2d_matches_torch(case, fast):
     N, C, O, H, W, k, s, p, op, d, bias = case
-    t = TransposeConv2d(C, O, k, stride=s, padding=p, output_padding=op, bias=bias, dilation=d)
+    t = TransposeConv2d(C, O, k, stride=s, padding=p, output_padding=op, bias=bias, dilation=d).use_fast_paths(fast)
     x = torch.randn(N, C, H, W, dtype=torch.float64)
     check_layer(t, x, lambda x, w, b=None: F.conv_transpose2d(x, w, b, s, p, op, 1, d))
 
@@ -275,10 +291,11 @@ def test_nearest_upsampling_matches_torch(scale):
     assert up.param() == []
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
 @pytest.mark.parametrize("case", [(2, 3, 4, 3, 2, 1, 1), (1, 4, 2, (3, 2), 3, 1, (1, 0)), (3, 2, 2, 3, 2, 2, 1)])
-def test_upsampling_matches_torch(case):
+def test_upsampling_matches_torch(case, fast):
     N, C, O, k, scale, s, p = case
-    up = Upsampling(C, O, k, scale_factor=scale, stride=s, padding=p)
+    up = Upsampling(C, O, k, scale_factor=scale, stride=s, padding=p).use_fast_paths(fast)
     x = torch.randn(N, C, 5, 6, dtype=torch.float64)
     check_layer(up, x, lambda x, w, b: F.conv2d(F.interpolate(x, scale_factor=scale, mode="nearest"), w, b, s, p))
     assert up.weight is up.conv.weight and len(up.param()) == 2
@@ -307,11 +324,13 @@ def test_losses_match_torch(loss, ref):
         loss.forward(pred, target[:2])
 
 
-def test_sequential_matches_torch_network():
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
+def test_sequential_matches_torch_network(fast):
     ours = Sequential(Conv2d(3, 5, 3, stride=2, padding=1), ReLU(), Conv2d(5, 6, 3, stride=2, padding=1), ReLU(),
                       Upsampling(6, 5, 3, padding=1), LeakyReLU(0.2), Upsampling(5, 3, 3, padding=1),
                       TransposeConv2d(3, 3, 3, padding=1), Sigmoid())
-    ours.to(torch.float64)
+    ours.use_fast_paths(fast).to(torch.float64)
+    assert all(m.fast == fast for m in (ours, ours[0], ours[4].conv, ours[7]))
     ws = [p for p, _ in ours.param()]
 
     def ref(x, *w):

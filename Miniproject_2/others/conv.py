@@ -25,7 +25,11 @@ Two ways of doing each, picked once per shape by `ConvGeometry`:
 * any stride ("unfold" path): classic im2col with torch's unfold, one batched matrix product, and fold (col2im,
   a scatter-add) for the input gradient.
 
-Those two are the general fallback (``DirectConv``). ``conv_op`` picks, once per shape, the op a layer runs:
+Those two are the general fallback (``DirectConv``). ``conv_op`` picks, once per shape, the op a layer runs. A layer
+built directly runs ``ExactConv`` (exact.py): it adds in PyTorch's own order, so it gives ``F.conv2d``'s float32
+numbers (bit for bit on PyTorch's im2col path), which is what the course's tests check. A layer whose ``fast`` flag is set (``Model``'s
+network: ``Module.use_fast_paths``) runs the fastest op that applies, whose float32 sums differ from PyTorch's in the
+last bits (Winograd's by more: winograd.py):
 
 * ``WinogradConv`` (winograd.py): 3x3, stride 1, both sides at least 16 channels -- the wide stride-1 layers, where
   F(4x4, 3x3) needs 4x fewer multiply-adds;
@@ -42,6 +46,7 @@ its backward needs, and keeps its work buffers (tiles.Workspace) from one call t
 
 from torch.nn.functional import fold, unfold
 
+from .exact import ExactConv
 from .tiles import Workspace, nhwc, overlap_add, padded, windows
 from .winograd import WinogradConv, winograd_applies
 
@@ -235,14 +240,15 @@ def conv2d_weight_grad(gs, xs, geo):
 
 # ------------------------------------------------------------------------------------------------------- the ops
 
-def conv_op(prev, x_shape, out_channels, kernel_size, stride, padding, dilation):
+def conv_op(prev, x_shape, out_channels, kernel_size, stride, padding, dilation, fast=True):
     """The op a convolution of inputs shaped ``x_shape`` runs: ``prev`` again when nothing changed (it keeps its
-    work buffers), else a new one of the fastest kind that applies (see the module docstring)."""
-    key = (tuple(x_shape), out_channels, kernel_size, stride, padding, dilation)
+    work buffers), else a new one: ``ExactConv`` unless ``fast``, else the fastest kind that applies (see the
+    module docstring)."""
+    key = (tuple(x_shape), out_channels, kernel_size, stride, padding, dilation, fast)
     if prev is not None and prev.key == key:
         return prev
     geo = ConvGeometry(x_shape, out_channels, kernel_size, stride, padding, dilation)   # checks the sizes
-    op = choose_op(geo)(geo)
+    op = choose_op(geo)(geo) if fast else ExactConv(geo)
     op.key = key
     return op
 

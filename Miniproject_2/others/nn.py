@@ -12,6 +12,7 @@ from torch import empty
 
 from .conv import (ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, conv_op, pair,
                    prepare_input, prepare_output)
+from .exact import ExactTransposeConv
 
 
 class Module(object):
@@ -40,6 +41,18 @@ class Module(object):
     def zero_grad(self):
         for _, g in self.param():
             g.zero_()
+
+    fast = False   # convolutions add in PyTorch's order unless this is set (others/conv.py: conv_op)
+
+    def use_fast_paths(self, enabled=True):
+        """Let the convolutions in this block pick the fastest op for each shape (Winograd and the rest, whose float32
+        sums differ from PyTorch's in the last bits) instead of adding in PyTorch's own order; returns self. Off for a
+        block built directly, so it matches torch.nn.functional's result as the course's tests check it; Model's
+        network turns it on, where only speed and accuracy count."""
+        self.fast = bool(enabled)
+        for child in self.children():
+            child.use_fast_paths(enabled)
+        return self
 
     def to(self, *args, **kwargs):
         """Move/cast parameters and gradients like ``Tensor.to`` (do it before handing ``param()`` to an optimizer)."""
@@ -104,7 +117,7 @@ class Conv2d(Module):
         # y[n, o] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_padded[n, c, s*u + d*i, s*v + d*j]
         _check_input(x, self.in_channels, "Conv2d")
         self.op = conv_op(self.op, x.shape, self.out_channels, self.kernel_size, self.stride, self.padding,
-                          self.dilation)
+                          self.dilation, self.fast)
         return self.op.forward(x, self.weight, self.bias)
 
     def backward(self, grad):
@@ -147,7 +160,7 @@ class TransposeConv2d(Module):
         self.bias = _uniform((self.out_channels,), bound) if bias else None
         if not bias:
             self._params = ("weight",)
-        self.geo = self.xg = self.op = None
+        self.path = self.geo = self.xg = self.op = None
 
     def forward(self, x):
         # y = conv_{out->in}^T(x) + bias: every input pixel spreads weight[c_in] * x over a kh x kw window
@@ -157,33 +170,42 @@ class TransposeConv2d(Module):
                 zip((H, W), self.stride, self.padding, self.dilation, self.kernel_size, self.output_padding)]
         if min(size) < 1:
             raise ValueError(f"TransposeConv2d: input {H}x{W} gives an empty output {size[0]}x{size[1]}")
+        # the convolution out -> in that this layer transposes
+        geo = ConvGeometry((N, self.out_channels, size[0], size[1]), self.in_channels, self.kernel_size,
+                           self.stride, self.padding, self.dilation)
         pad = tuple(d * (k - 1) - p for d, k, p in zip(self.dilation, self.kernel_size, self.padding))
+        if not self.fast:                       # added up as PyTorch does (others/exact.py)
+            self.path, self.op = "exact", ExactTransposeConv(geo)
+            return self.op.forward(x, self.weight, self.bias)
         if self.stride == (1, 1) and self.output_padding == (0, 0) and min(pad) >= 0:
             # stride 1: a plain convolution of x with the kernel flipped and in/out swapped, padding d(k-1)-p
-            self.geo = None
-            self.op = conv_op(self.op, x.shape, self.out_channels, self.kernel_size, (1, 1), pad, self.dilation)
+            prev = self.op if self.path == "flipped" else None
+            self.path = "flipped"
+            self.op = conv_op(prev, x.shape, self.out_channels, self.kernel_size, (1, 1), pad, self.dilation)
             return self.op.forward(x, self.weight.transpose(0, 1).flip(2, 3), self.bias)
-        self.geo = ConvGeometry((N, self.out_channels, size[0], size[1]), self.in_channels, self.kernel_size,
-                                self.stride, self.padding, self.dilation)
-        self.xg = prepare_output(x, self.geo)   # x plays the role of the output gradient of the virtual conv
-        y = conv2d_input_grad(self.xg, self.weight, self.geo)
+        self.path, self.geo = "strided", geo
+        self.xg = prepare_output(x, geo)        # x plays the role of the output gradient of the virtual conv
+        y = conv2d_input_grad(self.xg, self.weight, geo)
         if self.bias is not None:
             y += self.bias.view(1, -1, 1, 1)
         return y
 
     def backward(self, grad):
         # dx = conv_{out->in}(grad),  dweight = x (*) grad,  dbias = sum of grad
-        if self.geo is None:                    # the stride-1 case: the flipped convolution's gradients
-            dx, dweight, dbias = self.op.backward(grad, self.weight.transpose(0, 1).flip(2, 3), self.bias is not None)
-            self._accumulate("weight", dweight.flip(2, 3).transpose(0, 1))
-            if self.bias is not None:
-                self._accumulate("bias", dbias)
-            return dx
-        if self.bias is not None:
-            self._accumulate("bias", grad.sum((0, 2, 3)))
-        gs = prepare_input(grad, self.geo)
-        self._accumulate("weight", conv2d_weight_grad(self.xg, gs, self.geo))
-        return conv2d_forward(gs, self.weight, self.geo)
+        with_bias = self.bias is not None
+        if self.path == "exact":
+            dx, dweight, dbias = self.op.backward(grad, self.weight, with_bias)
+        elif self.path == "flipped":            # the stride-1 case: the flipped convolution's gradients
+            dx, dweight, dbias = self.op.backward(grad, self.weight.transpose(0, 1).flip(2, 3), with_bias)
+            dweight = dweight.flip(2, 3).transpose(0, 1)
+        else:
+            gs = prepare_input(grad, self.geo)
+            dx, dweight = conv2d_forward(gs, self.weight, self.geo), conv2d_weight_grad(self.xg, gs, self.geo)
+            dbias = grad.sum((0, 2, 3)) if with_bias else None
+        self._accumulate("weight", dweight)
+        if with_bias:
+            self._accumulate("bias", dbias)
+        return dx
 
     def __repr__(self):
         return (f"TransposeConv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
