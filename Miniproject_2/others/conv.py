@@ -27,9 +27,9 @@ Two ways of doing each, picked once per shape by `ConvGeometry`:
 
 Those two are the general fallback (``DirectConv``). ``conv_op`` picks, once per shape, the op a layer runs. A layer
 built directly runs ``ExactConv`` (exact.py): it adds in PyTorch's own order, so it gives ``F.conv2d``'s float32
-numbers (bit for bit on PyTorch's im2col path), which is what the course's tests check. A layer whose ``fast`` flag is set (``Model``'s
-network: ``Module.use_fast_paths``) runs the fastest op that applies, whose float32 sums differ from PyTorch's in the
-last bits (Winograd's by more: winograd.py):
+numbers (bit for bit on PyTorch's im2col path), which is what the course's tests check. A layer whose ``fast`` flag
+is set (``Model``'s network: ``Module.use_fast_paths``) runs the fastest op that applies, whose float32 sums differ
+from PyTorch's in the last bits (Winograd's by more: winograd.py):
 
 * ``WinogradConv`` (winograd.py): 3x3, stride 1, both sides at least 16 channels -- the wide stride-1 layers, where
   F(4x4, 3x3) needs 4x fewer multiply-adds;
