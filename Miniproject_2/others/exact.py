@@ -19,9 +19,11 @@ differs only for 1x1 kernels on one thread).
 * oneDNN's direct kernels add, for each output, over blocks of 16 input channels, then the kernel taps, then the
   channels of a block, and add the bias last: ours orders the GEMM's columns that way. Where oneDNN's order is
   exactly that, the results are bit for bit the same; elsewhere (wide layers, where oneDNN splits the sum) they are
-  at least as close as the im2col order. Backward passes keep the im2col order there, as no simple order is closer.
+  at least as close as the im2col order. Backward passes keep the im2col order there (no simple order is closer),
+  as batched products instead of one per image.
 
-Memory is the im2col matrix of one batch (C*kh*kw rows): fine for tests and small experiments, not for training.
+Memory is the im2col matrix of one batch (C*kh*kw rows), and a network of these blocks trains several times slower
+than with the fast ops: call ``use_fast_paths()`` on a network to train it.
 """
 
 from torch import arange
@@ -54,37 +56,40 @@ class ExactConv:
         self.geo = geo
 
     def forward(self, x, w, bias):
-        # y[n] = bias + W @ cols[n]  (W: (O, C*kh*kw), cols[n]: (C*kh*kw, Ho*Wo)), one GEMM per image
+        # y[n] = bias + W @ cols[n]  (W: (O, C*kh*kw), cols[n]: (C*kh*kw, Ho*Wo))
         g = self.geo
         self.cols = unfold(x, **g.unfold_args())
+        self.native = native_order(x, (g.kh, g.kw))
         wm = w.reshape(g.O, -1)
-        y = x.new_empty(g.N, g.O, g.Ho * g.Wo)
-        if native_order(x, (g.kh, g.kw)):
+        if self.native:                          # one GEMM per image onto the bias, as slow_conv2d does
+            y = x.new_empty(g.N, g.O, g.Ho * g.Wo)
             for n in range(g.N):
                 if bias is None:
                     y[n] = wm @ self.cols[n]
                 else:
                     y[n] = bias.view(-1, 1).expand(y[n].shape)
                     y[n].addmm_(wm, self.cols[n])
-        else:
+        else:                                    # oneDNN's order, one GEMM for the batch, the bias last
             order = onednn_columns(g.C, g.kh * g.kw, x.device)
-            wm = wm[:, order]
-            for n in range(g.N):
-                y[n] = wm @ self.cols[n][order]
+            y = wm[:, order] @ self.cols[:, order]
             if bias is not None:
                 y += bias.view(1, -1, 1)
         return y.view(g.N, g.O, g.Ho, g.Wo)
 
     def backward(self, grad, w, with_bias=True):
-        # dx = col2im(W^T @ g[n]),  dW = sum_n g[n] @ cols[n]^T (image after image),  db = sum of g
+        # dx = col2im(W^T @ g[n]),  dW = sum_n g[n] @ cols[n]^T,  db = sum of g
         g = self.geo
         gm = grad.reshape(g.N, g.O, -1)
         wt = w.reshape(g.O, -1).t()
-        dcols = grad.new_empty(self.cols.shape)
-        dw = w.new_zeros(g.O, g.C * g.kh * g.kw)
-        for n in range(g.N):
-            dcols[n] = wt @ gm[n]
-            dw.addmm_(gm[n], self.cols[n].t())
+        if self.native:                          # image after image, as slow_conv2d's backward
+            dcols = grad.new_empty(self.cols.shape)
+            dw = w.new_zeros(g.O, g.C * g.kh * g.kw)
+            for n in range(g.N):
+                dcols[n] = wt @ gm[n]
+                dw.addmm_(gm[n], self.cols[n].t())
+        else:
+            dcols = wt @ gm
+            dw = (gm @ self.cols.transpose(1, 2)).sum(0)
         dx = fold(dcols, (g.H, g.W), **g.unfold_args())
         return dx, dw.view(w.shape), grad.sum((0, 2, 3)) if with_bias else None
 
@@ -100,26 +105,35 @@ class ExactTransposeConv:
         # cols[n] = W^T @ x[n]  (W: (C_in, C_out*kh*kw)),  y = col2im(cols) + bias
         g = self.geo
         self.x = x.reshape(g.N, g.O, -1)
+        self.native = native_order(x, (g.kh, g.kw))
         wt = w.reshape(g.O, -1).t()
-        cols = x.new_empty(g.N, wt.shape[0], self.x.shape[2])
-        for n in range(g.N):
-            cols[n] = wt @ self.x[n]
+        if self.native:                          # one GEMM per image, as slow_conv_transpose2d does
+            cols = x.new_empty(g.N, wt.shape[0], self.x.shape[2])
+            for n in range(g.N):
+                cols[n] = wt @ self.x[n]
+        else:
+            cols = wt @ self.x
         y = fold(cols, (g.H, g.W), **g.unfold_args())
         if bias is not None:
             y += bias.view(1, -1, 1, 1)
         return y
 
     def backward(self, grad, w, with_bias=True):
-        # gcols = im2col(g),  dx[n] = W @ gcols[n],  dW = sum_n x[n] @ gcols[n]^T,  db = sum_n of g[n]'s sums
+        # gcols = im2col(g),  dx[n] = W @ gcols[n],  dW = sum over images of x[n] @ gcols[n]^T,  db = sum of g
         g = self.geo
         gcols = unfold(grad, **g.unfold_args())
         wm = w.reshape(g.O, -1)
-        dx = grad.new_empty(self.x.shape)
-        dw = w.new_zeros(wm.shape)
-        db = grad.new_zeros(g.C) if with_bias else None
-        for n in range(g.N):
-            dx[n] = wm @ gcols[n]
-            dw.addmm_(self.x[n], gcols[n].t())
-            if with_bias:
-                db += grad[n].reshape(g.C, -1).sum(1)
+        if self.native:                          # image after image, as its backward
+            dx = grad.new_empty(self.x.shape)
+            dw = w.new_zeros(wm.shape)
+            db = grad.new_zeros(g.C) if with_bias else None
+            for n in range(g.N):
+                dx[n] = wm @ gcols[n]
+                dw.addmm_(self.x[n], gcols[n].t())
+                if with_bias:
+                    db += grad[n].reshape(g.C, -1).sum(1)
+        else:
+            dx = wm @ gcols
+            dw = (self.x @ gcols.transpose(1, 2)).sum(0)
+            db = grad.sum((0, 2, 3)) if with_bias else None
         return dx.view(g.N, g.O, g.Ho, g.Wo), dw.view(w.shape), db
