@@ -19,6 +19,7 @@ class Module(object):
     """Base class. Parameters are the attributes named in ``_params``; the gradient of ``name`` is ``name_grad``."""
 
     _params = ()
+    fast = False   # convolutions add in PyTorch's order unless use_fast_paths() set this (others/conv.py: conv_op)
 
     def forward(self, *input):
         raise NotImplementedError
@@ -41,8 +42,6 @@ class Module(object):
     def zero_grad(self):
         for _, g in self.param():
             g.zero_()
-
-    fast = False   # convolutions add in PyTorch's order unless this is set (others/conv.py: conv_op)
 
     def use_fast_paths(self, enabled=True):
         """Let the convolutions in this block pick the fastest op for each shape (Winograd and the rest, whose float32
