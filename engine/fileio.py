@@ -4,6 +4,13 @@ either the old file or the new one, never half of one.
 Targets are checked first (``check_target``): only a regular file, or a free name in an existing folder, is ever
 replaced, never a device, a FIFO, a socket or a folder. Failures come back as ``WriteError`` with one line that names
 the target and the reason ("no space left on device: PATH"), never the temporary file's name.
+
+Privacy on a shared machine: what n2n-tui writes under a runs folder (run folders, the session store, checkpoints,
+logs) is the owner's alone, whatever the umask: folders 0700, files 0600 (``run_modes``). An owner who shares the
+runs folder with a group on purpose (group-writable or setgid, and not world-writable like /tmp) gives the group
+read access: folders 0750, files 0640. Files there are opened without following symbolic links (``open_nofollow``,
+``read_nofollow``): a link planted in a run folder is refused, not written or read through. Files the user asked
+for elsewhere (an exported ``bestmodel.pth``, figures) follow the umask like any other program's.
 """
 from __future__ import annotations
 
@@ -25,6 +32,76 @@ class WriteError(OSError):
 
     def __str__(self) -> str:  # the message alone, not OSError's "[Errno 28] ..."
         return self.strerror or super().__str__()
+
+
+def umask() -> int:
+    """This process's umask (read from /proc where it can be: setting it to read it races with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def run_modes(runs_root: str | os.PathLike) -> tuple[int, int]:
+    """(folder mode, file mode) for what n2n-tui writes under ``runs_root``: (0o700, 0o600), or (0o750, 0o640) when
+    its owner shares the folder with a group on purpose (setgid or group-writable, not world-writable)."""
+    try:
+        mode = os.stat(runs_root).st_mode
+    except OSError:
+        return 0o700, 0o600
+    shared = mode & (stat.S_ISGID | stat.S_IWGRP) and not mode & stat.S_IWOTH
+    return (0o750, 0o640) if shared else (0o700, 0o600)
+
+
+def make_dir(path: str | os.PathLike, mode: int, parents: bool = False) -> Path:
+    """``mkdir`` with exactly ``mode`` (not ``mode`` less the umask); FileExistsError if it exists."""
+    path = Path(path)
+    if parents and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=mode)
+    os.chmod(path, mode)
+    return path
+
+
+class SymlinkError(OSError):
+    """A file n2n-tui keeps for itself is a symbolic link: refused, never followed."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def open_nofollow(path: str | os.PathLike, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (SymlinkError, one line); a file it creates gets exactly
+    ``mode`` (not ``mode`` less the umask), and an existing one of ours is brought down to it."""
+    existed = os.path.lexists(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SymlinkError(errno.ELOOP, f"{path}: is a symbolic link; n2n-tui does not follow links in its run "
+                                            "folders (move it away)") from None
+        raise
+    if flags & os.O_CREAT:
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == os.getuid() and (not existed or stat.S_IMODE(st.st_mode) & ~mode):
+                os.fchmod(fd, mode)
+        except OSError:
+            pass
+    return fd
+
+
+def read_nofollow(path: str | os.PathLike) -> bytes:
+    """The bytes of a file n2n-tui keeps for itself, refusing a symbolic link (SymlinkError)."""
+    fd = open_nofollow(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def check_target(path: str | os.PathLike, what: str = "target") -> Path:
@@ -60,7 +137,9 @@ def write_error(e: BaseException, path: str | os.PathLike) -> WriteError:
     return WriteError(code or errno.EIO, f"{reason}: {path}")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], mode: int | None = None) -> Path:
+    """Write ``path`` through ``write(f)``, atomically. The file gets ``mode``, or when None what the umask gives a
+    new file (0644 under the usual 022)."""
     path = check_target(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -71,7 +150,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; these are ordinary readable files
+        os.chmod(tmp, 0o666 & ~umask() if mode is None else mode)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException as e:
         try:
@@ -84,8 +163,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+    return atomic_write(path, lambda f: f.write(data), mode)
 
 
 def torch_bytes(obj: Any) -> bytes:
@@ -98,5 +177,5 @@ def torch_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write_bytes(path, torch_bytes(obj))
+def atomic_torch_save(obj: Any, path: str | os.PathLike, mode: int | None = None) -> Path:
+    return atomic_write_bytes(path, torch_bytes(obj), mode)

@@ -19,6 +19,9 @@ Files in the run folder (all written atomically, temporary file + ``os.replace``
   every epoch end, on pause and on stop, and at least every ``STATE_SECONDS`` while training, so a killed run loses
   minutes, not an epoch
 
+They are the owner's only (``engine.fileio.run_modes``: 0600 in a 0700 folder, unless the runs folder is shared
+with a group on purpose), and are read back without following symbolic links.
+
 Weights are "judged good" by the explosion guard: the loss a step returns is measured on the weights *before* that
 step's update, so a snapshot is taken just before a step and becomes the rollback target only when that step's loss
 passes the guard. A step that ruins the weights is therefore never the one whose weights are kept.
@@ -26,6 +29,7 @@ passes the guard. A step that ruins the weights is therefore never the one whose
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -45,7 +49,7 @@ from .config import RunConfig, new_run_id  # noqa: F401  (new_run_id: re-exporte
 from .data import Dataset, load_data
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
-from .fileio import atomic_torch_save, atomic_write_bytes, write_error
+from .fileio import atomic_torch_save, atomic_write_bytes, make_dir, read_nofollow, run_modes, write_error
 from .metrics import psnr
 from .models import new_model
 from .schedule import Schedule
@@ -86,7 +90,7 @@ def _one_line(e: BaseException) -> str:
 def read_best_meta(run_dir: str | os.PathLike) -> dict | None:
     """``best.json`` of a run folder, or None if missing or unreadable."""
     try:
-        meta = json.loads((Path(run_dir) / BEST_META).read_text())
+        meta = json.loads(read_nofollow(Path(run_dir) / BEST_META))
         return meta if isinstance(meta, dict) else None
     except (OSError, ValueError):
         return None
@@ -98,7 +102,9 @@ class Trainer:
         self.config = config.validate()
         self.run_id = run_id or new_run_id()
         self.run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix=f"n2n-{self.run_id}-"))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        folder_mode, self.file_mode = run_modes(self.run_dir.parent)   # what the run's own files get
+        if not self.run_dir.exists():
+            make_dir(self.run_dir, folder_mode, parents=True)
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dataset = dataset
 
@@ -465,12 +471,13 @@ class Trainer:
         path = self.run_dir / BEST_FILE
         try:
             self.model.save(path)  # the Model's own (grader) format, written atomically by the Model
+            os.chmod(path, self.file_mode)  # the Model makes an ordinary readable file; this one is the run's own
         except OSError as e:
             raise write_error(e, path) from None
-        blob = path.read_bytes()
+        blob = read_nofollow(path)
         meta = {"psnr": p, "step": self.step, "sha256": hashlib.sha256(blob).hexdigest(), "run": self.run_id,
                 "engine": self.config.engine}
-        atomic_write_bytes(self.run_dir / BEST_META, json.dumps(meta).encode())
+        atomic_write_bytes(self.run_dir / BEST_META, json.dumps(meta).encode(), self.file_mode)
         with self._cv:
             self._best_blob, self.best_psnr, self.best_step = blob, p, self.step
 
@@ -527,7 +534,7 @@ class Trainer:
         if self._good is not None and self._good[1][0] == "dict":
             state["good"] = {"step": self._good[0], "model": self._good[1][1]}
         path = self.run_dir / STATE_FILE
-        atomic_torch_save(state, path)
+        atomic_torch_save(state, path, self.file_mode)
         self._state_time = time.monotonic()
         self._emit(SavedEvent(self.run_id, path=str(path), psnr=self.best_psnr, step=self.step, what="state"))
 
@@ -547,7 +554,7 @@ class Trainer:
             raise CheckpointError(f"engine {self.config.engine}'s Model has no load_state_dict(): "
                                   "its runs cannot be resumed yet")
         try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(read_nofollow(state_path)), map_location="cpu", weights_only=True)
         except Exception as e:
             raise CheckpointError(f"{state_path}: not a readable training state ({_one_line(e)[:160]})") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
@@ -582,7 +589,7 @@ class Trainer:
         best = run_dir / BEST_FILE
         meta = read_best_meta(run_dir)
         try:
-            blob = best.read_bytes()
+            blob = read_nofollow(best)
         except OSError:
             return ""
         if not blob or not meta or meta.get("sha256") != hashlib.sha256(blob).hexdigest():

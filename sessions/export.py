@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.config import RunConfig
 from engine.data import Dataset, load_data
 from engine.evaluate import predict_all
-from engine.fileio import check_target, write_error
+from engine.fileio import SymlinkError, check_target, read_nofollow, umask, write_error
 from engine.metrics import psnr
 from engine.models import bestmodel_path, new_model
 from engine.trainer import BEST_FILE, read_best_meta
@@ -38,9 +38,11 @@ def _read_best(run: dict) -> tuple[bytes, float, int | None]:
     path = run_dir / BEST_FILE
     for _ in range(5):
         try:
-            blob = path.read_bytes()
+            blob = read_nofollow(path)
         except FileNotFoundError:
             raise ExportError(f"run {run['id']} has no best weights yet ({path} does not exist)") from None
+        except OSError as e:  # a symbolic link planted there included
+            raise ExportError(str(e) if isinstance(e, SymlinkError) else f"{path}: {e.strerror}") from None
         meta = read_best_meta(run_dir)
         if meta is None:
             break
@@ -126,7 +128,7 @@ def export_run(store: Store, ref: str, to: str | os.PathLike | None = None, *,
                     f"{target} already scores {theirs:.2f} dB, better than run {run_id}'s {measured:.2f} dB on the "
                     f"same {len(val_in)} validation images; left untouched (--force replaces it)", theirs, measured)
         check_target(target, "--to")  # still a regular file (or free) after the measuring
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a bestmodel.pth is handed in and read by others
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private; a deliverable follows the umask as any file
         os.replace(tmp, target)
     except BaseException as e:
         try:

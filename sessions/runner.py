@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from engine.config import RunConfig
+from engine.fileio import open_nofollow
 
 from .control import ControlServer
 from .store import Store, StoreError
@@ -91,9 +92,10 @@ def _report(fd: int | None, **msg) -> None:
         pass
 
 
-def _to_log(path: Path) -> None:
-    """stdout and stderr (the descriptors, so C++ output too) into the run's log; stdin from /dev/null."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def _to_log(path: Path, mode: int) -> None:
+    """stdout and stderr (the descriptors, so C++ output too) into the run's log (``mode``, a link there refused);
+    stdin from /dev/null."""
+    fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
     null = os.open(os.devnull, os.O_RDONLY)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -124,7 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         text = str(e).strip()
         _report(args.status_fd, ok=False, error=text.splitlines()[0] if text else type(e).__name__)
         return 2
-    _to_log(trainer.run_dir / LOG_NAME)
+    try:
+        _to_log(trainer.run_dir / LOG_NAME, trainer.file_mode)
+    except OSError as e:  # e.g. runner.log replaced by a symbolic link: refuse to write through it
+        server.close()
+        store.set_state(trainer.run_id, "failed", str(e))
+        store.close()
+        _report(args.status_fd, ok=False, error=str(e))
+        return 2
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} runner pid {os.getpid()} serving run {trainer.run_id} "
           f"({trainer.resume_note or 'new run'})", flush=True)
     _report(args.status_fd, ok=True, run=trainer.run_id, pid=os.getpid())

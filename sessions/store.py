@@ -5,6 +5,11 @@ it at once. One folder per run (``<runs>/<id>/``) holds its checkpoint files (wr
 file that the process owning the run holds with ``flock`` while it lives: a run still marked running or paused whose
 lock can be taken belongs to a process that is gone (killed, crashed) and reads ``crashed`` from then on.
 
+The store and the run folders are private to their owner whatever the umask: folders 0700, the database (with
+its -wal and -shm files, which SQLite creates with the database's own mode) and every file 0600, or group-readable
+when the owner shared the runs folder with a group on purpose (``engine.fileio.run_modes``). A database, lock or
+log that is a symbolic link is refused, not followed.
+
 A database that is corrupt or belongs to something else raises :class:`StoreError` and is never written to. A store
 opened ``readonly`` (``n2n-tui runs``, ``show``) never writes either, so it can be read from a read-only folder; runs
 whose process is gone then read ``crashed`` without being marked so. Older schemas are upgraded in place by the
@@ -16,11 +21,13 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
 
 from engine.config import RunConfig, new_run_id
+from engine.fileio import SymlinkError, make_dir, open_nofollow, run_modes
 
 from .protocol import SOCKET_NAME, patch_array, patch_bytes
 
@@ -125,6 +132,7 @@ class Store:
         self._held: dict[str, int] = {}   # run id -> fd of its .lock, held by this process
         self._gone: set[str] = set()      # read-only: live-marked runs whose process is gone
         self._conn: sqlite3.Connection | None = None
+        self.folder_mode, self.file_mode = run_modes(self.root)
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"{self.root}: exists and is not a directory")
         if not self.db_path.exists() and (not create or readonly):
@@ -134,9 +142,12 @@ class Store:
             return
         if not self.root.exists():
             try:
-                self.root.mkdir(parents=True)
+                make_dir(self.root, 0o700, parents=True)
+            except FileExistsError:
+                pass  # another process made it just now
             except OSError as e:
                 raise StoreError(f"{self.root}: cannot create the runs folder ({e.strerror})") from None
+        self.folder_mode, self.file_mode = run_modes(self.root)   # the folder exists now: its own say
         self._conn = self._open()
         self._reap()
 
@@ -145,6 +156,7 @@ class Store:
         db = self.db_path
         if db.exists():
             self._open_checks(db)
+        self._make_private(db)
         try:
             conn = sqlite3.connect(db, timeout=10.0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
@@ -207,6 +219,19 @@ class Store:
                 raise
             return conn
         raise StoreError(f"{db}: cannot be opened for reading")
+
+    def _make_private(self, db: Path) -> None:
+        """The database made (or brought down to) the store's file mode before SQLite opens it: SQLite gives its -wal
+        and -shm files the database's own mode. A symbolic link there is refused."""
+        try:
+            os.close(open_nofollow(db, os.O_RDWR | os.O_CREAT, self.file_mode))
+            for suffix in ("-wal", "-shm"):  # left by an older n2n-tui, made under its umask
+                side = db.with_name(db.name + suffix)
+                if side.exists() and not side.is_symlink():
+                    os.close(open_nofollow(side, os.O_RDWR | os.O_CREAT, self.file_mode))
+        except OSError as e:
+            why = str(e) if isinstance(e, SymlinkError) else f"{db}: cannot be opened ({e.strerror})"
+            raise StoreError(why) from None
 
     def _open_checks(self, db: Path) -> None:
         if db.is_dir():
@@ -298,12 +323,19 @@ class Store:
         return self.run_dir(run_id) / ".lock"
 
     def acquire(self, run_id: str, tries: int = 5) -> None:
-        """Hold the run's lock for as long as this process drives it; StoreError if another process does."""
+        """Hold the run's lock for as long as this process drives it; StoreError if another process does. A run
+        folder made by an older n2n-tui (under the umask) is brought down to the store's modes first."""
         if run_id in self._held:
             return
+        self._make_run_private(self.run_dir(run_id))
         path = self._lock_path(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not path.parent.exists():
+            make_dir(path.parent, self.folder_mode, parents=True)
+        try:
+            fd = open_nofollow(path, os.O_RDWR | os.O_CREAT, self.file_mode)
+        except OSError as e:
+            why = str(e) if isinstance(e, SymlinkError) else f"{path}: cannot be opened ({e.strerror})"
+            raise StoreError(why) from None
         if fcntl is not None:
             for i in range(tries):
                 try:
@@ -315,6 +347,21 @@ class Store:
                         raise StoreError(f"run {run_id} is being driven by another process") from None
                     time.sleep(0.05)  # a viewer may be probing the lock for a split second
         self._held[run_id] = fd
+
+    def _make_run_private(self, folder: Path) -> None:
+        try:
+            entries = [folder, *folder.iterdir()] if folder.is_dir() else []
+        except OSError:
+            return
+        for p in entries:
+            try:
+                st = p.lstat()
+                mode = self.folder_mode if p == folder else self.file_mode
+                if st.st_uid == os.getuid() and (p == folder or stat.S_ISREG(st.st_mode)) and \
+                        stat.S_IMODE(st.st_mode) & ~mode:
+                    os.chmod(p, mode)
+            except OSError:
+                pass
 
     def release(self, run_id: str) -> None:
         fd = self._held.pop(run_id, None)
@@ -338,7 +385,7 @@ class Store:
         if not path.exists():
             return False
         try:
-            fd = os.open(path, os.O_RDONLY)  # flock needs no write access: this works in a read-only folder too
+            fd = open_nofollow(path, os.O_RDONLY)  # flock needs no write access: works in a read-only folder too
         except OSError:
             return True
         try:
@@ -378,7 +425,7 @@ class Store:
         for _ in range(10):
             run_id = new_run_id()
             try:
-                self.run_dir(run_id).mkdir(parents=True)
+                make_dir(self.run_dir(run_id), self.folder_mode)
                 break
             except FileExistsError:
                 continue

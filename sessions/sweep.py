@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from engine.config import ConfigError, RunConfig, model_options
+from engine.fileio import atomic_write_bytes, make_dir
 
 SPEC_KEYS = {"trials", "concurrency", "scheduler", "metric", "cpus_per_trial", "gpus_per_trial", "storage", "space",
              "name", "grace"}
@@ -475,6 +476,8 @@ class SweepDriver:
             scheduler = ASHAScheduler(time_attr="progress", max_t=1000, grace_period=max(1, round(1000 * spec.grace)),
                                       reduction_factor=2)
         trainable = tune.with_resources(trial_main, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+        if spec.storage is None and not self.storage.exists():  # our own folder for Tune's checkpoints: as private
+            make_dir(self.storage, self.store.folder_mode)          # as the run folders (Tune's files follow umask)
         experiment = self.storage / self.sweep_id
         if self.resume:
             if not tune.Tuner.can_restore(str(experiment)):
@@ -598,9 +601,8 @@ class SweepDriver:
         with checkpoint.as_directory() as d:
             meta_before = read_best_meta(run_dir)
             for name in (BEST_FILE, STATE_FILE, BEST_META):  # best.json last: it vouches for best.pth
-                if (Path(d) / name).is_file():
-                    shutil.copy(Path(d) / name, run_dir / f".{name}.tmp")
-                    os.replace(run_dir / f".{name}.tmp", run_dir / name)
+                if (Path(d) / name).is_file():  # the run's own files: the store's mode, whatever Tune's copy had
+                    atomic_write_bytes(run_dir / name, (Path(d) / name).read_bytes(), self.store.file_mode)
         meta = read_best_meta(run_dir)
         if meta and meta != meta_before:
             self._record(trial.trial_id, SavedEvent(view.run, str(run_dir / BEST_FILE), meta.get("psnr"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -142,6 +143,10 @@ def test_a_local_sweep_records_each_trial_and_asha_stops_the_bad_one(tmp_path):
     good_run, good_end = by_lr[0.003]
     assert good_run["state"] == "finished" and good_run["step"] == good_run["total_steps"] == 32
     assert (runs / good_run["id"] / "best.pth").is_file()  # best weights travelled back from the trial
+    # a trial's run folder is as private as any run's, and so is the folder of Tune's checkpoints
+    for f in [runs / good_run["id"], *(runs / good_run["id"]).iterdir()]:
+        assert stat.S_IMODE(f.lstat().st_mode) == (0o700 if f.is_dir() else 0o600), f
+    assert stat.S_IMODE((runs / "sweeps").stat().st_mode) == 0o700
     best = events[-1]["best"]
     assert events[-1]["event"] == "sweep_end" and best["run"] == sweeps[0]["best_run"]
     with Store(runs) as s:

@@ -213,9 +213,12 @@ def _stderr_to_run_log(handle) -> int | None:
     run_dir = getattr(handle, "run_dir", None)
     if handle is None or getattr(handle, "remote", False) or not run_dir or os.environ.get("TEXTUAL_DRIVER"):
         return None
+    from engine.fileio import open_nofollow
+
     try:
-        fd = os.open(os.path.join(run_dir, "runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError:
+        fd = open_nofollow(os.path.join(run_dir, "runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                           getattr(handle, "file_mode", 0o600))
+    except OSError:  # a link planted there included: C++ warnings then stay on the terminal
         return None
     sys.stderr.flush()
     saved = os.dup(2)
