@@ -54,7 +54,7 @@ def test_the_app_in_a_browser_attaches_to_a_live_run(tmp_path):
                        eval_every=8, device="cpu")
     run = spawn(runs, config)
     port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", N2N_SERVE_TOKEN="a-test-token")
     server = subprocess.Popen([sys.executable, "-m", "tui.cli", "serve", "--port", str(port), "--runs-dir", str(runs)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
     shot = tmp_path / "dashboard-in-chromium.png"
@@ -69,7 +69,7 @@ def test_the_app_in_a_browser_attaches_to_a_live_run(tmp_path):
             async with playwright.async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
-                await page.goto(f"http://127.0.0.1:{port}/")
+                await page.goto(f"http://127.0.0.1:{port}/?token=a-test-token")   # then a cookie
                 blank = await page.screenshot()
                 # the app draws the launcher (the page's own loading screen first): wait until it holds still
                 seen = []
@@ -146,7 +146,7 @@ def test_serve_refuses_a_taken_port_and_warns_beyond_loopback(tmp_path, capsys):
                               start_new_session=True)
     try:
         line = server.stderr.readline()
-        assert "warning" in line and "no login" in line
+        assert "warning" in line and "plain HTTP" in line
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)

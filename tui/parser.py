@@ -160,8 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("serve", help="the app in a browser (textual-serve); loopback only unless --host")
     w.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; anything else prints a warning: no login)")
+                   help="address to listen on (default 127.0.0.1; anything else prints a warning: plain HTTP)")
     w.add_argument("--port", type=_int_type(1, 65535, "a port number"), default=8000)
+    w.add_argument("--token-file", metavar="FILE", default=None,
+                   help="take the page's token from this file's first line (default: $N2N_SERVE_TOKEN, else a new "
+                        "random token each start; printed in the URL to open)")
     _add_runs_dir(w)
 
     sw = sub.add_parser("sweep", help="search hyper-parameters with Ray Tune (a TOML spec), watched live")
