@@ -25,6 +25,8 @@ except ImportError:  # imported as a top-level ``model`` module, with Miniprojec
 BESTMODEL = Path(__file__).resolve().parent / "bestmodel.pth"
 FORMAT = "n2n-tui/miniproject1"
 LOSSES = {"l1": nn.L1Loss, "l2": nn.MSELoss}
+MAX_WIDTH = 4096   # channels of a level: far above what a 32x32 denoiser needs, far below a memory blow-up
+MAX_LEVELS = 8     # levels of the U-Net (each pools by 2; the model pads its input to fit)
 
 
 def _check_images(name: str, t) -> None:
@@ -59,8 +61,7 @@ class Model:
 
     def __init__(self, widths=(32, 48, 64), loss: str = "l1", lr: float = 1e-3, batch_size: int = 32,
                  device: str | torch.device | None = None) -> None:
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        self.check_options(widths=widths, loss=loss)
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.config = {"widths": [int(w) for w in widths], "loss": loss}
         self.batch_size = int(batch_size)
@@ -75,6 +76,15 @@ class Model:
         self.last_fine_tune: dict | None = None
 
     # ------------------------------------------------------------------------------------------------ engine extras
+    @staticmethod
+    def check_options(widths=(32, 48, 64), loss: str = "l1") -> None:
+        """ValueError naming what is wrong with these network options; nothing is built (sweep specs, checkpoints)."""
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) or not 1 <= len(widths) <= MAX_LEVELS \
+                or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH for w in widths):
+            raise ValueError(f"widths must be 1 to {MAX_LEVELS} integers from 1 to {MAX_WIDTH}, got {widths!r}"[:200])
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+
     @property
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -207,11 +217,20 @@ class Model:
             raise ValueError(f"checkpoint config is a {type(config).__name__}, expected a dict with 'widths' and 'loss'"
                              if config is not None else "checkpoint has no config (expected 'widths' and 'loss')")
         widths, loss = config.get("widths"), config.get("loss", self.config["loss"])
-        if not isinstance(widths, (list, tuple)) or not widths or not all(isinstance(w, int) and 0 < w <= 4096
-                                                                         for w in widths):
-            raise ValueError(f"checkpoint config has no valid 'widths' (positive integers), got {widths!r}")
         if loss not in LOSSES:
             raise ValueError(f"checkpoint config has an unknown loss {loss!r} (known: {', '.join(LOSSES)})")
+        try:
+            self.check_options(widths=widths, loss=loss)
+        except ValueError as e:
+            raise ValueError(f"checkpoint config has no valid 'widths': {e}") from None
+        # the file's own tensors must be the network its widths describe, before anything is built (shapes from a
+        # network on the meta device, which allocates nothing): tampered widths cannot make us allocate gigabytes
+        with torch.device("meta"):
+            expected = UNet(tuple(widths)).state_dict()
+        weights = state["model"]
+        if set(weights) != set(expected) or any(not isinstance(weights[k], torch.Tensor)
+                                                 or weights[k].shape != v.shape for k, v in expected.items()):
+            raise ValueError(f"checkpoint weights do not fit the network its widths {list(widths)} describe")
         if list(widths) != self.config["widths"]:
             # the checkpoint's network differs from ours: rebuild to match it
             self.__init__(widths=tuple(widths), loss=loss, lr=self.learning_rate, batch_size=self.batch_size,

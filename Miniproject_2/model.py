@@ -58,6 +58,8 @@ LOSSES = {"l1": L1Loss, "l2": MSE}
 DEFAULT_CONFIG = {"c1": 64, "c2": 96, "c3": 64, "k": 3, "loss": "l1"}
 # what a checkpoint that predates a key meant by it (c3 None: the same as c1)
 LEGACY_CONFIG = {"c3": None, "k": 3, "loss": "l1"}
+MAX_WIDTH = 4096   # channels of a layer: far above anything a 32x32 denoiser needs, far below a memory blow-up
+MAX_KERNEL = 15    # a kernel wider than the 16x16 feature maps it slides over sees mostly padding
 
 
 def build_network(c1, c2, c3, k=3):
@@ -82,11 +84,17 @@ def _full_config(config, defaults):
     if full["loss"] not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {full['loss']!r}")
     for key in ("c1", "c2", "c3", "k"):
-        if not isinstance(full[key], int) or full[key] < 1:
-            raise ValueError(f"Model option {key} must be a positive int, got {full[key]!r}")
+        high = MAX_KERNEL if key == "k" else MAX_WIDTH
+        if isinstance(full[key], bool) or not isinstance(full[key], int) or not 1 <= full[key] <= high:
+            raise ValueError(f"Model option {key} must be an integer from 1 to {high}, got {full[key]!r}")
     if full["k"] % 2 == 0:
         raise ValueError(f"kernel size k must be odd (same padding), got {full['k']}")
     return full
+
+
+def param_shapes(c1, c2, c3, k=3):
+    """The shapes of ``build_network(c1, c2, c3, k).param()``, in order, without building anything."""
+    return [(c1, 3, k, k), (c1,), (c2, c1, k, k), (c2,), (c3, c2, k, k), (c3,), (3, c3, k, k), (3,)]
 
 
 def _check_images(name, t):
@@ -143,6 +151,11 @@ class Model:
         "beta2": (float, 0.0, 0.99999, False, "Adam's second-moment decay"),
         "grad_clip": (float, 0.0, 1e6, False, "largest gradient norm before a step (0: no clipping)"),
     }
+
+    @staticmethod
+    def check_options(**config):
+        """ValueError naming what is wrong with these network options; nothing is built (sweep specs, checkpoints)."""
+        _full_config(config, {"c3": None} if "c1" in config else {})
 
     @classmethod
     def check_hyperparameter(cls, name, value):
@@ -265,15 +278,18 @@ class Model:
             config = _full_config(state.get("config") or {}, LEGACY_CONFIG)   # the checkpoint carries its network
         except ValueError as e:
             raise ValueError(f"checkpoint has an unknown configuration: {e}") from None
+        new = state["params"]
+        # the file's own tensors must be the network its configuration describes, before anything is built: a
+        # tampered configuration cannot make us allocate more than the file holds
+        shapes = param_shapes(config["c1"], config["c2"], config["c3"], config["k"])
+        if len(new) != len(shapes) or any(not hasattr(t, "shape") or tuple(t.shape) != s for t, s in zip(new, shapes)):
+            got = [tuple(getattr(t, "shape", ())) for t in new[:10]]
+            raise ValueError(f"checkpoint weights do not fit the network its configuration describes: {got} vs "
+                             f"{shapes}"[:300])
         if config != self.config:
             # the checkpoint's network differs from ours: rebuild to match it (same device, lr, batch size)
             self.__init__(device=self.device, lr=self.learning_rate, batch_size=self.batch_size, **config)
         params = [p for p, _ in self.net.param()]
-        new = state["params"]
-        if len(new) != len(params) or any(not hasattr(t, "shape") or tuple(t.shape) != tuple(p.shape)
-                                           for t, p in zip(new, params)):
-            raise ValueError("checkpoint weights do not fit the network: "
-                             f"{[tuple(getattr(t, 'shape', ())) for t in new]} vs {[tuple(p.shape) for p in params]}")
         for p, t in zip(params, new):
             p.copy_(t.to(p.device, p.dtype))               # in place: the optimizer keeps its references
         if state.get("optimizer") is not None:

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-if os.environ.get("N2N_THREADS"):
+if os.environ.get("N2N_THREADS", "auto").strip().lower() not in ("auto", "0", ""):  # a fixed count; auto: torch's
     torch.set_num_threads(int(os.environ["N2N_THREADS"]))
 
 

@@ -38,18 +38,18 @@ def model_options(engine: int) -> tuple[str, ...]:
 
 
 def model_options_problem(engine: int, options) -> str | None:
-    """Why ``Model(**options)`` of the engine cannot be built (an unknown option, a bad value), or None. Tried for
-    real, on the CPU, so the answer is the Model's own."""
+    """Why ``Model(**options)`` of the engine cannot be built (an unknown option, a bad value), or None: the Model's
+    own answer, from its ``check_options`` (which builds nothing: a width of 10**8 is refused, not allocated)."""
     if not isinstance(options, dict):
         return f"must be a table of Model options, got {type(options).__name__}"
     known = model_options(engine)
     unknown = sorted(set(options) - set(known))
     if unknown:
         return f"unknown Model option(s) {', '.join(unknown)} for engine {engine} (known: {', '.join(known)})"
-    from .models import new_model
+    from .models import model_module
 
     try:
-        new_model(engine, "cpu", **options)
+        model_module(engine).Model.check_options(**options)
     except (ValueError, TypeError) as e:
         return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return None
@@ -68,6 +68,7 @@ class RunConfig:
     eval_every: int = 0           # evaluate every N steps (0: only at epoch ends)
     seed: int = 0
     device: str | None = None     # None: cuda when available, else cpu
+    threads: int | str = "auto"   # torch CPU threads: a count, or auto (adapts to what the machine has free)
     loss: str | None = None       # "l1" | "l2"; None: the model's own default
     model: dict | None = None     # engine-specific Model options (Miniproject_1: widths; Miniproject_2: c1, c2, c3, k)
     schedule: str = "constant"    # learning-rate schedule: constant | cosine | step | onecycle (engine.schedule)
@@ -112,6 +113,12 @@ class RunConfig:
             bad("n_val", size_problem(self.n_val))
         integer("eval_every", self.eval_every, 0, MAX_EVAL_EVERY, "0 (epoch ends only) or a positive integer")
         integer("seed", self.seed, 0, MAX_SEED, "a non-negative integer")
+        from .threads import parse_threads
+
+        try:
+            parse_threads(self.threads)
+        except ValueError as e:
+            bad("threads", str(e).removeprefix("threads "))
         if self.device is not None and self.device.split(":")[0] not in ("cpu", "cuda"):
             bad("device", f"must be cpu or cuda, got {self.device!r}")
         if self.device is not None and self.device.startswith("cuda"):

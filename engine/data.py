@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .fileio import torch_load_problem
 from .images import IMAGE_SUFFIXES, ImageError, read_image
 from .noise import corrupt, parse_noise
 # the torch-free half of the data options lives in specs; these names stay importable from here
-from .specs import CROP, DataError, check_source, default_spec, parse_spec, size_problem  # noqa: F401
+from .specs import CROP, DataError, check_source, default_spec, not_a_folder, parse_spec, size_problem  # noqa: F401
 
 MIN_SIZE = 4             # smaller images hold no structure to learn (and Miniproject_1 pools twice)
 
@@ -83,9 +84,7 @@ def load_pair_file(path: str | os.PathLike, what: str) -> tuple[torch.Tensor, to
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or holding more than tensors
-        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-        raise DataError(f"{path}: not a readable PyTorch tensor file ({type(e).__name__}"
-                        + (f": {detail})" if detail else ")")) from None
+        raise DataError(f"{path}: not a readable PyTorch tensor file ({torch_load_problem(e)})") from None
     return _check_pair(obj, path, what)
 
 
@@ -198,7 +197,7 @@ def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0,
                 n_val: int = 1000) -> Dataset:
     d = Path(directory)
     if not d.is_dir():
-        raise DataError(f"{d}: no such directory")
+        raise DataError(not_a_folder(d))
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if len(files) < 2:
         raise DataError(f"{d}: need at least 2 PNG/JPEG/TIFF images (one for validation), found {len(files)}")

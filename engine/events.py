@@ -105,13 +105,16 @@ class ControlEvent(Event):
 class SystemEvent(Event):
     """What the machine is doing, every few seconds while a run trains (``engine.system``): host CPU %, the run's
     process memory (RSS, bytes), GPU utilisation (%) and memory (bytes) when a GPU is used, free disk (bytes) where
-    the run's files go. A value that cannot be read is None."""
+    the run's files go, torch's CPU threads and how many cores other processes keep busy (``engine.threads``). A
+    value that cannot be read is None."""
     step: int = 0
     cpu: float | None = None
     rss: float | None = None
     gpu_util: float | None = None
     gpu_mem: float | None = None
     disk_free: float | None = None
+    threads: int | None = None
+    busy: float | None = None
     kind = "system"
 
 

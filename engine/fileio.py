@@ -19,6 +19,7 @@ import io
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -104,6 +105,9 @@ def read_nofollow(path: str | os.PathLike) -> bytes:
         return f.read()
 
 
+SYSTEM_TREES = ("/proc", "/sys", "/dev")   # kernel interfaces: never a target, whatever stat says of them
+
+
 def check_target(path: str | os.PathLike, what: str = "target") -> Path:
     """``path`` as a Path if a file may be written there: it is a regular file or does not exist yet, in an existing
     folder. Raises WriteError naming the problem otherwise."""
@@ -123,6 +127,9 @@ def check_target(path: str | os.PathLike, what: str = "target") -> Path:
                 else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
                 else "not a regular file")
         raise WriteError(errno.EINVAL, f"{path}: is {kind}, not a regular file; refusing to replace it")
+    real = os.path.realpath(path)
+    if any(real == top or real.startswith(top + "/") for top in SYSTEM_TREES):
+        raise WriteError(errno.EINVAL, f"{path}: a kernel interface ({real}), not a place for files; refusing it")
     if not path.parent.is_dir():
         raise WriteError(errno.ENOENT, f"{path}: folder {path.parent} does not exist")
     return path
@@ -137,12 +144,61 @@ def write_error(e: BaseException, path: str | os.PathLike) -> WriteError:
     return WriteError(code or errno.EIO, f"{reason}: {path}")
 
 
+STALE_TEMP_SECONDS = 3600   # a temporary file of the old naming (no pid) this old is a leftover
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """``mkstemp`` next to ``path`` for an atomic write of it, named ``.NAME.PID-XXXX.tmp``; leftovers of writers
+    that were killed mid-write (their pid gone) are removed first, so they never pile up."""
+    remove_stale_temps(path)
+    return tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove our own temporary files of ``path`` left by a writer killed mid-write: ``.NAME.PID-*.tmp`` whose
+    process is gone, and ``.NAME.*.tmp`` of the older naming (no pid) over an hour old. Returns what it removed."""
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob_escape(path.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        middle = tmp.name[len(path.name) + 2:-len(".tmp")]
+        pid, dash, _ = middle.partition("-")
+        try:
+            if dash and pid.isdigit():
+                if _pid_alive(int(pid)):
+                    continue
+            elif time.time() - tmp.lstat().st_mtime < STALE_TEMP_SECONDS:
+                continue
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], mode: int | None = None) -> Path:
     """Write ``path`` through ``write(f)``, atomically. The file gets ``mode``, or when None what the umask gives a
     new file (0644 under the usual 022)."""
     path = check_target(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = temp_beside(path)
     except OSError as e:
         raise write_error(e, path) from None
     try:
@@ -179,3 +235,11 @@ def torch_bytes(obj: Any) -> bytes:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, mode: int | None = None) -> Path:
     return atomic_write_bytes(path, torch_bytes(obj), mode)
+
+
+def torch_load_problem(e: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (not PyTorch's migration advice)."""
+    text = str(e).strip()
+    if "Weights only load failed" in text:
+        return "it holds Python objects besides tensors and plain values, so n2n-tui did not write it; refused unread"
+    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__

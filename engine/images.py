@@ -20,6 +20,7 @@ import torch
 from .fileio import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+MAX_PIXELS = 40_000_000   # denoise takes larger photos only when asked (--allow-large): minutes each on a CPU
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 JPEG_QUALITY = 95
 
@@ -95,16 +96,57 @@ def _from_pillow(im, path: Path, exact: bool) -> tuple[np.ndarray, int]:
     return (arr[..., None] if arr.ndim == 2 else arr), 8
 
 
-def read_image(path: str | os.PathLike, *, exact: bool = False) -> Picture:
-    """Read any PNG / JPEG / TIFF. ``exact``: refuse a file whose samples would be read with less precision than
-    they have (16-bit colour PNG) instead of reading its high byte. Raises :class:`ImageError` with one line."""
+def image_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(width, height, frames) from the file's header, nothing decoded; ImageError when it cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: {'is a directory, not an image' if path.is_dir() else 'file not found'}")
     try:
-        with Image.open(path) as im:
+        with _any_size(), Image.open(path) as im:
+            return im.width, im.height, int(getattr(im, "n_frames", 1) or 1)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read (unknown format, or the header is corrupt)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{path}: corrupt or truncated image ({str(e).strip()[:120] or type(e).__name__})") from None
+
+
+class _any_size:
+    """Pillow's decompression-bomb guard off, and its warning silenced, while reading a file whose size the caller
+    has checked against its own, documented limit (``MAX_PIXELS``)."""
+
+    def __enter__(self):
+        import warnings
+
+        from PIL import Image
+
+        self._limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return self
+
+    def __exit__(self, *exc):
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = self._limit
+        self._warnings.__exit__(*exc)
+
+
+def read_image(path: str | os.PathLike, *, exact: bool = False, any_size: bool = False) -> Picture:
+    """Read any PNG / JPEG / TIFF. ``exact``: refuse a file whose samples would be read with less precision than
+    they have (16-bit colour PNG) instead of reading its high byte. ``any_size``: the caller checked the size
+    (``image_info``), so Pillow's own guard stays quiet. Raises :class:`ImageError` with one line."""
+    import contextlib
+
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: {'is a directory, not an image' if path.is_dir() else 'file not found'}")
+    try:
+        with (_any_size() if any_size else contextlib.nullcontext()), Image.open(path) as im:
             arr, bits = _from_pillow(im, path, exact)
     except ImageError:
         raise

@@ -5,7 +5,8 @@ runs at ``base * factor(t, total)``), in closed form, the same as PyTorch's sche
 
 - ``constant``: 1.
 - ``cosine``: ``CosineAnnealingLR`` from 1 down to ``decay_to`` over the steps after the warm-up.
-- ``step``: ``StepLR``: times ``gamma`` every ``step_every`` steps after the warm-up.
+- ``step``: ``StepLR``: times ``gamma`` every ``step_every`` steps after the warm-up (0, the default: every epoch,
+  ``epoch_steps``).
 - ``onecycle``: ``OneCycleLR`` (cosine phases): from 1/25 up to 1 over the warm-up (30% of the run without one),
   then down to ``decay_to``.
 
@@ -27,7 +28,7 @@ class Schedule:
     kind: str = "constant"
     warmup: int = 0
     decay_to: float = 0.01    # cosine, onecycle: the final learning rate as a fraction of the base
-    step_every: int = 1000    # step: steps between two decays
+    step_every: int = 0       # step: steps between two decays (0: one epoch)
     gamma: float = 0.5        # step: the factor of each decay
 
     def __post_init__(self):
@@ -38,7 +39,7 @@ class Schedule:
     def varies(self) -> bool:
         return self.kind != "constant" or self.warmup > 0
 
-    def factor(self, t: int, total: int) -> float:
+    def factor(self, t: int, total: int, epoch_steps: int = 0) -> float:
         total = max(int(total), 1)
         w = max(int(self.warmup), 0)
         if self.kind == "onecycle":
@@ -49,7 +50,8 @@ class Schedule:
         if self.kind == "cosine":
             return self.decay_to + (1.0 - self.decay_to) * (1.0 + math.cos(math.pi * min(k, span) / span)) / 2.0
         if self.kind == "step":
-            return self.gamma ** (k // max(int(self.step_every), 1))
+            every = int(self.step_every) or int(epoch_steps) or total
+            return self.gamma ** (k // max(every, 1))
         return 1.0
 
     def _onecycle(self, t: int, total: int, w: int) -> float:

@@ -40,7 +40,14 @@ def check_source(spec: str) -> None:
             if not (Path(arg) / name).is_file():
                 raise DataError(f"{Path(arg) / name}: file not found")
     elif kind == "images" and not Path(arg).is_dir():
-        raise DataError(f"{arg}: no such directory")
+        raise DataError(not_a_folder(arg))
+
+
+def not_a_folder(arg) -> str:
+    """Why ``images:ARG`` cannot be read as a folder of photographs."""
+    if Path(arg).exists():
+        return f"{arg}: is a file, not a folder (images:DIR takes a folder of photographs)"
+    return f"{arg}: no such directory"
 
 
 def default_spec() -> str:

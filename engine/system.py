@@ -1,6 +1,7 @@
 """What the machine is doing while a run trains: host CPU %, the process's memory, the GPU's load and memory, free
-disk where the run writes. ``SystemMonitor`` samples it every ``SYSTEM_SECONDS`` in a thread of the run's own process
-and hands a ``SystemEvent`` to the trainer's sinks (the store records it, viewers show it). ``psutil`` reads the host;
+disk where the run writes, torch's thread count and the cores other processes keep busy (``engine.threads``).
+``SystemMonitor`` samples it every ``SYSTEM_SECONDS`` in a thread of the run's own process and hands a
+``SystemEvent`` to the trainer's sinks (the store records it, viewers show it). ``psutil`` reads the host;
 torch's own CUDA queries (and NVML through ``pynvml`` / ``nvidia-ml-py`` when installed, for utilisation) the GPU.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import shutil
 import threading
 
 from .events import SystemEvent
+from .threads import CpuWatch
 
 SYSTEM_SECONDS = float(os.environ.get("N2N_SYSTEM_SECONDS", "5"))  # 0 turns sampling off (benchmarks)
 
@@ -23,7 +25,8 @@ def _psutil():
     return psutil
 
 
-def sample(run_id: str, step: int, folder: str | os.PathLike, device: str = "cpu") -> SystemEvent:
+def sample(run_id: str, step: int, folder: str | os.PathLike, device: str = "cpu", threads: int | None = None,
+           busy: float | None = None) -> SystemEvent:
     psutil = _psutil()
     cpu = rss = None
     if psutil is not None:
@@ -42,7 +45,8 @@ def sample(run_id: str, step: int, folder: str | os.PathLike, device: str = "cpu
     gpu_util = gpu_mem = None
     if str(device).startswith("cuda"):
         gpu_util, gpu_mem = _gpu(device)
-    return SystemEvent(run_id, step=step, cpu=cpu, rss=rss, gpu_util=gpu_util, gpu_mem=gpu_mem, disk_free=disk)
+    return SystemEvent(run_id, step=step, cpu=cpu, rss=rss, gpu_util=gpu_util, gpu_mem=gpu_mem, disk_free=disk,
+                       threads=threads, busy=busy)
 
 
 def _gpu(device: str) -> tuple[float | None, float | None]:
@@ -82,8 +86,10 @@ class SystemMonitor:
         if psutil is not None:
             psutil.cpu_percent(interval=None)  # start the first interval
         t = self.trainer
+        others = CpuWatch()  # its own look, so a fixed thread count also hears about a busy machine
         while not self._stop.wait(self.interval):
             if getattr(t, "_done", False):
                 return
             if getattr(t, "_started", False):
-                t.publish(sample(t.run_id, t.step, self.folder, t.device))
+                gov = getattr(t, "threads", None)
+                t.publish(sample(t.run_id, t.step, self.folder, t.device, getattr(gov, "n", None), others.sample()))

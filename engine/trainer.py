@@ -8,8 +8,10 @@ a daemon worker (``start``, the dashboard) and reports through plain event objec
 Control calls (``pause``, ``resume``, ``stop``, ``set_lr``, ``set_hyperparameter``, ``save_best``) are thread-safe;
 they only set a flag under a lock and the loop acts on it between two steps, so a step is never cut in half. The live
 hyper-parameters are the ones the Model declares (``Model.HYPERPARAMETERS``: learning rate, weight decay, batch size,
-Adam's betas, gradient clipping); a learning-rate schedule (``engine.schedule``) sets the rate before every step, and
-a learning rate set by hand rescales the rest of the schedule so that it continues from the new value.
+Adam's betas, gradient clipping) and torch's CPU thread count (``threads``: a count, or 0 for auto, which a
+``ThreadGovernor`` adapts between steps to what the machine has free; engine.threads); a learning-rate schedule
+(``engine.schedule``) sets the rate before every step, and a learning rate set by hand rescales the rest of the
+schedule so that it continues from the new value.
 
 Files in the run folder (all written atomically, temporary file + ``os.replace``):
 
@@ -45,14 +47,16 @@ from typing import Callable
 
 import torch
 
-from .config import RunConfig, new_run_id  # noqa: F401  (new_run_id: re-exported)
+from .config import ConfigError, RunConfig, new_run_id  # noqa: F401  (new_run_id: re-exported)
 from .data import Dataset, load_data
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
-from .fileio import atomic_torch_save, atomic_write_bytes, make_dir, read_nofollow, run_modes, write_error
+from .fileio import (atomic_torch_save, atomic_write_bytes, make_dir, read_nofollow, run_modes, torch_load_problem,
+                     write_error)
 from .metrics import psnr
 from .models import new_model
 from .schedule import Schedule
+from .threads import AUTO, MAX_THREADS, ThreadGovernor, parse_threads, threads_value
 
 STATE_FORMAT = "n2n-tui/train-state"
 STATE_VERSION = 1
@@ -118,6 +122,7 @@ class Trainer:
         self.base_lr = float(self.model.learning_rate)   # what the schedule's factors multiply
         self.schedule = Schedule(config.schedule, config.warmup, config.decay_to, config.step_every, config.gamma)
         self.lr_scale = 1.0                               # a learning rate set by hand rescales the schedule
+        self.threads = ThreadGovernor(parse_threads(config.threads))
 
         self.state = "idle"
         self.message = ""
@@ -211,14 +216,20 @@ class Trainer:
         ``{name: {"value", "type", "min", "max", "min_open", "help"}}``."""
         spec = getattr(self.model, "HYPERPARAMETERS", None) or {"lr": (float, 0.0, math.inf, True, "learning rate")}
         values = self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {"lr": self.lr}
-        return {name: {"value": values.get(name), "type": kind.__name__, "min": low, "max": high, "min_open": open_low,
-                       "help": text} for name, (kind, low, high, open_low, text) in spec.items()}
+        out = {name: {"value": values.get(name), "type": kind.__name__, "min": low, "max": high, "min_open": open_low,
+                      "help": text} for name, (kind, low, high, open_low, text) in spec.items()}
+        out["threads"] = {"value": self.threads.setting, "type": "int", "min": 1, "max": MAX_THREADS,
+                          "min_open": False, "auto": AUTO,
+                          "help": "torch CPU threads, or auto: fits what the machine has free, adapting as it trains"}
+        return out
 
     def set_hyperparameter(self, name: str, value) -> None:
         """Change one live hyper-parameter; checked now (ValueError names the problem), applied before the next step
         (while paused: at once). An event records it."""
         check = getattr(self.model, "check_hyperparameter", None)
-        if check is not None:
+        if name == "threads":
+            value = threads_value(value)
+        elif check is not None:
             value = check(name, value)
         elif name != "lr":
             raise ValueError(f"unknown hyper-parameter {name!r} (live ones: lr)")
@@ -268,6 +279,12 @@ class Trainer:
             pos = i * self.batch_size
         self._epoch_index, self._pos = int(epoch_index or 0), int(pos or 0)
         self.total_steps = self.step + self._remaining_steps()
+        warmup = self.schedule.warmup
+        if warmup and warmup >= self.total_steps and not self._resumed:
+            self.steps_per_epoch = 0  # not prepared: the run does not start
+            raise ConfigError(f"warmup: {warmup} steps, but the whole run is {self.total_steps} steps "
+                              f"({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} of {math.ceil(len(ds.train_input) / self.batch_size)}"
+                              "): the learning rate would never reach its base; give a shorter --warmup")
         m = len(ds.val_input)
         self._sample_idx = torch.linspace(0, m - 1, min(N_SAMPLES, m)).round().long().unique()
         self._noisy_samples = ds.val_input[self._sample_idx].clone()
@@ -284,7 +301,10 @@ class Trainer:
         try:
             self.prepare()
             self._seed()
+            threads = self.threads.start()
             self._set_state("running", self.resume_note)
+            self._emit(ControlEvent(self.run_id, action="threads", detail=threads, step=self.step,
+                                    value=float(self.threads.n)))
             if not self._resumed and not self._want_stop:
                 self._evaluate()  # step 0: the curve starts at the untrained network
             if self._good is None:  # nothing judged yet: the starting weights are the only fallback
@@ -340,6 +360,7 @@ class Trainer:
             t0 = time.perf_counter()
             loss = model.train_step(self._train_x[idx], self._train_y[idx])
             dt = (time.perf_counter() - t0) / len(idx)
+            changed = self.threads.after_step(dt)   # auto: may try or take another thread count for the next step
             self._sec_per_img = dt if self._sec_per_img is None else 0.9 * self._sec_per_img + 0.1 * dt
             self.img_per_s = 1.0 / self._sec_per_img if self._sec_per_img > 0 else 0.0
             self.step, self.epoch, self._pos = self.step + 1, e + 1, self._pos + len(idx)
@@ -348,6 +369,9 @@ class Trainer:
                 self._epoch_index, self._pos = e + 1, 0
             self._emit(StepEvent(self.run_id, step=self.step, epoch=self.epoch, loss=loss, lr=self.lr,
                                  img_per_s=self.img_per_s, total_steps=self.total_steps))
+            if changed:
+                self._emit(ControlEvent(self.run_id, action="threads", detail=changed, step=self.step,
+                                        value=float(self.threads.n)))
 
             rolled_back = self._guard(loss)  # a NaN/exploding loss: weights rolled back, pause requested
             if candidate is not None and not rolled_back:
@@ -361,7 +385,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- between two steps
     def _apply_schedule(self) -> None:
-        lr = self.base_lr * self.lr_scale * self.schedule.factor(self.step, self.total_steps)
+        lr = self.base_lr * self.lr_scale * self.schedule.factor(self.step, self.total_steps, self.steps_per_epoch)
         if lr != self.lr:
             self.model.learning_rate = lr
             self.lr = lr
@@ -375,6 +399,11 @@ class Trainer:
     def _apply(self, pending: dict, queued) -> None:
         current = self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {"lr": self.lr}
         for name, value in pending.items():
+            if name == "threads":
+                if value != self.threads.setting:
+                    self._emit(ControlEvent(self.run_id, action="set", detail=self.threads.set_setting(value),
+                                            step=self.step, value=float(value), name=name))
+                continue
             old = current.get(name, self.lr if name == "lr" else None)
             if value == old:
                 continue
@@ -382,7 +411,7 @@ class Trainer:
                 self.model.learning_rate = value
                 self.lr = float(self.model.learning_rate)
                 if self.schedule.varies:  # the rest of the schedule continues from the rate set by hand
-                    factor = self.schedule.factor(self.step, self.total_steps)
+                    factor = self.schedule.factor(self.step, self.total_steps, self.steps_per_epoch)
                     self.lr_scale = self.lr / (self.base_lr * factor) if factor > 0 else 1.0
                 detail = f"{old:.3g} -> {self.lr:.3g}"
             else:
@@ -527,6 +556,7 @@ class Trainer:
             "best_psnr": self.best_psnr, "best_step": self.best_step, "recent_losses": list(self._recent),
             "epoch_index": self._epoch_index, "pos": self._pos, "lr_scale": self.lr_scale,
             "hyper": self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {},
+            "threads": self.threads.setting,
             "rng_torch": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.startswith("cuda") else [],
             "rng_python": random.getstate(), "time": time.time(),
@@ -556,7 +586,7 @@ class Trainer:
         try:
             state = torch.load(io.BytesIO(read_nofollow(state_path)), map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"{state_path}: not a readable training state ({_one_line(e)[:160]})") from None
+            raise CheckpointError(f"{state_path}: not a readable training state ({torch_load_problem(e)})") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{state_path}: not an n2n-tui training state")
         if state.get("engine") != self.config.engine:
@@ -572,6 +602,10 @@ class Trainer:
         self.lr = float(self.model.learning_rate)
         self.batch_size = int(self.model.batch_size)
         self.lr_scale = float(state.get("lr_scale", 1.0))
+        try:  # the live thread setting, as the other live values
+            self.threads = ThreadGovernor(parse_threads(state.get("threads", self.threads.setting)))
+        except ValueError:
+            pass
         self._resume_position = (state.get("epoch_index"), state.get("pos"))
         self.best_psnr, self.best_step = state.get("best_psnr"), state.get("best_step")
         self._recent.extend(state.get("recent_losses") or [])

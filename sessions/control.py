@@ -28,6 +28,7 @@ from pathlib import Path
 
 from engine.config import RunConfig
 from engine.events import Event, StepEvent
+from engine.threads import threads_value
 
 from .protocol import (MAX_LINE, PROTOCOL, SOCKET_NAME, ProtocolError, decode_events, encode_event, encode_steps,
                        line, parse_command)
@@ -303,6 +304,10 @@ class ControlServer:
                 if hasattr(e, k):
                     reply["code"], reply[k] = "better", getattr(e, k)
             return reply
+        except OSError as e:  # a save to a place that cannot take the file: the reason, as the command line says it
+            from engine.fileio import write_error
+
+            return {"reply": msg_id, "ok": False, "error": _first_line(write_error(e, e.filename or "the target"))}
         except Exception as e:  # a bug in a command must not take the runner down
             return {"reply": msg_id, "ok": False, "error": f"{type(e).__name__}: {_first_line(e)}"}
         return {"reply": msg_id, "ok": True, "result": result}
@@ -433,8 +438,33 @@ class RemoteRun:
             if not final and not self._closed:
                 from engine.events import StateEvent
 
-                self.state, self.message = "disconnected", "lost the connection to the runner"
+                # the runner is gone before we heard its last word (a viewer stopped for a while misses the end of
+                # the stream): the store it recorded the ending in says how the run ended
+                ended = self._ending_from_store()
+                if ended is not None:
+                    self.state, self.message, self.step, self.epoch = ended
+                else:
+                    self.state, self.message = "disconnected", "lost the connection to the runner"
                 self._emit(StateEvent(self.run_id, self.state, self.message, self.step, self.epoch))
+
+    def _ending_from_store(self, wait: float = 2.0) -> tuple | None:
+        """(state, message, step, epoch) of this run's ending as its store has it, or None while it reads live
+        after ``wait`` seconds (the runner records its ending before it closes its socket)."""
+        from .store import Store
+
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                with Store(self.run_dir.parent, create=False, readonly=True) as store:
+                    run = store.get_run(self.run_id, metrics=False, events=False)
+            except Exception:  # noqa: BLE001  (no store to ask: say we lost the connection)
+                return None
+            if run["state"] not in self.alive_states:
+                return run["state"], run.get("message") or "", run.get("step") or self.step, \
+                    run.get("epoch") or self.epoch
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
 
     def _mirror(self, ev) -> None:
         k = ev.kind
@@ -512,7 +542,7 @@ class RemoteRun:
         self.call("resume")
 
     def stop(self, reason: str = "") -> None:
-        self.call("stop")
+        self.call("stop", by=f"{reason or 'stopped by a viewer'} (pid {os.getpid()})"[:200])
 
     def set_lr(self, lr) -> None:
         try:
@@ -529,6 +559,8 @@ class RemoteRun:
         return {k: dict(v) for k, v in self._hyper.items()}
 
     def set_hyperparameter(self, name: str, value) -> None:
+        if name == "threads":  # auto travels as 0
+            value = threads_value(value)
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -570,4 +602,25 @@ class RemoteRun:
         return (e.noisy, e.denoised, e.clean) if e is not None and e.noisy is not None else None
 
 
-__all__ = ["ControlError", "ControlServer", "RemoteRun", "ResyncEvent", "connect", "socket_path"]
+__all__ = ["ControlError", "ControlServer", "RemoteRun", "ResyncEvent", "connect", "live_elsewhere", "socket_path"]
+
+
+def live_elsewhere(runs_dir: str | os.PathLike, known=()) -> list[dict]:
+    """Runs whose runner answers on its control socket in ``runs_dir`` but which are not in ``known`` (the store
+    lost them: its -wal file deleted under a live run, say): ``{"id", "engine", "state", "step", "pid"}``, newest
+    first. A live run stays reachable through its socket whatever the store says."""
+    found = []
+    for sock in sorted(Path(runs_dir).glob(f"*/{SOCKET_NAME}"), reverse=True):
+        run_id = sock.parent.name
+        if run_id in known:
+            continue
+        try:
+            h = RemoteRun(sock.parent, timeout=2.0)
+        except (ControlError, OSError):
+            continue
+        try:
+            found.append({"id": run_id, "engine": h.config.engine, "state": h.state, "step": h.step, "pid": h.pid,
+                          "started": 0.0})
+        finally:
+            h.close()
+    return found

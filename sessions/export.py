@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from pathlib import Path
 
 from engine.config import RunConfig
 from engine.data import Dataset, load_data
 from engine.evaluate import predict_all
-from engine.fileio import SymlinkError, check_target, read_nofollow, umask, write_error
+from engine.fileio import SymlinkError, check_target, read_nofollow, temp_beside, umask, write_error
 from engine.metrics import psnr
 from engine.models import bestmodel_path, new_model
 from engine.trainer import BEST_FILE, read_best_meta
@@ -83,9 +82,11 @@ def export_run(store: Store, ref: str, to: str | os.PathLike | None = None, *,
 
     An existing target is replaced only if it is a regular file and its weights measure no better than the run's on
     the run's validation images (``BetterTargetError`` otherwise), or if it does not hold this engine's weights at
-    all (``ExportError``); ``force`` replaces it in both cases. Devices, FIFOs, sockets and folders are never replaced.
+    all (``ExportError``); ``force`` replaces it in both cases. Weights no better than the noisy input itself are
+    refused (``ExportError``) unless ``force``. Devices, FIFOs, sockets and folders are never replaced.
     ``dataset`` may pass the run's already loaded data (the dashboard) to skip loading its validation set again.
-    Returns ``{"run", "engine", "path", "psnr", "recorded_psnr", "replaced_psnr", "step", "n_val", "data", "noise"}``.
+    Returns ``{"run", "engine", "path", "psnr", "recorded_psnr", "replaced_psnr", "step", "n_val", "data", "noise",
+    "unrecorded"}``; ``unrecorded`` says why the store could not note the export (None when it did).
     """
     run = store.get_run(ref, metrics=False, events=False)
     run_id, engine = run["id"], run["engine"]
@@ -98,7 +99,7 @@ def export_run(store: Store, ref: str, to: str | os.PathLike | None = None, *,
     val_in, val_tg = dataset.val_input[:cfg.n_val], dataset.val_target[:cfg.n_val]
 
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = temp_beside(target)   # (a leftover of an export killed mid-way goes first)
     except OSError as e:
         raise write_error(e, target) from None
     try:
@@ -115,6 +116,11 @@ def export_run(store: Store, ref: str, to: str | os.PathLike | None = None, *,
             raise ExportError(f"export refused: run {run_id}'s best weights measure {measured:.3f} dB on its "
                               f"{len(val_in)} validation images, but {recorded:.3f} dB was recorded; "
                               f"{target} left untouched")
+        noisy = psnr(val_in, val_tg)
+        if measured <= noisy and not force:  # the identity would do better: a grader would mark them down
+            raise ExportError(f"export refused: run {run_id}'s best weights measure {measured:.2f} dB, no better than "
+                              f"the noisy input itself ({noisy:.2f} dB) on its {len(val_in)} validation images; "
+                              f"{target} left untouched (--force exports them anyway)")
         theirs = None
         if target.exists():
             try:
@@ -138,8 +144,15 @@ def export_run(store: Store, ref: str, to: str | os.PathLike | None = None, *,
         if isinstance(e, OSError):
             raise write_error(e, target) from None
         raise
-    store.record_checkpoint(run_id, "export", str(target), step, measured)
-    replaced = f", replacing {theirs:.2f} dB" if theirs is not None else ""
-    store.add_event(run_id, "export", f"{target} ({measured:.2f} dB, verified by reloading{replaced})", step)
+    # the file is written and verified: that is the export. Noting it in the store is a courtesy that a full or
+    # read-only runs folder must not turn into a failure
+    unrecorded = None
+    try:
+        store.record_checkpoint(run_id, "export", str(target), step, measured)
+        replaced = f", replacing {theirs:.2f} dB" if theirs is not None else ""
+        store.add_event(run_id, "export", f"{target} ({measured:.2f} dB, verified by reloading{replaced})", step)
+    except StoreError as e:
+        unrecorded = str(e)
     return {"run": run_id, "engine": engine, "path": str(target), "psnr": measured, "recorded_psnr": recorded,
-            "replaced_psnr": theirs, "step": step, "n_val": len(val_in), "data": cfg.data, "noise": cfg.noise}
+            "replaced_psnr": theirs, "step": step, "n_val": len(val_in), "data": cfg.data, "noise": cfg.noise,
+            "unrecorded": unrecorded}

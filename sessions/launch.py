@@ -8,6 +8,7 @@ import os
 from engine.config import RunConfig
 from engine.data import check_source, load_data
 from engine.system import SystemMonitor
+from engine.threads import ThreadGovernor, parse_threads
 from engine.trainer import Trainer
 
 from .recorder import Recorder
@@ -23,9 +24,11 @@ def _load_or_check(config: RunConfig, load: bool):
 
 
 def open_run(runs_dir: str | os.PathLike, config: RunConfig | None = None, *, resume: str | None = None,
-             device: str | None = None, load: bool = True, sinks=()) -> tuple[Trainer, Store]:
+             device: str | None = None, threads: str | None = None, load: bool = True,
+             sinks=()) -> tuple[Trainer, Store]:
     """A recorded, ready-to-run ``(Trainer, Store)``: a new run of ``config``, or run ``resume`` (an id, a unique
-    prefix, or ``last``) taken over to continue it, optionally on another ``device``.
+    prefix, or ``last``) taken over to continue it, optionally on another ``device`` or with another ``threads``
+    setting (else the one it had when it stopped: threads is a live setting).
 
     With ``load=True`` the data is loaded here (errors surface before anything is recorded); with ``load=False`` the
     trainer loads it in its own thread (a data error then ends the run as ``failed``). The store's recorder is
@@ -34,7 +37,7 @@ def open_run(runs_dir: str | os.PathLike, config: RunConfig | None = None, *, re
     """
     store = Store(runs_dir)
     try:
-        trainer = _open(store, config, resume, device, load, sinks)
+        trainer = _open(store, config, resume, device, threads, load, sinks)
     except BaseException:
         store.close()
         raise
@@ -44,21 +47,24 @@ def open_run(runs_dir: str | os.PathLike, config: RunConfig | None = None, *, re
     return trainer, store
 
 
-def _open(store: Store, config, resume, device, load, sinks) -> Trainer:
+def _open(store: Store, config, resume, device, threads, load, sinks) -> Trainer:
     if resume is not None:  # "" is a (bad) reference, not "no resume"
-        return _resume(store, resume, device, load, sinks)
+        return _resume(store, resume, device, threads, load, sinks)
     config = config.validate()
     dataset = _load_or_check(config, load)
     run_id = store.new_run(config)
     try:
-        return Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
-                       sinks=[Recorder(store, run_id), *sinks])
+        trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
+                          sinks=[Recorder(store, run_id), *sinks])
+        if dataset is not None:
+            trainer.prepare()  # the run's plan (a warm-up longer than the run...) is checked before it starts
+        return trainer
     except Exception as e:
         store.set_state(run_id, "failed", str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise
 
 
-def _resume(store: Store, ref: str, device: str | None, load: bool, sinks) -> Trainer:
+def _resume(store: Store, ref: str, device: str | None, threads: str | None, load: bool, sinks) -> Trainer:
     run = store.get_run(ref, metrics=False, events=False)
     run_id = run["id"]
     if run["state"] == "finished":
@@ -68,13 +74,16 @@ def _resume(store: Store, ref: str, device: str | None, load: bool, sinks) -> Tr
                          f"attach to it with n2n-tui attach {run_id}, or stop it first")
     config = RunConfig.from_dict(run["config"])
     if device:
-        config.device = device  # the one thing that may change: the machine it continues on
+        config.device = device  # what may change: the machine it continues on, and how many threads it uses there
+    setting = parse_threads(threads) if threads is not None else None
     config.validate()
     store.acquire(run_id)  # from here on this process owns the run
     try:
         dataset = _load_or_check(config, load)
         trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
                           sinks=[Recorder(store, run_id), *sinks], resume_from=store.run_dir(run_id))
+        if setting is not None:
+            trainer.threads = ThreadGovernor(setting)
     except BaseException:
         store.release(run_id)
         raise

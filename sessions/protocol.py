@@ -122,8 +122,8 @@ def decode_events(d: dict) -> list[Event]:
             return [ControlEvent(run, str(d["action"]), str(d.get("detail", "")), int(d.get("step", 0)),
                                  d.get("value"), d.get("name"), **extra)]
         if kind == "system":
-            return [SystemEvent(run, int(d.get("step", 0)), *(d.get(k) for k in ("cpu", "rss", "gpu_util", "gpu_mem",
-                                                                              "disk_free")), **extra)]
+            return [SystemEvent(run, int(d.get("step", 0)), *(d.get(k) for k in (
+                "cpu", "rss", "gpu_util", "gpu_mem", "disk_free", "threads", "busy")), **extra)]
         if kind == "saved":
             return [SavedEvent(run, str(d["path"]), d.get("psnr"), int(d.get("step", 0)), str(d.get("what", "best")),
                                **extra)]
@@ -142,11 +142,19 @@ def parse_command(raw: bytes) -> dict:
     """A viewer's command line as ``{"id", "cmd", ...}``, validated; ProtocolError names what is wrong."""
     try:
         msg = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise ProtocolError("malformed message: not a JSON object") from None
+    except RecursionError:
+        raise ProtocolError("malformed message: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ProtocolError("malformed message: not UTF-8 text") from None
+    except ValueError as e:
+        why = "a number too long" if "digits" in str(e) else "not valid JSON"
+        raise ProtocolError(f"malformed message: {why}") from None
     if not isinstance(msg, dict):
         raise ProtocolError("malformed message: not a JSON object")
-    msg_id = msg.get("id") if isinstance(msg.get("id"), (int, str)) else None
+    raw_id = msg.get("id")
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (int, str))):
+        raise ProtocolError("malformed message: \"id\" must be a number or a string")  # echoed back, so checked
+    msg_id = raw_id
     cmd = msg.get("cmd")
     if not isinstance(cmd, str):
         raise ProtocolError("malformed message: no \"cmd\"", msg_id)
@@ -161,6 +169,8 @@ def parse_command(raw: bytes) -> dict:
             raise ProtocolError("set: name must be a hyper-parameter's name", msg_id)
         if isinstance(msg.get("value"), bool) or not isinstance(msg.get("value"), (int, float)):
             raise ProtocolError(f"set: value must be a number, got {msg.get('value')!r}", msg_id)
+    if cmd == "stop" and msg.get("by") is not None and (not isinstance(msg["by"], str) or len(msg["by"]) > 200):
+        raise ProtocolError("stop: by must be a short text saying who stops the run", msg_id)
     if cmd == "save":
         if msg.get("path") is not None and (not isinstance(msg["path"], str) or not msg["path"].strip()):
             raise ProtocolError("save: path must be a non-empty string", msg_id)

@@ -29,7 +29,7 @@ class Recorder:
         self._events: list[tuple] = []
         self._checkpoints: list[tuple] = []
         self._settings: list[tuple] = []    # (run, step, time, name, value) of each live change
-        self._system: list[tuple] = []      # (run, time, step, cpu, rss, gpu_util, gpu_mem, disk_free)
+        self._system: list[tuple] = []      # (run, time, step, cpu, rss, gpu_util, gpu_mem, disk_free, threads, busy)
         self._samples: list[tuple] = []     # (run, step, shape, noisy, denoised, clean) of each evaluation
         self._progress: tuple | None = None   # step, epoch, lr, total_steps
         self._best: tuple | None = None       # psnr, step
@@ -73,7 +73,7 @@ class Recorder:
                     self._settings.append((self.run_id, ev.step, ev.time, ev.name, ev.value))
             elif k == "system":
                 self._system.append((self.run_id, ev.time, ev.step, ev.cpu, ev.rss, ev.gpu_util, ev.gpu_mem,
-                                     ev.disk_free))
+                                     ev.disk_free, ev.threads, ev.busy))
                 return  # with the next batch of points: a sample is no reason to write at once
             elif k == "state":
                 self._state = (ev.state, ev.message, ev.time)
@@ -111,7 +111,7 @@ class Recorder:
                                  "VALUES (?, ?, ?, ?, ?)", settings)
             if system:
                 conn.executemany("INSERT OR REPLACE INTO system (run, time, step, cpu, rss, gpu_util, gpu_mem, "
-                                 "disk_free) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", system)
+                                 "disk_free, threads, busy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", system)
             if samples:
                 conn.executemany("INSERT OR REPLACE INTO samples (run, step, shape, noisy, denoised, clean) "
                                  "VALUES (?, ?, ?, ?, ?, ?)", samples)

@@ -7,7 +7,7 @@ dropped SSH connection never reaches it), stdin from /dev/null, stdout and stder
 folder (so nothing PyTorch's C++ code prints can garble a screen). SIGTERM and SIGINT stop it cleanly; SIGHUP is
 ignored: it has no terminal to lose.
 
-    python -m sessions.runner --runs-dir DIR (--config JSON | --resume RUN) [--device cpu|cuda] [--status-fd FD]
+    python -m sessions.runner --runs-dir DIR (--config JSON | --resume RUN) [--device cpu|cuda] [--threads N|auto] [--status-fd FD]
 """
 from __future__ import annotations
 
@@ -38,12 +38,15 @@ class RunControl:
         self.trainer, self.store = trainer, store
 
     def status(self) -> dict:
+        import torch  # loaded already: this process trains
+
         t = self.trainer
         return {"run": t.run_id, "config": t.config.to_dict(), "engine": t.config.engine, "device": t.device,
                 "state": t.state, "message": t.message, "step": t.step, "epoch": t.epoch,
                 "total_steps": t.total_steps, "lr": t.lr, "best_psnr": t.best_psnr, "best_step": t.best_step,
                 "img_per_s": t.img_per_s, "psnr_noisy": t.psnr_noisy, "batch_size": t.batch_size,
                 "hyperparameters": t.hyperparameters(),
+                "threads": torch.get_num_threads(), "busy_elsewhere": t.threads.busy,
                 "pid": os.getpid(), "run_dir": str(t.run_dir)}
 
     def command(self, msg: dict) -> dict:
@@ -57,7 +60,7 @@ class RunControl:
         elif cmd == "resume":
             t.resume()
         elif cmd == "stop":
-            t.stop("stopped by a viewer")
+            t.stop(msg.get("by") or "stopped by a viewer")
         elif cmd == "lr":
             t.set_lr(msg["value"])
             return {"lr": float(msg["value"])}
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="RunConfig as JSON (a new run)")
     p.add_argument("--resume", help="run reference (continue a stopped or crashed run)")
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", default=None, help="resume: the thread setting to continue with (N or auto)")
     p.add_argument("--status-fd", type=int, default=None, help="where to say which run started, or why not")
     args = p.parse_args(argv)
 
@@ -120,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose
     try:
         config = RunConfig.from_dict(json.loads(args.config)) if args.config is not None else None
-        trainer, store = open_run(args.runs_dir, config, resume=args.resume, device=args.device, load=False)
+        trainer, store = open_run(args.runs_dir, config, resume=args.resume, device=args.device,
+                                 threads=args.threads, load=False)
         server = serve(trainer, store)
     except Exception as e:  # bad config, missing data, a run already live...: one line back to whoever started us
         text = str(e).strip()
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def spawn(runs_dir: str | os.PathLike, config: RunConfig | None = None, *, resume: str | None = None,
-          device: str | None = None) -> dict:
+          device: str | None = None, threads: str | None = None) -> dict:
     """Start a runner in the background and wait until it has recorded its run: ``{"run", "pid"}``. Raises
     StoreError with the runner's own one-line reason when it could not start (bad config, missing data ...)."""
     read_fd, write_fd = os.pipe()
@@ -166,6 +171,8 @@ def spawn(runs_dir: str | os.PathLike, config: RunConfig | None = None, *, resum
         cmd += ["--resume", resume]
     if device:
         cmd += ["--device", device]
+    if threads is not None and resume is not None:  # a new run's setting travels in its config
+        cmd += ["--threads", str(threads)]
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 pass_fds=(write_fd,), start_new_session=True, close_fds=True)

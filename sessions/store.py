@@ -17,8 +17,10 @@ first store that opens them for writing (``MIGRATIONS``).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import stat
@@ -38,7 +40,7 @@ except ImportError:  # not POSIX: fall back to checking the owner's pid
 
 DB_NAME = "sessions.sqlite"
 APP = "n2n-tui"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 STATES = ("running", "paused", "stopped", "finished", "failed", "crashed")
 LIVE_STATES = ("running", "paused")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -91,7 +93,7 @@ LIVE_TABLES = [
     """CREATE TABLE settings (run TEXT NOT NULL, step INTEGER NOT NULL, time REAL NOT NULL, name TEXT NOT NULL,
         value REAL, PRIMARY KEY (run, time, name)) WITHOUT ROWID""",
     """CREATE TABLE system (run TEXT NOT NULL, time REAL NOT NULL, step INTEGER, cpu REAL, rss REAL, gpu_util REAL,
-        gpu_mem REAL, disk_free REAL, PRIMARY KEY (run, time)) WITHOUT ROWID""",
+        gpu_mem REAL, disk_free REAL, threads INTEGER, busy REAL, PRIMARY KEY (run, time)) WITHOUT ROWID""",
 ]
 SCHEMA += ";\n".join(LIVE_TABLES) + ";\n"
 SCHEMA = SCHEMA.replace("active REAL NOT NULL DEFAULT 0\n);", "active REAL NOT NULL DEFAULT 0,\n    tag TEXT NOT NULL DEFAULT ''\n);")
@@ -105,7 +107,9 @@ MIGRATIONS = {
     ],
     2: [SAMPLES_TABLE],
     3: [SWEEPS_TABLE],
-    4: ["ALTER TABLE runs ADD COLUMN tag TEXT NOT NULL DEFAULT ''", *LIVE_TABLES],
+    4: ["ALTER TABLE runs ADD COLUMN tag TEXT NOT NULL DEFAULT ''", LIVE_TABLES[0],  # the system table as it was
+        LIVE_TABLES[1].replace(", threads INTEGER, busy REAL", "")],
+    5: ["ALTER TABLE system ADD COLUMN threads INTEGER", "ALTER TABLE system ADD COLUMN busy REAL"],
 }
 
 
@@ -121,6 +125,15 @@ def settings_changes(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
 
 class StoreError(ValueError):
     """The store cannot be used as asked (corrupt or foreign database, unknown run, ...)."""
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (next to) no room left: SQLite reports a full disk met while
+    creating its -wal or -shm file as a plain I/O error."""
+    try:
+        return shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        return False
 
 
 class Store:
@@ -182,14 +195,16 @@ class Store:
                                          [("app", APP), ("schema", str(SCHEMA_VERSION))])
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # SQLite ends a transaction itself on some errors (a full disk)
+                        conn.execute("ROLLBACK")
                     raise
         except StoreError:
             conn.close()
             raise
         except sqlite3.Error as e:
             conn.close()
-            raise StoreError(f"{db}: corrupt or unusable session store ({e}); refusing to touch it") from None
+            raise StoreError(self._why(e, f"{db}: corrupt or unusable session store ({e}); refusing to touch it")) \
+                from None
         return conn
 
     def _open_readonly(self) -> sqlite3.Connection | None:
@@ -230,8 +245,14 @@ class Store:
                 if side.exists() and not side.is_symlink():
                     os.close(open_nofollow(side, os.O_RDWR | os.O_CREAT, self.file_mode))
         except OSError as e:
-            why = str(e) if isinstance(e, SymlinkError) else f"{db}: cannot be opened ({e.strerror})"
-            raise StoreError(why) from None
+            if isinstance(e, SymlinkError):
+                raise StoreError(str(e)) from None
+            if e.errno == errno.EROFS:
+                raise StoreError(f"{db}: read-only (the runs folder or its file system does not accept writes)") \
+                    from None
+            if e.errno == errno.ENOSPC:
+                raise StoreError(f"no space left on device: {db}") from None
+            raise StoreError(f"{db}: cannot be opened ({e.strerror})") from None
 
     def _open_checks(self, db: Path) -> None:
         if db.is_dir():
@@ -243,6 +264,23 @@ class Store:
             raise StoreError(f"{db}: cannot be read ({e.strerror})") from None
         if head and head != SQLITE_MAGIC:
             raise StoreError(f"{db}: not an SQLite database; refusing to touch it (move it away to start afresh)")
+        if not head:  # empty: a store being created this instant, or one truncated under its run folders
+            runs = self._run_folders_with_weights(db.parent)
+            if runs:
+                raise StoreError(
+                    f"{db} is empty, yet {len(runs)} run folder{'s' if len(runs) != 1 else ''} with weights "
+                    f"{'are' if len(runs) != 1 else 'is'} beside it (e.g. {runs[0].name}): the store was truncated "
+                    f"and the runs' history is lost, but their weights are intact (n2n-tui eval --weights "
+                    f"{runs[0] / 'best.pth'}); to go on, move the empty file away "
+                    f"(mv {db} {db}.empty) and a new store starts")
+
+    @staticmethod
+    def _run_folders_with_weights(root: Path) -> list[Path]:
+        try:
+            return sorted(d for d in root.iterdir() if d.is_dir() and not d.is_symlink()
+                          and ((d / "best.pth").is_file() or (d / "state.pth").is_file()))
+        except OSError:
+            return []
 
     @staticmethod
     def _check_meta(conn) -> int:
@@ -272,7 +310,8 @@ class Store:
                 conn.execute("UPDATE n2n_meta SET value = ? WHERE key = 'schema'", (str(version + 1),))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     def close(self) -> None:
@@ -296,7 +335,7 @@ class Store:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as e:
-                raise StoreError(f"{self.db_path}: {e}") from None
+                raise StoreError(self._why(e)) from None
 
     def _transaction(self, work) -> None:
         """Run ``work(conn)`` in one write transaction."""
@@ -310,10 +349,23 @@ class Store:
                     work(conn)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # SQLite ends a transaction itself on some errors (a full disk)
+                        conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as e:
-                raise StoreError(f"{self.db_path}: {e}") from None
+                raise StoreError(self._why(e)) from None
+
+    def _why(self, e: sqlite3.Error, otherwise: str | None = None) -> str:
+        """One line for a failed store operation: the cause a user can act on (a full disk, a read-only folder), not
+        SQLite's wording; ``otherwise`` for anything else (default: the path and SQLite's message)."""
+        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF   # the primary code of an extended one
+        text = str(e)
+        if code == sqlite3.SQLITE_FULL or "disk is full" in text or (
+                (code == sqlite3.SQLITE_IOERR or "disk I/O error" in text) and _disk_full(self.db_path.parent)):
+            return f"no space left on device: {self.db_path}"
+        if code == sqlite3.SQLITE_READONLY or "readonly database" in text:
+            return f"{self.db_path}: read-only (the runs folder or its file system does not accept writes)"
+        return otherwise or f"{self.db_path}: {text}"
 
     # ---------------------------------------------------------------------------------------- liveness (locks)
     def run_dir(self, run_id: str) -> Path:
@@ -492,7 +544,7 @@ class Store:
             "SELECT step, time, name, value FROM settings WHERE run = ? ORDER BY time, name", (run_id,))]
 
     def system(self, run_id: str, since: float = 0.0) -> list[dict]:
-        cols = ("time", "step", "cpu", "rss", "gpu_util", "gpu_mem", "disk_free")
+        cols = ("time", "step", "cpu", "rss", "gpu_util", "gpu_mem", "disk_free", "threads", "busy")
         return [dict(zip(cols, r)) for r in self._exec(
             f"SELECT {', '.join(cols)} FROM system WHERE run = ? AND time > ? ORDER BY time", (run_id, since))]
 

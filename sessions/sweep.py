@@ -139,6 +139,12 @@ def check_spec(raw: dict, name: str = "sweep") -> SweepSpec:
     if "storage" in raw:
         if not isinstance(raw["storage"], str) or not raw["storage"].strip():
             raise SpecError(f"storage: expected a path, got {raw['storage']!r}")
+        where = Path(raw["storage"]).expanduser()
+        real = os.path.realpath(where)
+        if any(real == top or real.startswith(top + "/") for top in ("/proc", "/sys", "/dev")):
+            raise SpecError(f"storage: {raw['storage']} is a kernel interface ({real}), not a folder for checkpoints")
+        if where.exists() and not where.is_dir():
+            raise SpecError(f"storage: {raw['storage']} exists and is not a folder")
         spec.storage = raw["storage"]
 
     space = raw.get("space", {})
@@ -341,6 +347,8 @@ class TrialView:
     total_steps: int = 0
     psnr: float | None = None
     best_psnr: float | None = None
+    best_step: int | None = None
+    noisy_psnr: float | None = None     # the noisy input's own PSNR on the trial's validation images
     early_stopped: bool = False
     node: str = ""
     lr: float | None = None
@@ -349,7 +357,13 @@ class TrialView:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("trial", "run", "params", "state", "step", "total_steps", "psnr",
-                                               "best_psnr", "early_stopped", "node")}
+                                               "best_psnr", "best_step", "early_stopped", "node")}
+
+    @property
+    def improved(self) -> bool:
+        """Its training produced something: a best after step 0 (the untrained start) that beats the noisy input."""
+        return (self.best_psnr is not None and (self.best_step or 0) > 0
+                and (self.noisy_psnr is None or self.best_psnr > self.noisy_psnr))
 
 
 def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -368,6 +382,9 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     if address != "auto" and not address.startswith("ray://"):
         host, _, port = address.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise SpecError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), auto, local or "
+                            "ray://HOST:PORT")
         try:
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=min(10.0, ADDRESS_TIMEOUT)).close()
         except (OSError, ValueError) as e:
@@ -387,6 +404,31 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
         raise SpecError(f"--address {address}: the Ray cluster did not answer within {ADDRESS_TIMEOUT:g} s")
     if error:
         raise SpecError(f"--address {address}: {str(error[0]).strip().splitlines()[0]}")
+
+
+def _local(address: str | None) -> bool:
+    return (address or os.environ.get("RAY_ADDRESS") or "local") == "local"
+
+
+def check_resources(spec: SweepSpec, address: str | None, connected: bool = False) -> None:
+    """SpecError when no trial could ever start: more CPUs or GPUs per trial than there are (Tune would wait for
+    them for ever). For embedded local Ray, from this machine before Ray starts; for a cluster, from what it says it
+    has, once ``connected``."""
+    if _local(address) == connected:  # local: checked before connecting; a cluster: only once connected
+        return
+    if _local(address):
+        import torch
+
+        have = {"CPU": len(os.sched_getaffinity(0)), "GPU": torch.cuda.device_count()}
+    else:
+        import ray
+
+        have = ray.cluster_resources()
+    where = "this machine has" if _local(address) else "the Ray cluster has"
+    for key, need in (("CPU", spec.cpus_per_trial), ("GPU", spec.gpus_per_trial)):
+        if need > have.get(key, 0):
+            raise SpecError(f"{key.lower()}s_per_trial = {need:g}: {where} {have.get(key, 0):g} {key}"
+                            f"{'s' if have.get(key, 0) != 1 else ''}, so no trial could ever start")
 
 
 def ray_session() -> str | None:
@@ -526,7 +568,9 @@ class SweepDriver:
                 "trials": [t.to_dict() for t in self.trials.values()]}
 
     def best(self) -> TrialView | None:
-        done = [t for t in self.trials.values() if t.best_psnr is not None]
+        """The winner: the best PSNR among trials whose training improved on their start (``TrialView.improved``);
+        None when none did."""
+        done = [t for t in self.trials.values() if t.improved]
         return max(done, key=lambda t: t.best_psnr) if done else None
 
     # ---------------------------------------------------------------------------------------- Tune's callbacks
@@ -579,9 +623,10 @@ class SweepDriver:
                 *(unpack_patches(samples.get(k)) for k in ("noisy", "denoised", "clean")), psnr_noisy=ev.get("psnr_noisy")))
             view.psnr = ev["psnr"]
             view.history.append((int(ev["step"]), ev["psnr"]))
-        best = result.get("best_psnr")
-        if best is not None and math.isfinite(best):
-            view.best_psnr = best
+            if ev.get("psnr_noisy") is not None:
+                view.noisy_psnr = ev["psnr_noisy"]
+        # (the trial's best is taken when its weights arrive, in _checkpoint: the sweep never claims a best that
+        # its run folder cannot export, e.g. when Ctrl-C comes between a result and its checkpoint)
         view.step, view.total_steps = int(result.get("step", view.step)), total or view.total_steps
         view.node = result.get("node") or view.node
         rec.flush()
@@ -607,6 +652,8 @@ class SweepDriver:
         if meta and meta != meta_before:
             self._record(trial.trial_id, SavedEvent(view.run, str(run_dir / BEST_FILE), meta.get("psnr"),
                                                       meta.get("step") or 0, "best"))
+        if meta and meta.get("psnr") is not None:  # the best the run folder holds: what the sweep reports
+            view.best_psnr, view.best_step = float(meta["psnr"]), int(meta.get("step") or 0)
 
     def _record(self, trial_id: str, event) -> None:
         """A trial's event into its run's record, and to whoever watches that trial."""

@@ -73,7 +73,7 @@ def test_pause_stops_steps_until_resume(tiny_models, poisson_data, tmp_path):
     t.join(30)
     assert t.state == "finished" and t.step == 64
     actions = [e.action for e in log.of("control")]
-    assert actions == ["pause", "resume"]
+    assert actions == ["threads", "pause", "resume"]   # first what the thread count is (engine.threads)
     states = [e.state for e in log.of("state")]
     assert states == ["running", "paused", "running", "finished"]
 
@@ -85,7 +85,7 @@ def test_set_lr_takes_effect_at_next_step(tiny_models, poisson_data, tmp_path):
     t.run()
     lrs = [(e.step, e.lr) for e in log.of("step")]
     assert lrs[:3] == [(1, 3e-3), (2, 3e-3), (3, 5e-4)] and all(lr == 5e-4 for _, lr in lrs[2:])
-    [ctl] = log.of("control")
+    [ctl] = [e for e in log.of("control") if e.action != "threads"]
     assert ctl.action == "lr" and ctl.step == 2 and "0.003 -> 0.0005" in ctl.detail
     assert log.index(ctl) < next(i for i, e in enumerate(log) if e.kind == "step" and e.step == 3)
     assert t.lr == 5e-4 and t.model.learning_rate == 5e-4
@@ -274,7 +274,7 @@ def test_events_are_plain_and_json_ready(tiny_models, poisson_data, tmp_path):
     log = Log()
     Trainer(cfg(subset=16), run_dir=tmp_path, dataset=poisson_data, sinks=[log]).run()
     kinds = {type(e) for e in log}
-    assert kinds == {StateEvent, StepEvent, EvalEvent, SavedEvent}
+    assert kinds == {StateEvent, StepEvent, EvalEvent, SavedEvent, ControlEvent}   # control: the thread count
     for e in log:
         json.loads(json.dumps(event_dict(e)))
     assert event_dict(StepEvent("r", 1, 1, float("nan"), 1e-3, 1.0))["loss"] is None

@@ -605,6 +605,34 @@ def test_w7_export_into_a_read_only_folder_names_the_target(finished_run, small_
     assert err == f"n2n-tui: error: read-only file system: {target}", err
 
 
+def test_a_full_or_read_only_runs_folder_says_so_and_an_export_elsewhere_still_succeeds(
+        tiny_models, poisson_data, small_disk, tmp_path, capsys):
+    from tui.cli import main
+
+    runs = small_disk.path / "runs"
+    config = cfg(subset=64, eval_every=4)
+    with Store(runs) as s:
+        run = s.new_run(config)
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
+        assert t.run() == "finished"
+    db = runs / "sessions.sqlite"
+    _fill(small_disk.path)
+    assert main(["tag", run, "a note that needs a page", "--runs-dir", str(runs)]) == 2
+    assert capsys.readouterr().err.strip() == f"n2n-tui: error: no space left on device: {db}"
+    target = tmp_path / "bestmodel.pth"  # another file system, with room
+    assert main(["export", run, "--to", str(target), "--force", "--runs-dir", str(runs)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"wrote {target}") and target.is_file()
+    assert f"the export is done, but the store could not note it (no space left on device: {db})" in err
+    (small_disk.path / "filler").unlink()
+    small_disk.remount("ro")
+    assert main(["tag", run, "x", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"n2n-tui: error: {db}") and "read-only" in err and "rollback" not in err, err
+    assert main(["export", run, "--to", str(target), "--force", "--runs-dir", str(runs)]) == 0
+    assert "could not note it" in capsys.readouterr().err
+
+
 def test_w8_runs_time_of_a_resumed_run_leaves_out_the_time_it_sat_stopped(tmp_path, capsys, monkeypatch):
     import json
 
@@ -770,3 +798,42 @@ def test_w8_a_run_that_fails_in_the_dashboard_exits_1(tmp_path):
         _wait_runner_gone(runs)
     finally:
         term.close()
+
+
+class _NotAState:  # a Python object: what a tampered state.pth might hold
+    pass
+
+
+def test_a_tampered_training_state_is_one_line_naming_the_file(finished_run, poisson_data):
+    from engine.trainer import CheckpointError
+
+    runs, run, t = finished_run
+    state = runs / run / "state.pth"
+    torch.save({"format": "n2n-tui/train-state", "evil": _NotAState()}, state)
+    with pytest.raises(CheckpointError) as e:
+        Trainer(t.config, run_dir=runs / run, dataset=poisson_data, resume_from=runs / run)
+    msg = str(e.value)
+    assert msg == (f"{state}: not a readable training state (it holds Python objects besides tensors and plain "
+                   "values, so n2n-tui did not write it; refused unread)"), msg
+
+
+def test_the_in_process_dashboard_draws_on_the_terminal_and_cpp_warnings_go_to_the_log(tmp_path):
+    """`train --in-process` sends what C++ code writes to stderr into runner.log; the dashboard itself (which
+    Textual draws on stderr) must stay on the terminal, not go into the log with a blank screen left behind."""
+    from terminal import Terminal
+
+    runs = tmp_path / "runs"
+    term = Terminal("train", "--in-process", *SMALL, "--epochs", "500", "--runs-dir", str(runs), cols=100, rows=30)
+    try:
+        _wait_run(runs, lambda r: r["step"] >= 3)
+        assert term.wait_for_output("loss (log scale)", timeout=30), term.text()
+        term.send("x")
+        assert term.wait_for_output("Stop run", timeout=30), term.text()
+        term.send("y")
+        _wait_run(runs, lambda r: r["state"] == "stopped")
+    finally:
+        term.close()
+    with Store(runs) as s:
+        r = s.get_run("last")
+    log = (runs / r["id"] / "runner.log").read_bytes()
+    assert b"loss (log scale)" not in log and b"\x1b[" not in log, log[:200]

@@ -167,6 +167,24 @@ def test_the_trainer_follows_the_schedule_and_a_manual_change_rescales_the_rest(
         assert rates[step] == pytest.approx(4e-3 * scale * s.factor(step - 1, total)), step
 
 
+def test_the_step_schedule_decays_once_an_epoch_by_default(tiny_models, poisson_data, tmp_path):
+    t = Trainer(cfg(epochs=3, lr=4e-3, schedule="step", gamma=0.5), run_dir=tmp_path, dataset=poisson_data)
+    rates = {}
+    t.add_sink(lambda e: rates.__setitem__(e.step, e.lr) if e.kind == "step" else None)
+    assert t.run() == "finished"
+    per = t.steps_per_epoch
+    assert per > 1 and len(rates) == 3 * per
+    assert {step: lr for step, lr in rates.items()} == pytest.approx(
+        {step: 4e-3 * 0.5 ** ((step - 1) // per) for step in rates})
+
+
+def test_the_step_schedule_decays_every_step_every_steps_when_given():
+    s = Schedule("step", step_every=3, gamma=0.5)
+    assert [s.factor(t, 100, epoch_steps=10) for t in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+    s = Schedule("step", gamma=0.5)  # step_every 0: one epoch
+    assert [s.factor(t, 100, epoch_steps=2) for t in range(5)] == [1, 1, 0.5, 0.5, 0.25]
+
+
 def test_resume_restores_the_live_values_not_the_launch_values(tiny_models, poisson_data, tmp_path):
     config = cfg(epochs=3, schedule="cosine", lr=3e-3)
     a = Trainer(config, run_dir=tmp_path, dataset=poisson_data)
@@ -386,6 +404,12 @@ def test_tag_shows_in_runs(tmp_path, capsys):
     assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1])[0]["tag"] == "lr sweep winner"
+    # ... and where people read: the runs table and show (the README says they do)
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(run)]
+    assert row and row[0].endswith("\u00ablr sweep winner\u00bb"), row
+    assert main(["show", run, "--runs-dir", str(tmp_path)]) == 0
+    assert "tag     lr sweep winner" in capsys.readouterr().out.splitlines()
     assert main(["tag", "nope", "x", "--runs-dir", str(tmp_path)]) == 2
 
 
@@ -425,3 +449,55 @@ def test_h_edits_the_live_hyperparameters_of_a_run(tiny_models, poisson_data, tm
     names = [h["name"] for h in store.settings(run) if h["step"] > 0]
     assert sorted(names) == ["beta2", "grad_clip"]
     store.close()
+
+
+def test_a_warmup_longer_than_the_run_is_refused_naming_both(tmp_path, capsys):
+    from tui.cli import main
+
+    argv = ["train", "--headless", "--engine", "1", "--data", "sample", "--subset", "64", "--batch-size", "8",
+            "--n-val", "16", "--epochs", "2", "--warmup", "500", "--runs-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("n2n-tui: error: warmup: 500 steps, but the whole run is 16 steps (2 epochs of 8): the learning "
+                   "rate would never reach its base; give a shorter --warmup"), err
+
+
+def test_the_log_pane_wraps_long_lines_at_its_own_width(tmp_path):
+    """`v` on a narrow side column: a long runner.log line is wrapped whole, not shown as a slice of a line laid out
+    78 cells wide; it is laid out again when the pane (hidden at first) is shown or resized."""
+    import asyncio
+
+    from textual.app import App
+    from textual.containers import Horizontal
+    from textual.widgets import Static
+
+    from tui.widgets.log_pane import LogPane
+
+    log = tmp_path / "runner.log"
+    words = ("2026-12-07 00:42:14 runner pid 11218 serving run 20261207-004214-3c5f (new run) "
+             "and then the rest of a long line")
+    log.write_text(words + "\n")
+
+    class Side(App):
+        CSS = "#side { width: 40; } LogPane { height: 12; }"
+
+        def compose(self):
+            with Horizontal():
+                yield Static("main")
+                with Horizontal(id="side"):
+                    yield LogPane()
+
+    async def go():
+        async with Side().run_test(size=(100, 20)) as pilot:
+            pane = pilot.app.query_one(LogPane)
+            pane.display = False
+            await pilot.pause()
+            pane.follow(log)      # read while hidden, as the dashboard does at start
+            pane.display = True   # v
+            await pilot.pause()
+            await pilot.pause()
+            texts = [strip.text.rstrip() for strip in pane.lines]
+            assert texts and all(len(t) <= pane.scrollable_content_region.width for t in texts), texts
+            assert " ".join(texts).split() == words.split()
+
+    asyncio.run(go())

@@ -237,3 +237,31 @@ def test_denoise_bad_input_is_one_line_exit_2(tmp_path, capsys, weights, argv, w
     status, out, err = denoise(argv, capsys)
     assert status == 2 and why in err and len(err.strip().splitlines()) == 1, err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_images_of_a_file_says_it_is_a_file(tmp_path, capsys):
+    f = tmp_path / "one.png"
+    Image.new("RGB", (40, 40)).save(f)
+    assert main(["eval", "--engine", "1", "--data", f"images:{f}", "--n-val", "4"]) == 2
+    assert f"{f}: is a file, not a folder (images:DIR takes a folder of photographs)" in capsys.readouterr().err
+
+
+def test_an_animated_image_says_only_its_first_frame_is_denoised(tmp_path, capsys, weights):
+    src = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (36, 28), (40 * i, 90, 200 - 40 * i)) for i in range(3)]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100)
+    assert main(["denoise", str(src), "-o", str(tmp_path / "out.png"), "--weights", str(weights)]) == 0
+    err = capsys.readouterr().err
+    assert f"{src} has 3 frames (an animation); only the first is denoised" in err
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_a_huge_image_is_refused_up_front_unless_asked(tmp_path, capsys, weights, recwarn):
+    src = tmp_path / "huge.png"
+    Image.new("L", (7000, 6000), 128).save(src)  # 42 megapixels, a few kB as a PNG
+    out = tmp_path / "out.png"
+    assert main(["denoise", str(src), "-o", str(out), "--weights", str(weights)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"n2n-tui: error: {src}: 7000x6000 is 42 megapixels, above the 40 that denoise takes without "
+                   "--allow-large (minutes per image on a CPU)"), err
+    assert not out.exists() and not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]

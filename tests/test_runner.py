@@ -106,7 +106,7 @@ def test_a_runner_is_watched_and_steered_through_its_socket(runner, tmp_path):
     replies = raw_exchange(run_dir, b"this is not json\n" + b'{"id": 7, "cmd": "explode"}\n'
                            + b'{"id": 8, "cmd": "lr", "value": "fast"}\n' + b"x" * (70 * 1024) + b"\n", replies=4)
     assert [d["ok"] for d in replies] == [False] * 4
-    assert "not a JSON object" in replies[0]["error"] and replies[1]["reply"] == 7
+    assert replies[0]["error"] == "malformed message: not valid JSON" and replies[1]["reply"] == 7
     assert "unknown command" in replies[1]["error"] and "positive" in replies[2]["error"]
     assert "over 65536 bytes" in replies[3]["error"]
     time.sleep(0.5)
@@ -117,11 +117,12 @@ def test_a_runner_is_watched_and_steered_through_its_socket(runner, tmp_path):
     with Store(runs, create=False, readonly=True) as s:
         assert s.get_run(run_id, metrics=False, events=False)["lr"] == 5e-4  # runs --json shows the live lr
 
+    a.resume()
+    wait_until(lambda: a.step > frozen + 3)
+    wait_until(lambda: (a.best_step or 0) > 0)  # an export needs weights better than the noisy input
     target = tmp_path / "bestmodel.pth"
     result = a.export(target)
     assert target.is_file() and result["path"] == str(target) and result["run"] == run_id
-    a.resume()
-    wait_until(lambda: a.step > frozen + 3)
     a.stop()
     wait_until(lambda: a.state == "stopped")
     wait_until(lambda: not pid_alive(pid), timeout=30)
@@ -168,6 +169,7 @@ def test_ctl_and_attach_json_from_a_shell(runner, tmp_path, capsys):
     lines = [json.loads(x) for x in out.splitlines()]
     kinds = [d["event"] for d in lines]
     assert "step" in kinds and lines[-1] == {**lines[-1], "event": "state", "state": "stopped"}
+    assert lines[-1]["message"].startswith("stopped by n2n-tui ctl (pid ")  # who stopped it, in the run's record
     assert all(d["run"] == run_id for d in lines) and all("noisy" not in d for d in lines)  # like train --json
     wait_until(lambda: not pid_alive(pid), timeout=30)
     assert main(["ctl", run_id, "pause", "--runs-dir", str(runs)]) == 2
@@ -526,3 +528,84 @@ def test_a_viewer_never_imports_torch(runner):
     assert done.returncode == 0 and "viewed without torch" in done.stdout, done.stdout + done.stderr
     pid = int(done.stdout.split("started ")[1].split()[0])
     wait_until(lambda: not pid_alive(pid), timeout=30)  # the run it started and stopped: its runner has ended
+
+
+def test_a_viewer_stopped_until_after_the_run_ended_is_told_how_it_ended(tmp_path):
+    """A viewer that reads nothing for a while (SIGSTOP) misses the end of the stream: the runner closes its socket
+    before it could send the final state. It must still end saying `finished`, like the viewers that kept reading,
+    not `disconnected`."""
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    cfg = RunConfig(engine=1, data="sample", noise="poisson", epochs=30, batch_size=4, subset=64, n_val=16,
+                    eval_every=4, device="cpu")  # ~500 steps and ~120 evaluations with patches: megabytes of events
+    started = spawn(runs, cfg)
+    cmd = [sys.executable, "-m", "tui.cli", "attach", started["run"], "--json", "--runs-dir", str(runs)]
+    readers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    stalled = readers[1]
+    try:
+        time.sleep(1.5)
+        stalled.send_signal(signal.SIGSTOP)
+        wait_until(lambda: not pid_alive(started["pid"]), timeout=240)
+        stalled.send_signal(signal.SIGCONT)
+        endings = []
+        for p in readers:
+            out, _ = p.communicate(timeout=60)
+            last = json.loads(out.strip().splitlines()[-1])
+            endings.append((last["event"], last.get("state"), p.returncode))
+    finally:
+        for p in readers:
+            p.kill()
+    assert endings == [("state", "finished", 0)] * 2, endings
+
+
+def test_a_live_run_stays_reachable_when_the_store_loses_it(runner, capsys):
+    """`rm runs/sessions.sqlite-wal` under a live run: the store no longer knows it, its socket still answers, so
+    `runs` lists it, `ctl` reaches it and stops it."""
+    from tui.cli import main
+
+    runs, run_id, pid = runner
+    wait_until(lambda: _steps_seen(runs, run_id) > 0)
+    for f in (runs / "sessions.sqlite-wal", runs / "sessions.sqlite-shm"):
+        f.unlink()
+    (runs / "sessions.sqlite").write_bytes(b"")  # and the main file holds nothing of it either
+    assert main(["runs", "--runs-dir", str(runs)]) in (0, 2)
+    capsys.readouterr()
+    assert main(["ctl", run_id, "status", "--runs-dir", str(runs)]) == 0
+    assert json.loads(capsys.readouterr().out)["run"] == run_id
+    assert main(["ctl", "last", "stop", "--runs-dir", str(runs)]) == 0
+    wait_until(lambda: not pid_alive(pid), timeout=60)
+
+
+def test_odd_commands_on_the_socket_get_a_one_line_reason(runner):
+    """Whatever a viewer sends, the answer is one line that says what is wrong, never an internal error's name:
+    a save into /proc or onto a device, JSON nested 20 000 deep, an id that is not a number or a string, a number
+    of 5 000 digits."""
+    import sessions.control as control
+
+    runs, run_id, pid = runner
+    wait_until(lambda: _steps_seen(runs, run_id) > 0)
+    sock = control.connect(runs / run_id)
+    f = sock.makefile("rb")
+    assert json.loads(f.readline())["event"] == "hello"
+
+    def ask(raw: bytes) -> dict:
+        sock.sendall(raw + b"\n")
+        while True:
+            d = json.loads(f.readline())
+            if "reply" in d:
+                return d
+
+    r = ask(json.dumps({"id": 1, "cmd": "save", "path": "/proc/self/mem"}).encode())
+    assert r["reply"] == 1 and not r["ok"] and "a kernel interface" in r["error"], r
+    r = ask(json.dumps({"id": 2, "cmd": "save", "path": "/dev/null"}).encode())
+    assert not r["ok"] and r["error"].startswith("/dev/null: is a character device"), r
+    r = ask(b"[" * 20000 + b"]" * 20000)
+    assert not r["ok"] and r["error"] == "malformed message: nested too deeply", r
+    r = ask(b'{"id": {"a": 1}, "cmd": "status"}')
+    assert r["reply"] is None and not r["ok"] and '"id" must be a number or a string' in r["error"], r
+    r = ask(b'{"id": 3, "cmd": "lr", "value": ' + b"1" * 5000 + b"}")
+    assert not r["ok"] and r["error"] == "malformed message: a number too long", r
+    assert ask(b'{"id": 4, "cmd": "status"}')["ok"]  # and the connection still works
+    sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 
 import pytest
 import torch
@@ -241,3 +242,54 @@ def test_export_bad_targets_exit_2(trained_run, tmp_path, capsys):
         s.set_state(empty, "failed", "nothing")
     assert main(["export", empty, "--to", str(tmp_path / "m.pth"), "--runs-dir", str(runs)]) == 2
     assert "no best weights yet" in capsys.readouterr().err
+
+
+def test_export_refuses_weights_no_better_than_the_noisy_input(tiny_models, poisson_data, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    config = RunConfig(engine=1, noise="poisson", epochs=1, batch_size=8, lr=3e-3, subset=64, n_val=64,
+                       eval_every=0, device="cpu")
+    with Store(runs) as s:
+        run = s.new_run(config)
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
+        t.add_sink(lambda e: t.stop() if e.kind == "step" else None)  # stopped before any evaluation but step 0's
+        assert t.run() == "stopped" and t.best_step == 0
+    target = tmp_path / "bestmodel.pth"
+    assert main(["export", run, "--to", str(target), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no better than the noisy input itself" in err and "--force" in err and len(err.splitlines()) == 1
+    assert not target.exists()
+    assert main(["export", run, "--to", str(target), "--force", "--runs-dir", str(runs)]) == 0
+    assert target.is_file()
+
+
+def test_an_export_killed_mid_way_leaves_no_temporary_file_for_ever(trained_run, tmp_path, capsys):
+    import time as time_
+
+    runs, run, _ = trained_run
+    target = tmp_path / "bestmodel.pth"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftovers = [tmp_path / f".bestmodel.pth.{dead.pid}-k3x9.tmp",   # our naming, its writer gone (SIGKILLed)
+                 tmp_path / ".bestmodel.pth.old8char.tmp"]           # the older naming, hours old
+    for f in leftovers:
+        f.write_bytes(b"\0" * 854_000)
+    os.utime(leftovers[1], (time_.time() - 7200, time_.time() - 7200))
+    mine = tmp_path / f".bestmodel.pth.{os.getpid()}-live.tmp"      # a writer still at work: not ours to remove
+    mine.write_bytes(b"x")
+    other = tmp_path / ".notes.txt.abcdefgh.tmp"                     # another file's: untouched
+    other.write_bytes(b"x")
+    assert main(["export", run, "--to", str(target), "--runs-dir", str(runs)]) == 0
+    assert target.is_file() and not any(f.exists() for f in leftovers) and mine.exists() and other.exists()
+
+
+def test_a_truncated_store_says_what_happened_and_how_to_go_on(trained_run, capsys):
+    runs, run, _ = trained_run
+    (runs / "sessions.sqlite").write_bytes(b"")  # `: > sessions.sqlite`
+    for f in runs.glob("sessions.sqlite-*"):
+        f.unlink()
+    for argv in (["runs"], ["show", run], ["tag", run, "x"]):
+        assert main([*argv, "--runs-dir", str(runs)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "is empty, yet 1 run folder with weights is beside it" in err, err
+        assert f"{run}/best.pth" in err and "mv " in err
+    assert (runs / run / "best.pth").is_file()

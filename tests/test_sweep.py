@@ -91,6 +91,13 @@ def ray_processes(session: str | None = None) -> set[int]:
     ({"scheduler": "hyperband", "space": {"lr": {"choice": [1e-3]}}}, "scheduler: must be one of asha, none"),
     ({"epochs": 0, "space": {"lr": {"choice": [1e-3]}}}, "epochs: must be a positive integer"),
     ({"lr": 1e-3, "space": {"lr": {"choice": [1e-3]}}}, "space.lr: also fixed at the top level"),
+    ({"storage": "/dev/null", "space": {"lr": {"choice": [1e-3]}}}, "storage: /dev/null is a kernel interface"),
+    ({"storage": "/etc/hostname", "space": {"lr": {"choice": [1e-3]}}},
+     "storage: /etc/hostname exists and is not a folder"),
+    # model options are checked without building a model: a zero width, a width of 10**8
+    ({"space": {"widths": {"choice": [[0, 48, 64]]}}}, "space.widths: widths must be 1 to 8 integers from 1 to 4096"),
+    ({"engine": 2, "space": {"c1": {"choice": [100000000]}}},
+     "space.c1: Model option c1 must be an integer from 1 to 4096, got 100000000"),
 ])
 def test_bad_specs_name_the_key(body, needle):
     with pytest.raises(SpecError) as e:
@@ -150,8 +157,10 @@ def test_a_local_sweep_records_each_trial_and_asha_stops_the_bad_one(tmp_path):
     best = events[-1]["best"]
     assert events[-1]["event"] == "sweep_end" and best["run"] == sweeps[0]["best_run"]
     with Store(runs) as s:
-        metrics = s.get_run(good_run["id"])["metrics"]
-    assert [m["step"] for m in metrics if m["loss"] is not None] == list(range(1, 33))  # every step recorded
+        good = s.get_run(good_run["id"])
+    assert [m["step"] for m in good["metrics"] if m["loss"] is not None] == list(range(1, 33))  # every step recorded
+    # threads auto within a trial: the CPUs Tune reserved for it (cpus_per_trial = 1), not the whole machine
+    assert [e["detail"] for e in good["events"] if e["kind"] == "threads"] == ["auto: 1 of 1 CPUs"]
     from tui.cli import main
 
     assert main(["export", good_run["id"], "--to", str(tmp_path / "best.pth"), "--runs-dir", str(runs)]) == 0
@@ -198,9 +207,11 @@ def test_ctrl_c_leaves_no_ray_process_and_the_sweep_resumes(tmp_path):
             if sum(d["event"] == "trial_start" for d in lines) == 2:
                 break
         proc.send_signal(signal.SIGINT)
-        proc.wait(120)
+        rest, _ = proc.communicate(timeout=120)
+        lines += [json.loads(x) for x in rest.splitlines()]
     finally:
         proc.kill()
+    assert proc.returncode == 130  # Ctrl-C, as train says it
     time.sleep(2)
     session = lines[0]["ray_session"]
     assert session and not ray_processes(session), ray_processes(session)  # the sweep's Ray went with it
@@ -209,6 +220,9 @@ def test_ctrl_c_leaves_no_ray_process_and_the_sweep_resumes(tmp_path):
     assert first["state"] == "finished"
     with Store(runs) as s:
         assert s.get_sweep(sweep_id)["state"] in ("stopped", "crashed")
+        # what the sweep said of each trial's best is what its run folder holds, the interrupted one's included
+        for end in (d for d in lines if d["event"] == "trial_end"):
+            assert s.get_run(end["run"], metrics=False, events=False)["best_psnr"] == end["best_psnr"], end
     p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", "--resume", sweep_id, "--json", "--runs-dir",
                         str(runs)], capture_output=True, text=True, timeout=600, env=env())
     assert p.returncode == 0, p.stderr[-2000:]
@@ -240,6 +254,7 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
         cfg = RunConfig(lr=lr, sweep=driver.sweep_id, trial=f"t{i}")
         run = store.new_run(cfg)
         view = TrialView(f"t{i}", run, {"lr": lr}, state=state, step=10, total_steps=20, psnr=best, best_psnr=best,
+                         best_step=10,
                          early_stopped=state == "stopped", history=[(0, 18.0), (10, best)])
         driver.trials[view.trial] = view
         from sessions import Recorder
@@ -273,3 +288,42 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
         assert app.return_code == 0
     asyncio.run(go())
     store.close()
+
+
+def test_the_sweep_winner_is_a_trial_whose_training_improved_on_its_start():
+    from sessions.sweep import SweepDriver, TrialView
+
+    class Driver:
+        best = SweepDriver.best
+
+    d = Driver()
+    untrained = TrialView("a", "ra", {}, best_psnr=20.98, best_step=0, noisy_psnr=20.98)   # never beat step 0
+    broken = TrialView("b", "rb", {}, best_psnr=5.39, best_step=8, noisy_psnr=20.98)       # worse than the input
+    d.trials = {"a": untrained, "b": broken}
+    assert d.best() is None
+    good = TrialView("c", "rc", {}, best_psnr=21.5, best_step=8, noisy_psnr=20.98)
+    d.trials["c"] = good
+    assert d.best() is good
+
+
+def test_resources_that_can_never_be_met_and_bad_addresses_are_one_line_before_ray_starts(tmp_path):
+    import torch
+
+    def heads() -> set[int]:
+        out = subprocess.run(["pgrep", "-f", "gcs_server"], capture_output=True, text=True)
+        return {int(x) for x in out.stdout.split()}
+
+    before = heads()
+    gpus = torch.cuda.device_count() + 1
+    spec = spec_file(tmp_path, extra=f"gpus_per_trial = {gpus}")
+    p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", str(spec), "--headless", "--runs-dir",
+                        str(tmp_path / "runs")], capture_output=True, text=True, timeout=60, env=env())
+    err = p.stderr.strip()
+    assert p.returncode == 2 and len(err.splitlines()) == 1, err
+    assert f"gpus_per_trial = {gpus}: this machine has {gpus - 1} GPU" in err and "no trial could ever start" in err
+    assert heads() <= before
+    p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", str(spec_file(tmp_path)), "--headless",
+                        "--address", "garbage", "--runs-dir", str(tmp_path / "runs")], capture_output=True,
+                       text=True, timeout=60, env=env())
+    assert p.returncode == 2 and p.stderr.strip().endswith("expected HOST:PORT (e.g. 10.0.0.5:6379), auto, local or "
+                                                          "ray://HOST:PORT"), p.stderr

@@ -133,12 +133,20 @@ def test_brackets_halve_and_double_lr():
     asyncio.run(go())
 
 
-def test_x_stops_the_run():
+def test_x_asks_then_stops_the_run():
+    from tui.screens import ConfirmScreen, DashboardScreen
+
     async def go():
         app, trainer, store = make_app(total_steps=100000, delay=0.01)
         async with app.run_test() as pilot:
             assert await wait_for(pilot, lambda: trainer.step > 3)
             await pilot.press("x")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("n")  # no: nothing happens
+            assert isinstance(app.screen, DashboardScreen)
+            step = trainer.step
+            assert await wait_for(pilot, lambda: trainer.step > step + 3)  # it trains on
+            await pilot.press("x", "y")
             assert await wait_for(pilot, lambda: app.screen.state == "stopped")
             assert await wait_for(pilot, lambda: not trainer.alive)
             assert ("state", "stopped") in kinds(store)

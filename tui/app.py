@@ -193,6 +193,7 @@ def _run_app(app: "N2NApp") -> None:
             loop.call_soon_threadsafe(lambda: app.exit(return_code=128 + signum))
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    original = sys.__stderr__
     saved_stderr = _stderr_to_run_log(app.trainer)
     try:
         app.run()
@@ -200,6 +201,8 @@ def _run_app(app: "N2NApp") -> None:
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if saved_stderr is not None:
+            terminal, sys.__stderr__ = sys.__stderr__, original
+            terminal.close()
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
         if not getattr(app.trainer, "remote", False):
@@ -222,6 +225,10 @@ def _stderr_to_run_log(handle) -> int | None:
         return None
     sys.stderr.flush()
     saved = os.dup(2)
+    # Textual draws on sys.__stderr__: it stays the terminal (a descriptor of its own), while descriptor 2, where
+    # C++ code writes, goes to the log. (Without this the whole dashboard went into runner.log, the screen blank.)
+    sys.__stderr__ = os.fdopen(os.dup(saved), "w", encoding=getattr(sys.__stderr__, "encoding", None) or "utf-8",
+                               errors="replace", buffering=1)
     os.dup2(fd, 2)
     os.close(fd)
     return saved

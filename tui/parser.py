@@ -51,6 +51,34 @@ def _engine(s: str) -> int:
     return int(s)
 
 
+def _threads(s: str) -> str:
+    """``auto`` or a thread count, kept as text (``engine.threads``)."""
+    from engine.threads import parse_threads, threads_text
+
+    try:
+        return threads_text(parse_threads(s))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_threads, default=None, metavar="N|auto",
+                   help="torch CPU threads; auto (the default, or $N2N_THREADS) fits what the machine has free")
+
+
+def threads_setting(args) -> str:
+    """``--threads``, else ``$N2N_THREADS``, else auto (a bad $N2N_THREADS is a UsageError naming it)."""
+    from engine.threads import default_setting
+    from tui.errors import UsageError
+
+    if getattr(args, "threads", None) is not None:
+        return args.threads
+    try:
+        return default_setting()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def _noise(s: str) -> str:
     """A noise spec (``gaussian``, ``gaussian:25``...), kept as its canonical string."""
     from engine.specs import parse_noise
@@ -126,10 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=every, default=0, help="evaluate every N steps (0: epoch ends)")
     t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    _add_threads(t)
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--headless", action="store_true",
                       help="no dashboard: train in the foreground and print progress (viewers may attach)")
-    mode.add_argument("--json", action="store_true", help="one JSON event per line (implies --headless)")
+    t.add_argument("--json", action="store_true", help="one JSON event per line (implies --headless)")
     mode.add_argument("--detach", action="store_true",
                       help="train in the background: print the run id and return (n2n-tui attach to watch)")
     mode.add_argument("--in-process", action="store_true",
@@ -210,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-val", type=pairs, default=None, help="validation pairs to use")
     e.add_argument("--seed", type=seed, default=0)
     e.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    _add_threads(e)
     e.add_argument("--json", action="store_true")
     e.add_argument("--full", action="store_true",
                    help="whole photographs of images:DIR (or sample's held-out ones), not crops; PSNR and SSIM each")
@@ -227,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corrupt the clean input first (e.g. gaussian:25) and report PSNR against it")
     n.add_argument("--seed", type=seed, default=0, help="seed of --add-noise")
     n.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    _add_threads(n)
     n.add_argument("--force", action="store_true", help="replace existing output files")
+    n.add_argument("--allow-large", action="store_true",
+                   help="denoise images over 40 megapixels too (minutes each on a CPU)")
     n.add_argument("--json", action="store_true", help="one JSON object per image")
     _add_runs_dir(n)
 
@@ -249,4 +282,5 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--n-train", type=pairs, default=50000)
     m.add_argument("--n-val", type=pairs, default=1000)
     m.add_argument("--seed", type=seed, default=0)
+    _add_threads(m)
     return p

@@ -24,6 +24,9 @@ _DTYPES = {"float32": ("float", 4), "float64": ("double", 8), "float16": ("half"
            "int64": ("long", 8), "int32": ("int", 4), "int16": ("short", 2), "uint8": ("byte", 1),
            "int8": ("char", 1), "bool": ("bool", 1)}
 _BYTE = empty(0).byte()
+MAX_DIMS = 8          # a tensor record's shape: at most this many dimensions ...
+MAX_DIM = 1 << 31     # ... each below this
+MAX_DEPTH = 32        # dicts and lists nested deeper than this are not something Model.save writes
 
 
 class CheckpointError(ValueError):
@@ -51,9 +54,10 @@ def _tensor_record(t):
 
 def _tensor_from_record(r):
     name, shape, data = r.get("dtype"), r.get("shape"), r.get("data")
-    if name not in _DTYPES or not isinstance(shape, list) or not isinstance(data, bytes) \
-            or not all(isinstance(s, int) and s >= 0 for s in shape):
-        raise CheckpointError("damaged tensor record in checkpoint")
+    if name not in _DTYPES or not isinstance(shape, list) or not isinstance(data, bytes) or len(shape) > MAX_DIMS \
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < MAX_DIM for s in shape):
+        raise CheckpointError("damaged tensor record in checkpoint" + (
+            f" (shape {str(shape)[:80]})" if isinstance(shape, list) else ""))
     method, size = _DTYPES[name]
     if len(data) != math.prod(shape) * size:
         raise CheckpointError(f"damaged tensor record: {len(data)} bytes for shape {shape} of {name}")
@@ -78,14 +82,16 @@ def encode(obj):
     raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint")
 
 
-def decode(obj):
+def decode(obj, depth=0):
     """Inverse of ``encode``: records back to (CPU) tensors."""
+    if depth > MAX_DEPTH:
+        raise CheckpointError(f"damaged checkpoint: lists or dicts nested more than {MAX_DEPTH} deep")
     if isinstance(obj, dict):
         if obj.get(_TAG) == 1:
             return _tensor_from_record(obj)
-        return {k: decode(v) for k, v in obj.items()}
+        return {k: decode(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [decode(v) for v in obj]
+        return [decode(v, depth + 1) for v in obj]
     return obj
 
 

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from engine.headless import event_dict
+from engine.threads import threads_text, threads_value
 from sessions import Store
-from sessions.control import ControlError, RemoteRun
+from sessions.control import ControlError, RemoteRun, live_elsewhere
 from sessions.store import LIVE_STATES, StoreError
 
 
 def live_run(runs_dir, ref: str | None) -> dict:
-    """The run ``ref`` (default: the newest live one), which must be live."""
+    """The run ``ref`` (default: the newest live one), which must be live. A runner the store has lost (its -wal
+    file deleted under it) is still found through its socket."""
+    try:
+        return _live_run(runs_dir, ref)
+    except StoreError:
+        lost = [r for r in live_elsewhere(runs_dir) if ref in (None, "last") or r["id"].startswith(ref)]
+        if len(lost) == 1 or (lost and ref in (None, "last")):
+            return lost[0]
+        raise
+
+
+def _live_run(runs_dir, ref: str | None) -> dict:
     with Store(runs_dir, create=False, readonly=True) as store:
         if ref is None:
             live = [r for r in store.list_runs() if r["state"] in LIVE_STATES]
@@ -63,8 +77,7 @@ def attach(args) -> int:
 
 def ctl(args) -> int:
     run = live_run(args.runs_dir, args.run)
-    with Store(args.runs_dir, create=False, readonly=True) as store:
-        run_dir = store.run_dir(run["id"])
+    run_dir = Path(args.runs_dir) / run["id"]
     action, values = args.action, list(args.values)
     wanted = {"lr": (1, 1), "set": (2, 2), "save": (0, 1)}.get(action, (0, 0))
     if not wanted[0] <= len(values) <= wanted[1]:
@@ -74,15 +87,16 @@ def ctl(args) -> int:
     fields = {}
     if action in ("lr", "set"):
         try:
-            fields["value"] = float(values[-1])
-        except ValueError:
-            raise ControlError(f"{action}: expected a number, got {values[-1]!r}") from None
+            fields["value"] = float(threads_value(values[-1]) if values[:1] == ["threads"] else values[-1])
+        except ValueError as e:
+            raise ControlError(f"{action}: {e}" if values[:1] == ["threads"]
+                               else f"{action}: expected a number, got {values[-1]!r}") from None
         if action == "set":
             fields["name"] = values[0]
+    elif action == "stop":
+        fields["by"] = f"stopped by n2n-tui ctl (pid {os.getpid()}, user {_user()})"
     elif action == "save":
         if values:
-            from pathlib import Path
-
             fields["path"] = str(Path(values[0]).resolve())
         fields["force"] = args.force
     handle = RemoteRun(run_dir)
@@ -98,7 +112,17 @@ def ctl(args) -> int:
     elif action == "lr":
         print(f"run {run['id']}: learning rate {result['lr']:g}")
     elif action == "set":
-        print(f"run {run['id']}: {result['name']} {result['value']:g} (from its next step)")
+        shown = threads_text(int(result["value"])) if result["name"] == "threads" else f"{result['value']:g}"
+        print(f"run {run['id']}: {result['name']} {shown} (from its next step)")
     else:
         print(f"run {run['id']}: {action} sent")
     return 0
+
+
+def _user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())

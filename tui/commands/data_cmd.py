@@ -6,12 +6,15 @@ from pathlib import Path
 
 from engine.data import load_data, size_problem
 from engine.fileio import atomic_torch_save, check_target
+from engine.threads import use_threads
 from tui.errors import UsageError
+from tui.parser import threads_setting
 
 FILES = ("train_data.pkl", "val_data.pkl")
 
 
 def run(args) -> int:
+    use_threads(threads_setting(args))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")

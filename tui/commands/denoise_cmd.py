@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from engine.images import Picture, check_writable, read_image, write_image
+from engine.images import MAX_PIXELS, Picture, check_writable, image_info, read_image, write_image
 from engine.metrics import psnr
 from engine.noise import corrupt_float
+from engine.threads import use_threads
 from engine.tiles import predict_tiled
 from tui.errors import UsageError
+from tui.parser import threads_setting
 
 from .weights import load_model, resolve_weights
 
@@ -78,6 +81,7 @@ def denoise_picture(model, pic: Picture) -> Picture:
 
 
 def run(args) -> int:
+    use_threads(threads_setting(args))
     plan = plan_outputs(args.images, args.out, args.add_noise is not None)
     check_plan(plan, args.force)
     folder = plan[0][1].parent
@@ -91,22 +95,30 @@ def run(args) -> int:
         raise UsageError(f"-o {args.out}: {folder} {why}")
     if not os.access(folder, os.W_OK):
         raise UsageError(f"-o {args.out}: folder {folder} is not writable")
+    for src, _, _ in plan:  # every input's size before any work: a 144-megapixel PNG is minutes, not seconds
+        w, h, frames = image_info(src)
+        if w * h > MAX_PIXELS and not args.allow_large:
+            raise UsageError(f"{src}: {w}x{h} is {w * h / 1e6:.0f} megapixels, above the {MAX_PIXELS / 1e6:.0f} that "
+                             "denoise takes without --allow-large (minutes per image on a CPU)")
+        if frames > 1:
+            print(f"n2n-tui: note: {src} has {frames} frames (an animation); only the first is denoised",
+                  file=sys.stderr)
     engine, weights = resolve_weights(args.weights, args.engine, args.runs_dir)
     model = load_model(engine, weights, args.device)
 
     for src, dst, noisy_path in plan:
         t0 = time.perf_counter()
-        clean = read_image(src, exact=True)
+        clean = read_image(src, exact=True, any_size=True)
         check_writable(dst, clean)
         source, psnr_noisy = clean, None
         if args.add_noise is not None:
             g = torch.Generator().manual_seed(args.seed)
             write_image(noisy_path, Picture(corrupt_float(clean.pixels[None], args.add_noise, g)[0], clean.alpha,
                                             clean.bits))
-            source = read_image(noisy_path, exact=True)  # what the file holds: quantised (and JPEG-compressed)
+            source = read_image(noisy_path, exact=True, any_size=True)  # what the file holds: quantised (and JPEG-compressed)
             psnr_noisy = _psnr_db(source, clean)
         write_image(dst, denoise_picture(model, source))
-        p = _psnr_db(read_image(dst, exact=True), clean)
+        p = _psnr_db(read_image(dst, exact=True, any_size=True), clean)
         seconds = time.perf_counter() - t0
         if args.json:
             print(json.dumps({"input": str(src), "output": str(dst),

@@ -7,15 +7,19 @@ import math
 import sys
 from pathlib import Path
 
-from engine.data import SAMPLE_VAL, DataError, default_spec, load_data, parse_spec, sample_dir, size_problem
+from engine.data import (SAMPLE_VAL, DataError, default_spec, load_data, not_a_folder, parse_spec, sample_dir,
+                         size_problem)
 from engine.evaluate import evaluate, evaluate_photos
 from engine.images import IMAGE_SUFFIXES
+from engine.threads import use_threads
 from tui.errors import UsageError
+from tui.parser import threads_setting
 
 from .weights import load_model, resolve_weights
 
 
 def run(args) -> int:
+    use_threads(threads_setting(args))
     spec = args.data or default_spec()
     parse_spec(spec)  # a bad spec is reported before anything is loaded
     if args.baseline and not args.full:
@@ -57,7 +61,7 @@ def full_images(spec: str) -> list[Path]:
         raise UsageError(f"--full needs whole photographs: --data images:DIR or sample, not {spec}")
     d = Path(arg)
     if not d.is_dir():
-        raise DataError(f"{d}: no such directory")
+        raise DataError(not_a_folder(d))
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"{d}: no PNG/JPEG/TIFF images")

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 
+from engine.threads import threads_text
 from sessions import Store
-from sessions.store import settings_changes
+from sessions.control import live_elsewhere
+from sessions.store import StoreError, settings_changes
 
 
 def _open(args) -> Store:
@@ -46,7 +49,8 @@ def runs(args) -> int:
     if args.json:
         print(json.dumps(_json_safe(rows)))
         return 0
-    if not rows:
+    lost = live_elsewhere(store.root, {r["id"] for r in rows})
+    if not rows and not lost:
         print(f"no runs in {store.root} yet: start one with n2n-tui train")
         return 0
     head = f"{'ID':<20} {'ENG':>3} {'STATE':<9} {'STEP':>13} {'EP':>3} {'LR':>8} {'BEST PSNR':>9} " \
@@ -58,8 +62,12 @@ def runs(args) -> int:
         data = cfg.get("data", "")
         if cfg.get("noise") and not str(data).startswith("course:"):
             data += f" {cfg['noise']}"
+        tag = f"  \u00ab{r['tag']}\u00bb" if r.get("tag") else ""
         print(f"{r['id']:<20} {r['engine']:>3} {r['state']:<9} {step:>13} {r['epoch']:>3} {_num(r['lr'], '.2g'):>8} "
-              f"{_num(r['best_psnr'], '.2f'):>9} {_when(r['started']):<19} {_duration(r):>7}  {data}")
+              f"{_num(r['best_psnr'], '.2f'):>9} {_when(r['started']):<19} {_duration(r):>7}  {data}{tag}")
+    for r in lost:
+        print(f"{r['id']:<20} {r['engine'] or '?':>3} {r['state']:<9} {r['step']:>13}  (its runner answers, but the "
+              f"store has lost it: n2n-tui ctl {r['id']} status)")
     return 0
 
 
@@ -73,6 +81,8 @@ def show(args) -> int:
     total = f"/{run['total_steps']}" if run["total_steps"] else ""
     print(f"run {run['id']}  engine {run['engine']}  {run['state']}  step {run['step']}{total}  epoch {run['epoch']}"
           f"  lr {_num(run['lr'], '.3g')}")
+    if run.get("tag"):
+        print(f"tag     {run['tag']}")
     if run["message"]:
         print(f"  {run['message']}")
     print(f"started {_when(run['started'])}  ended {_when(run['ended'])}  ({_duration(run)})  folder {run['run_dir']}")
@@ -95,7 +105,7 @@ def show(args) -> int:
             print(f"          step {m['step']:>7}  epoch {m['epoch'] or 0:>3}  {m['psnr']:6.2f} dB")
     changes = settings_changes(run.get("settings") or [])
     if changes:
-        print("settings " + "  ".join(f"{name}: " + " -> ".join(f"{v:g} (step {s})" for s, v in values)
+        print("settings " + "  ".join(f"{name}: " + " -> ".join(f"{_setting(name, v)} (step {s})" for s, v in values)
                                        for name, values in changes.items()))
     if run["events"]:
         print(f"events  {len(run['events'])}:")
@@ -110,11 +120,27 @@ def show(args) -> int:
 def export(args) -> int:
     from sessions.export import export_run
 
-    store = Store(args.runs_dir, create=False)  # it records the export
-    r = export_run(store, args.run, args.to, force=args.force)
+    why_unwritable = None
+    try:
+        store = Store(args.runs_dir, create=False)  # it records the export
+    except StoreError as e:
+        if not ("no space left" in str(e) or "read-only" in str(e)):
+            raise
+        # a full or read-only runs folder: the run can still be read and its weights exported (not noted)
+        why_unwritable = str(e)
+        store = Store(args.runs_dir, create=False, readonly=True)
+    try:
+        r = export_run(store, args.run, args.to, force=args.force)
+    finally:
+        store.close()
+    if r.get("unrecorded") and why_unwritable:
+        r["unrecorded"] = why_unwritable
     replaced = f"; it replaced weights that scored {r['replaced_psnr']:.2f} dB" if r["replaced_psnr"] is not None else ""
     print(f"wrote {r['path']}: run {r['run']} (engine {r['engine']}, step {r['step']}), "
           f"{r['psnr']:.2f} dB on {r['n_val']} validation images of {r['data']}, verified by reloading{replaced}")
+    if r.get("unrecorded"):
+        print(f"n2n-tui: note: the export is done, but the store could not note it ({r['unrecorded']})",
+              file=sys.stderr)
     return 0
 
 
@@ -125,3 +151,7 @@ def tag(args) -> int:
     print(f"run {run_id}: tag {args.text.strip()!r}" if args.text.strip() else f"run {run_id}: tag cleared")
     return 0
 
+
+
+def _setting(name: str, value: float) -> str:
+    return threads_text(int(value)) if name == "threads" else f"{value:g}"

@@ -6,7 +6,8 @@ import json
 import time
 
 from sessions import Store
-from sessions.sweep import SpecError, SweepDriver, SweepSpec, connect_ray, load_spec, ray_session
+from sessions.sweep import (SpecError, SweepDriver, SweepSpec, check_resources, connect_ray, load_spec,
+                            ray_session)
 from tui.errors import UsageError
 
 
@@ -43,7 +44,9 @@ def sweep(args) -> int:
     import ray
 
     try:
+        check_resources(driver.spec, args.address)  # local: before Ray starts
         connect_ray(args.address)
+        check_resources(driver.spec, args.address, connected=True)  # a cluster: what it says it has
         if args.headless or args.json:
             return _headless(driver, args.json)
         # Tune's console module reads sys.stdout.encoding when first imported; inside the app, stdout is Textual's
@@ -82,6 +85,8 @@ def _headless(driver: SweepDriver, as_json: bool) -> int:
             if best:
                 line += (f"; best {best['best_psnr']:.2f} dB: trial {best['trial']} run {best['run']} "
                          f"{json.dumps(best['params'])} (export it: n2n-tui export {best['run']})")
+            elif event["state"] in ("finished", "stopped"):
+                line += "; no trial improved on its untrained start: nothing to export"
             print(line, flush=True)
 
     driver.listeners.append(show)
@@ -95,7 +100,8 @@ def _headless(driver: SweepDriver, as_json: bool) -> int:
         summary = driver.run()
     except KeyboardInterrupt:
         return 130
-    return 0 if summary["state"] == "finished" else (130 if driver.sweep_stop_asked() else 1)
+    # Ctrl-C: Tune winds the trials down and returns, the sweep reads stopped: 130, as train says it
+    return {"finished": 0, "stopped": 130}.get(summary["state"], 1)
 
 
 def sweeps(args) -> int:

@@ -15,6 +15,8 @@ from sessions import Store
 from sessions.control import ControlError
 from sessions.runner import serve, spawn
 from tui.commands.attach_cmd import attach_run
+from tui.errors import UsageError
+from tui.parser import threads_setting
 
 CONFIG_ARGS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "n_val", "eval_every", "seed",
                "device", "loss", "schedule", "warmup", "decay_to", "step_every", "gamma")
@@ -24,6 +26,7 @@ def config_from_args(args) -> RunConfig:
     """A validated RunConfig from parsed ``train`` arguments (missing ones take RunConfig's defaults)."""
     values = {k: getattr(args, k) for k in CONFIG_ARGS if getattr(args, k, None) is not None}
     values.setdefault("data", default_spec())
+    values["threads"] = threads_setting(args)
     return RunConfig(**values).validate()
 
 
@@ -35,7 +38,8 @@ def make_trainer(args, *, load: bool = True, sinks=()):
     resume = getattr(args, "resume", None)
     config = None if resume is not None else config_from_args(args)
     return open_run(getattr(args, "runs_dir", None) or "runs", config, resume=resume,
-                    device=getattr(args, "device", None), load=load, sinks=sinks)
+                    device=getattr(args, "device", None), threads=getattr(args, "threads", None), load=load,
+                    sinks=sinks)
 
 
 def _ignored_options(args) -> list[str]:
@@ -61,7 +65,8 @@ def start_run(args):
     if resume is None:
         config = config_from_args(args)
         check_source(config.data)
-    started = spawn(runs_dir, config, resume=resume, device=getattr(args, "device", None))
+    started = spawn(runs_dir, config, resume=resume, device=getattr(args, "device", None),
+                    threads=getattr(args, "threads", None))
     try:
         return attach_run(runs_dir, started["run"])
     except ControlError:
@@ -83,9 +88,16 @@ class RunEnded(ValueError):
         self.status = 1 if run["state"] in ("failed", "crashed") else 0
 
 
-def run(args) -> int:
+def check_modes(args) -> None:
+    """``--json`` is a headless run's output, with or without ``--headless``; not with --detach or --in-process."""
     if args.json:
-        args.headless = True  # --json is a headless format
+        if args.detach or args.in_process:
+            raise UsageError(f"--json is a headless run's output: not with --{'detach' if args.detach else 'in-process'}")
+        args.headless = True
+
+
+def run(args) -> int:
+    check_modes(args)
     if args.resume is not None:
         ignored = _ignored_options(args)
         if ignored:
@@ -113,7 +125,7 @@ def _detach(args) -> int:
     if args.resume is None:
         config = config_from_args(args)
         check_source(config.data)
-    started = spawn(args.runs_dir, config, resume=args.resume, device=args.device)
+    started = spawn(args.runs_dir, config, resume=args.resume, device=args.device, threads=args.threads)
     print(started["run"], flush=True)
     print(f"n2n-tui: run {started['run']} trains in the background (runner pid {started['pid']}); "
           f"watch it with: n2n-tui attach {started['run']}", file=sys.stderr)

@@ -190,7 +190,7 @@ class DashboardScreen(Screen):
 
                 last = system[-1]
                 self.query_one(SystemPane).show_sample(SystemEvent(self.run_id, **{k: last[k] for k in (
-                    "step", "cpu", "rss", "gpu_util", "gpu_mem", "disk_free")}))
+                    "step", "cpu", "rss", "gpu_util", "gpu_mem", "disk_free", "threads", "busy")}))
             psnr.clear_points()
             for step, value in evals:
                 psnr.add_point(step, value)
@@ -425,8 +425,14 @@ class DashboardScreen(Screen):
         if not self.active:
             self.notify("the run is not active", severity="warning")
             return
-        self.log_event("stopping…")
-        self._control(self.trainer.stop)
+        # one key would end hours of training: ask, as q does (a stopped run can be resumed, but not undone)
+        self.app.push_screen(ConfirmScreen(f"Stop run {self.run_id}? Its state is saved; n2n-tui train --resume "
+                                           f"{self.run_id} continues it."), self._stop_answer)
+
+    def _stop_answer(self, yes: bool | None) -> None:
+        if yes and self.active:
+            self.log_event("stopping…")
+            self._control(self.trainer.stop, "stopped from the dashboard (x)")
 
     def action_runs(self) -> None:
         from .runs import RunsScreen
@@ -467,7 +473,7 @@ class DashboardScreen(Screen):
         """Stop the run and exit once it says it stopped (so the store records ``stopped``)."""
         self.quitting = True
         self.query_one(RunStatus).show_state("stopping", "")
-        self._control(self.trainer.stop)
+        self._control(self.trainer.stop, "stopped from the dashboard (q)")
 
     # ------------------------------------------------------------------------------------------------- save
     def action_save(self) -> None:

@@ -12,21 +12,27 @@ from textual.widgets import Input, Label
 
 
 def check(spec: dict, text: str):
-    """``text`` as the hyper-parameter's value, or ValueError saying why not (the same rules as the Model's)."""
+    """``text`` as the hyper-parameter's value, or ValueError saying why not (the same rules as the Model's). A
+    setting with an ``auto`` value (threads) takes the word ``auto`` too."""
+    if spec.get("auto") is not None and text.strip().lower() == "auto":
+        return spec["auto"]
     kind = int if spec.get("type") == "int" else float
     try:
         v = kind(text) if kind is float else int(float(text))
         if kind is int and float(text) != v:
             raise ValueError
     except ValueError:
-        raise ValueError(f"expected {'an integer' if kind is int else 'a number'}") from None
+        raise ValueError(f"expected {'an integer' if kind is int else 'a number'}"
+                         + (" or auto" if spec.get("auto") is not None else "")) from None
     low, high, open_low = spec.get("min"), spec.get("max"), spec.get("min_open")
     if v != v or (low is not None and (v <= low if open_low else v < low)) or (high is not None and v > high):
         raise ValueError(f"must be in {'(' if open_low else '['}{low:g}, {high:g}]")
     return v
 
 
-def _shown(value) -> str:
+def _shown(value, spec: dict | None = None) -> str:
+    if spec and spec.get("auto") is not None and value == spec["auto"]:
+        return "auto"
     return f"{value:g}" if isinstance(value, (int, float)) else ""
 
 
@@ -44,9 +50,11 @@ class HyperScreen(ModalScreen[dict | None]):
             for name, spec in self.hyper.items():
                 low, high = spec.get("min"), spec.get("max")
                 rng = f"{'(' if spec.get('min_open') else '['}{low:g}, {high:g}]" if low is not None else ""
+                if spec.get("auto") is not None:
+                    rng = f"auto or {rng}"
                 with Horizontal(classes="hyper-row"):
                     yield Label(name, classes="hyper-name")
-                    yield Input(_shown(spec.get("value")), id=f"hyper-{name}", compact=True, classes="hyper-input")
+                    yield Input(_shown(spec.get("value"), spec), id=f"hyper-{name}", compact=True, classes="hyper-input")
                     yield Label(rng, classes="hyper-range", id=f"hint-{name}")
             yield Label("", id="hyper-message")
 
@@ -74,7 +82,7 @@ class HyperScreen(ModalScreen[dict | None]):
         out = {}
         for name, spec in self.hyper.items():
             text = self.query_one(f"#hyper-{name}", Input).value.strip()
-            if text != _shown(spec.get("value")):
+            if text != _shown(spec.get("value"), spec):
                 out[name] = check(spec, text)
         return out
 

@@ -18,14 +18,16 @@ from textual.widgets import Button, Footer, Input, Label, Select
 
 from engine.specs import FAMILIES, default_spec
 
-FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "seed")
+FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "seed", "threads")
 
 
 def train_defaults(runs_dir: str | None = None) -> argparse.Namespace:
     """The namespace ``n2n-tui train`` builds with no options (so the launcher and the CLI share defaults)."""
-    from tui.parser import build_parser
+    from tui.parser import build_parser, threads_setting
 
-    return build_parser().parse_args((["--runs-dir", runs_dir] if runs_dir else []) + ["train"])
+    ns = build_parser().parse_args((["--runs-dir", runs_dir] if runs_dir else []) + ["train"])
+    ns.threads = threads_setting(ns)  # what the form shows: auto, or $N2N_THREADS
+    return ns
 
 
 def data_problem(spec: str) -> str | None:
@@ -92,6 +94,8 @@ class LauncherScreen(Screen):
             yield from row("subset", Input(str(d.subset or ""), type="integer", placeholder="all pairs",
                                            compact=True, id="subset"))
             yield from row("seed", Input(str(d.seed), type="integer", compact=True, id="seed"))
+            yield from row("CPU threads", Input(str(d.threads or "auto"), compact=True, id="threads"),
+                           "auto: adapts to the load")
             yield Label("", id="launcher-error")
             with Horizontal(id="launcher-buttons"):
                 yield Button("Start run", variant="primary", id="start")
@@ -130,7 +134,8 @@ class LauncherScreen(Screen):
                          n_val=self.defaults.n_val, eval_every=self.defaults.eval_every, seed=integer("seed"),
                          device=self.defaults.device, schedule=self.query_one("#schedule", Select).value,
                          warmup=integer("warmup"), decay_to=self.defaults.decay_to,
-                         step_every=self.defaults.step_every, gamma=self.defaults.gamma)
+                         step_every=self.defaults.step_every, gamma=self.defaults.gamma,
+                         threads=self._text("threads").lower() or "auto")
 
     def validate(self) -> str | None:
         """Check the form; show the first problem inline and mark its field. Returns the problem or None."""

@@ -1,5 +1,6 @@
-"""``SystemPane``: one line on what the machine does while the run trains: host CPU, the run's memory (with its
-trend), the GPU, free disk where the run writes. Fed with ``SystemEvent``s (``show_sample``), live or from the store."""
+"""``SystemPane``: one line on what the machine does while the run trains: host CPU, torch's threads (and the cores
+other processes keep busy, when they slow the run down), the run's memory (with its trend), the GPU, free disk where
+the run writes. Fed with ``SystemEvent``s (``show_sample``), live or from the store."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -49,6 +50,12 @@ class SystemPane(Static):
         line = Text()
         line.append("cpu ", "dim")
         line.append(f"{sample.cpu:.0f}%" if sample.cpu is not None else "–")
+        threads, busy = getattr(sample, "threads", None), getattr(sample, "busy", None)
+        if threads is not None:
+            line.append(f" {threads} thr", "dim")
+        if busy is not None and busy >= 0.5:  # someone else's work competes for the cores: say so
+            cores = max(1, round(busy))
+            line.append(f" · {cores} core{'s' if cores != 1 else ''} busy elsewhere", "yellow")
         line.append(" rss ", "dim")
         line.append(_bytes(sample.rss))
         if len(self._rss) > 1:
