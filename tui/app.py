@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -36,6 +37,13 @@ class N2NApp(App[int]):
         self.start_training = start
         self.dashboard: DashboardScreen | None = None
         self.event_loop: asyncio.AbstractEventLoop | None = None
+        self.watchdog: ExitWatchdog | None = None   # set by _run_app: real terminals only, never under run_test
+
+    async def _on_exit_app(self) -> None:
+        # however the app ends (q, a signal, the terminal or the browser tab gone), it ends within EXIT_GRACE s
+        if self.watchdog is not None:
+            self.watchdog.arm(self.return_code or 0)
+        await super()._on_exit_app()
 
     def on_mount(self) -> None:
         self.event_loop = asyncio.get_running_loop()  # signal handlers hand their work to it
@@ -183,11 +191,76 @@ def require_terminal() -> None:
                          "use --headless or --json for scripts")
 
 
+EXIT_GRACE = 5.0          # seconds an orderly shutdown may take once the app is asked to end
+SWEEP_EXIT_GRACE = 60.0   # ... the sweep view's: it is Ray's driver, and winds its trials down first
+
+
+class ExitWatchdog:
+    """Ends the process when the orderly shutdown of the app does not finish within ``EXIT_GRACE`` seconds.
+
+    Why (issue 23): when the terminal vanishes (a dropped SSH connection, a killed tmux session) writes to it fail,
+    and Textual's output thread (textual/drivers/_writer_thread.py, upstream) stops draining its bounded queue of 30
+    writes once a write raises; the next ``write`` or the ``stop`` of the shutdown then blocks the event loop for
+    ever in ``Queue.put``. A signal handler cannot help from there: it runs, but ``app.exit`` waits for the loop
+    that is blocked. A viewer holds nothing that needs saving, so after the grace period its socket is closed and
+    the process ends (``os._exit``); a run in this process is first stopped and its state saved. ``done`` is set
+    when ``app.run()`` returned: the orderly path won, nothing to do."""
+
+    def __init__(self, app: "N2NApp", grace: float = EXIT_GRACE):
+        self.app, self.grace = app, grace
+        self.done = threading.Event()
+        self._armed = threading.Lock()
+
+    def arm(self, code: int) -> None:
+        if self._armed.acquire(blocking=False):
+            threading.Thread(target=self._run, args=(code,), name="exit-watchdog", daemon=True).start()
+
+    def _run(self, code: int) -> None:
+        if self.done.wait(self.grace):
+            return
+        trainer = self.app.trainer
+        if trainer is not None and not getattr(trainer, "remote", False):
+            stop_active(trainer, "the terminal went away")
+            wait_until_done(trainer)   # its state saved: it reads stopped, not crashed
+        if self.app.sweep is not None:  # the sweep's driver: its Ray processes go with it
+            try:
+                import ray
+
+                ray.shutdown()
+            except Exception:
+                pass
+        try:
+            close = getattr(trainer, "close", None)
+            if callable(close) and getattr(trainer, "remote", False):
+                close()   # the runner sees its viewer go at once
+        except Exception:
+            pass
+        os._exit(code)
+
+
+def _watch_terminal(app: "N2NApp", watchdog: ExitWatchdog, every: float = 1.0) -> None:
+    """A thread: when this process's controlling terminal is gone (hung up: /dev/tty no longer opens), end the app
+    as SIGHUP would, even if no SIGHUP came (a process outside the terminal's foreground group)."""
+    while not watchdog.done.wait(every):
+        try:
+            os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+        except OSError:
+            watchdog.arm(128 + signal.SIGHUP)
+            loop = app.event_loop
+            if loop is not None:
+                loop.call_soon_threadsafe(lambda: app.exit(return_code=128 + signal.SIGHUP))
+            return
+
+
 def _run_app(app: "N2NApp") -> None:
     """``app.run()``, with SIGHUP (terminal closed, SSH dropped) and SIGTERM handled: a runner's run goes on without
-    this viewer; a run in this process stops as with ``x`` (its state saved, it reads ``stopped``, not ``crashed``)."""
+    this viewer; a run in this process stops as with ``x`` (its state saved, it reads ``stopped``, not ``crashed``).
+    However it ends, the process is gone within ``EXIT_GRACE`` seconds of being asked to (``ExitWatchdog``)."""
+    watchdog = app.watchdog = ExitWatchdog(app, SWEEP_EXIT_GRACE if app.sweep is not None else EXIT_GRACE)
+
     def on_signal(signum, frame):
         stop_active(app.trainer, f"interrupted ({signal.Signals(signum).name})")
+        watchdog.arm(128 + signum)  # SIGTERM always ends it, whatever the loop is doing
         loop = app.event_loop
         if loop is not None:
             loop.call_soon_threadsafe(lambda: app.exit(return_code=128 + signum))
@@ -195,9 +268,12 @@ def _run_app(app: "N2NApp") -> None:
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGHUP, signal.SIGTERM)}
     original = sys.__stderr__
     saved_stderr = _stderr_to_run_log(app.trainer)
+    if not os.environ.get("TEXTUAL_DRIVER") and _has_tty():
+        threading.Thread(target=_watch_terminal, args=(app, watchdog), name="terminal-watch", daemon=True).start()
     try:
         app.run()
     finally:
+        watchdog.done.set()
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if saved_stderr is not None:
@@ -208,6 +284,14 @@ def _run_app(app: "N2NApp") -> None:
         if not getattr(app.trainer, "remote", False):
             stop_active(app.trainer)
             wait_until_done(app.trainer)
+
+
+def _has_tty() -> bool:
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+        return True
+    except OSError:
+        return False
 
 
 def _stderr_to_run_log(handle) -> int | None:

@@ -57,11 +57,16 @@ def attach(args) -> int:
         handle, store = attach_run(args.runs_dir, run["id"])
         return run_dashboard(handle, store, args)
     handle = RemoteRun(Store(args.runs_dir, create=False, readonly=True).run_dir(run["id"]))
-    final = []
+    final, gone = [], []
 
     def print_event(ev) -> None:
         d = event_dict(ev)
-        print(json.dumps(d), flush=True)
+        try:
+            print(json.dumps(d), flush=True)
+        except (BrokenPipeError, OSError):  # the reader went away (| head, a closed pipe): so do we, at once
+            gone.append(True)
+            handle.close()
+            return
         if ev.kind == "state" and ev.state not in ("idle", "running", "paused"):
             final.append(ev.state)
 
@@ -72,6 +77,8 @@ def attach(args) -> int:
     except KeyboardInterrupt:  # detach: the run goes on
         handle.close()
         return 130
+    if gone:
+        raise BrokenPipeError  # the command line's quiet exit for a closed pipe (status 141, as train --json)
     return 0 if final and final[-1] in ("finished", "stopped") else 1
 
 
