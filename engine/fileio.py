@@ -108,6 +108,12 @@ def read_nofollow(path: str | os.PathLike) -> bytes:
 SYSTEM_TREES = ("/proc", "/sys", "/dev")   # kernel interfaces: never a target, whatever stat says of them
 
 
+def kernel_interface(path: str | os.PathLike) -> str | None:
+    """The real path of ``path`` when it lies under /proc, /sys or /dev (never a place for our files), else None."""
+    real = os.path.realpath(path)
+    return real if any(real == top or real.startswith(top + "/") for top in SYSTEM_TREES) else None
+
+
 def check_target(path: str | os.PathLike, what: str = "target") -> Path:
     """``path`` as a Path if a file may be written there: it is a regular file or does not exist yet, in an existing
     folder. Raises WriteError naming the problem otherwise."""
@@ -127,8 +133,8 @@ def check_target(path: str | os.PathLike, what: str = "target") -> Path:
                 else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
                 else "not a regular file")
         raise WriteError(errno.EINVAL, f"{path}: is {kind}, not a regular file; refusing to replace it")
-    real = os.path.realpath(path)
-    if any(real == top or real.startswith(top + "/") for top in SYSTEM_TREES):
+    real = kernel_interface(path)
+    if real:
         raise WriteError(errno.EINVAL, f"{path}: a kernel interface ({real}), not a place for files; refusing it")
     if not path.parent.is_dir():
         raise WriteError(errno.ENOENT, f"{path}: folder {path.parent} does not exist")
@@ -167,7 +173,7 @@ def remove_stale_temps(path: Path) -> list[Path]:
         pid, dash, _ = middle.partition("-")
         try:
             if dash and pid.isdigit():
-                if _pid_alive(int(pid)):
+                if pid_alive(int(pid)):
                     continue
             elif time.time() - tmp.lstat().st_mtime < STALE_TEMP_SECONDS:
                 continue
@@ -183,7 +189,8 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one of another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from engine.config import RunConfig, new_run_id
-from engine.fileio import SymlinkError, make_dir, open_nofollow, run_modes
+from engine.fileio import SymlinkError, make_dir, open_nofollow, pid_alive, run_modes
 
 from .protocol import SOCKET_NAME, patch_array, patch_bytes
 
@@ -611,13 +611,7 @@ class Store:
     def _pid_alive(pid, host) -> bool:
         if not pid or host != socket.gethostname():
             return True  # cannot tell from here
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(pid)
 
     def active_seconds(self, run_id: str) -> float:
         """Seconds the run has been live so far, over all its sessions."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from engine.config import ConfigError, RunConfig, model_options
-from engine.fileio import atomic_write_bytes, make_dir
+from engine.fileio import atomic_write_bytes, kernel_interface, make_dir
 
 SPEC_KEYS = {"trials", "concurrency", "scheduler", "metric", "cpus_per_trial", "gpus_per_trial", "storage", "space",
              "name", "grace"}
@@ -140,8 +140,8 @@ def check_spec(raw: dict, name: str = "sweep") -> SweepSpec:
         if not isinstance(raw["storage"], str) or not raw["storage"].strip():
             raise SpecError(f"storage: expected a path, got {raw['storage']!r}")
         where = Path(raw["storage"]).expanduser()
-        real = os.path.realpath(where)
-        if any(real == top or real.startswith(top + "/") for top in ("/proc", "/sys", "/dev")):
+        real = kernel_interface(where)
+        if real:
             raise SpecError(f"storage: {raw['storage']} is a kernel interface ({real}), not a folder for checkpoints")
         if where.exists() and not where.is_dir():
             raise SpecError(f"storage: {raw['storage']} exists and is not a folder")

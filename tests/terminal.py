@@ -82,9 +82,4 @@ class Terminal:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        self._stopping = True
-        self._reader.join(5)
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
+        self.hang_up()

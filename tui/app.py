@@ -242,9 +242,7 @@ def _watch_terminal(app: "N2NApp", watchdog: ExitWatchdog, every: float = 1.0) -
     """A thread: when this process's controlling terminal is gone (hung up: /dev/tty no longer opens), end the app
     as SIGHUP would, even if no SIGHUP came (a process outside the terminal's foreground group)."""
     while not watchdog.done.wait(every):
-        try:
-            os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
-        except OSError:
+        if not _has_tty():
             watchdog.arm(128 + signal.SIGHUP)
             loop = app.event_loop
             if loop is not None:
