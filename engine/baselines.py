@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import N2NError
 from .noise import parse_noise
 
 BASELINES = ("bm3d",)
 BM3D_MIN_SIDE = 16  # BM3D's blocks are 8 px and it searches around them: smaller images are mirrored up to this
 
 
-class BaselineUnavailable(RuntimeError):
+class BaselineUnavailable(N2NError, RuntimeError):
     """The baseline's package is not installed; the message says how to install it."""
 
 

@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 
+from .errors import N2NError, first_line
 from .specs import MAX_PAIRS, DataError, parse_noise, parse_spec, size_problem
 
 # Upper bounds: far beyond any real run, and small enough that every count fits the store's 64-bit integers
@@ -20,7 +21,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
 
 
-class ConfigError(ValueError):
+class ConfigError(N2NError, ValueError):
     """A run configuration that cannot work; the message names the field."""
 
 
@@ -51,7 +52,7 @@ def model_options_problem(engine: int, options) -> str | None:
     try:
         model_module(engine).Model.check_options(**options)
     except (ValueError, TypeError) as e:
-        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return first_line(e)
     return None
 
 

@@ -11,7 +11,6 @@ from typing import Callable, Protocol
 
 import numpy
 
-STATES = ("running", "paused", "stopped", "finished", "failed")
 Patches = "torch.Tensor | numpy.ndarray"  # uint8 (K, 3, H, W)
 _PATCHES = ("noisy", "denoised", "clean")  # image arrays: never in to_dict()
 _OPTIONAL = ("value", "name")  # left out of to_dict() when None

@@ -22,13 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
+from .errors import N2NError, described
 
 _REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
             errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
             errno.EPERM: "permission denied", errno.EFBIG: "file too large"}
 
 
-class WriteError(OSError):
+class WriteError(N2NError, OSError):
     """A file could not be written; the message names the target, and the target is as it was."""
 
     def __str__(self) -> str:  # the message alone, not OSError's "[Errno 28] ..."
@@ -70,7 +71,7 @@ def make_dir(path: str | os.PathLike, mode: int, parents: bool = False) -> Path:
     return path
 
 
-class SymlinkError(OSError):
+class SymlinkError(N2NError, OSError):
     """A file n2n-tui keeps for itself is a symbolic link: refused, never followed."""
 
     def __str__(self) -> str:
@@ -249,4 +250,4 @@ def torch_load_problem(e: BaseException) -> str:
     text = str(e).strip()
     if "Weights only load failed" in text:
         return "it holds Python objects besides tensors and plain values, so n2n-tui did not write it; refused unread"
-    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+    return described(e, 160)

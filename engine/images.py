@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import N2NError, first_line
 from .fileio import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -25,7 +26,7 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tif
 JPEG_QUALITY = 95
 
 
-class ImageError(ValueError):
+class ImageError(N2NError, ValueError):
     """An image file that cannot be read or written as asked; the message names the file and what is wrong."""
 
 
@@ -155,7 +156,7 @@ def read_image(path: str | os.PathLike, *, exact: bool = False, any_size: bool =
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: too large to open safely ({e})") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError, KeyError) as e:
-        detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        detail = first_line(e, 120)
         raise ImageError(f"{path}: corrupt or truncated image ({detail})") from None
     raw = torch.from_numpy(arr.astype(np.int32) if bits == 16 else arr).permute(2, 0, 1)
     top = 65535.0 if bits == 16 else 255.0

@@ -10,13 +10,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import N2NError
+
 CROP = 32                # side of the generated training and validation crops
 MAX_PAIRS = 10_000_000   # generated pairs per set: beyond this the count is surely a typo
 # peak bytes per generated pair: the float crop plus the float work of corrupting it twice (measured: about 5 floats)
 BYTES_PER_PAIR = 5 * 3 * CROP * CROP * 4
 
 
-class DataError(ValueError):
+class DataError(N2NError, ValueError):
     """A data source that cannot be used; the message names the file and what is wrong."""
 
 

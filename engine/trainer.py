@@ -49,6 +49,7 @@ import torch
 
 from .config import ConfigError, RunConfig, new_run_id  # noqa: F401  (new_run_id: re-exported)
 from .data import Dataset, load_data
+from .errors import N2NError, described
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
 from .fileio import (atomic_torch_save, atomic_write_bytes, make_dir, read_nofollow, run_modes, torch_load_problem,
@@ -71,7 +72,7 @@ EVAL_BATCH = 1000        # images per predict() call in evaluations (the Model c
 BEST_FILE, BEST_META, STATE_FILE = "best.pth", "best.json", "state.pth"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(N2NError, ValueError):
     """A training-state file that cannot be used (corrupt, foreign, or from another engine)."""
 
 
@@ -84,11 +85,6 @@ def _clone(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_clone(v) for v in obj)
     return obj
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def read_best_meta(run_dir: str | os.PathLike) -> dict | None:
@@ -318,7 +314,7 @@ class Trainer:
         except KeyboardInterrupt as e:  # a second Ctrl-C: leave now, no checkpoint of a half-done step
             final, message, interrupted = "stopped", "interrupted", e
         except Exception as e:
-            final, message = "failed", _one_line(e)
+            final, message = "failed", described(e)
             self._emit(ControlEvent(self.run_id, action="error", detail=traceback.format_exc(limit=8),
                                     step=self.step))
         finally:
@@ -598,7 +594,7 @@ class Trainer:
             for name, value in (state.get("hyper") or {}).items():  # the live values, not the launch values
                 self.model.set_hyperparameter(name, value)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{state_path}: does not fit the model ({_one_line(e)[:160]})") from None
+            raise CheckpointError(f"{state_path}: does not fit the model ({described(e)[:160]})") from None
         self.lr = float(self.model.learning_rate)
         self.batch_size = int(self.model.batch_size)
         self.lr_scale = float(state.get("lr_scale", 1.0))
@@ -678,7 +674,7 @@ class Trainer:
                     self._failed_sinks.add(id(sink))
                     name = getattr(sink, "__qualname__", None) or type(sink).__name__
                     note = ControlEvent(self.run_id, action="error", step=self.step,
-                                        detail=f"sink {name} raised {_one_line(e)} (on a {event.kind} event)")
+                                        detail=f"sink {name} raised {described(e)} (on a {event.kind} event)")
                     for other in sinks:
                         if other is not sink:
                             try:

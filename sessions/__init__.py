@@ -8,6 +8,6 @@ files (``export``), report figures and tables of stored runs (``report``), and l
     trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), sinks=[Recorder(store, run_id)])
 """
 from .recorder import Recorder
-from .store import STATES, Store, StoreError
+from .store import Store, StoreError
 
-__all__ = ["STATES", "Recorder", "Store", "StoreError"]
+__all__ = ["Recorder", "Store", "StoreError"]

@@ -29,6 +29,8 @@ from pathlib import Path
 from engine.config import RunConfig
 from engine.events import Event, StepEvent
 from engine.threads import threads_value
+from engine.errors import N2NError, described, first_line
+from engine.states import ACTIVE
 
 from .protocol import (MAX_LINE, PROTOCOL, SOCKET_NAME, ProtocolError, decode_events, encode_event, encode_steps,
                        line, parse_command)
@@ -39,7 +41,7 @@ ACCEPT_POLL = 0.5
 _UNIX_PATH_MAX = 100         # sun_path holds 108 bytes; longer paths go through /proc/self/fd
 
 
-class ControlError(ValueError):
+class ControlError(N2NError, ValueError):
     """A command the run refused, or a run that cannot be reached; the message is one line."""
 
 
@@ -299,7 +301,7 @@ class ControlServer:
         except ProtocolError as e:
             return {"reply": e.msg_id, "ok": False, "error": str(e)}
         except ValueError as e:
-            reply = {"reply": msg_id, "ok": False, "error": _first_line(e)}
+            reply = {"reply": msg_id, "ok": False, "error": first_line(e)}
             for k in ("theirs", "ours"):  # a save that would replace better weights: the viewer may ask and force
                 if hasattr(e, k):
                     reply["code"], reply[k] = "better", getattr(e, k)
@@ -307,15 +309,10 @@ class ControlServer:
         except OSError as e:  # a save to a place that cannot take the file: the reason, as the command line says it
             from engine.fileio import write_error
 
-            return {"reply": msg_id, "ok": False, "error": _first_line(write_error(e, e.filename or "the target"))}
+            return {"reply": msg_id, "ok": False, "error": first_line(write_error(e, e.filename or "the target"))}
         except Exception as e:  # a bug in a command must not take the runner down
-            return {"reply": msg_id, "ok": False, "error": f"{type(e).__name__}: {_first_line(e)}"}
+            return {"reply": msg_id, "ok": False, "error": described(e)}
         return {"reply": msg_id, "ok": True, "result": result}
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 # ------------------------------------------------------------------------------------------------------ client
@@ -349,8 +346,6 @@ class ResyncEvent(Event):
 class RemoteRun:
     """A live run seen through its control socket, with the Trainer's face: attributes mirrored from the runner's
     hello and events, control methods sent as commands (each waits for its answer)."""
-
-    alive_states = ("idle", "running", "paused")
 
     def __init__(self, run_dir: str | os.PathLike, *, timeout: float = 5.0):
         self.run_dir = Path(run_dir)
@@ -408,7 +403,7 @@ class RemoteRun:
         return self._thread
 
     def _read_loop(self) -> None:
-        final = self.state not in self.alive_states  # it may have ended before we connected (the hello says so)
+        final = self.state not in ACTIVE  # it may have ended before we connected (the hello says so)
         if final:  # then the hello's state is the run's last word: the sinks hear it like any other end
             from engine.events import StateEvent
 
@@ -428,7 +423,7 @@ class RemoteRun:
                 for ev in decode_events(d):
                     self._mirror(ev)
                     self._emit(ev)
-                    final = final or (ev.kind == "state" and ev.state not in self.alive_states)
+                    final = final or (ev.kind == "state" and ev.state not in ACTIVE)
         except (OSError, ControlError, ProtocolError):
             pass
         finally:
@@ -459,7 +454,7 @@ class RemoteRun:
                     run = store.get_run(self.run_id, metrics=False, events=False)
             except Exception:  # noqa: BLE001  (no store to ask: say we lost the connection)
                 return None
-            if run["state"] not in self.alive_states:
+            if run["state"] not in ACTIVE:
                 return run["state"], run.get("message") or "", run.get("step") or self.step, \
                     run.get("epoch") or self.epoch
             if time.monotonic() > deadline:

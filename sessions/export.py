@@ -20,6 +20,7 @@ from engine.fileio import SymlinkError, check_target, read_nofollow, temp_beside
 from engine.metrics import psnr
 from engine.models import bestmodel_path, new_model
 from engine.trainer import BEST_FILE, read_best_meta
+from engine.errors import first_line
 
 from .store import Store, StoreError
 
@@ -71,7 +72,7 @@ def measure(engine: int, path: str | os.PathLike, val_in, val_tg) -> float:
     try:
         model.load_pretrained_model(str(path))
     except (ValueError, RuntimeError, KeyError, EOFError, TypeError, AttributeError, IndexError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ValueError(first[:200]) from None
     return psnr(predict_all(model, val_in), val_tg)
 

@@ -10,9 +10,11 @@ from engine.data import check_source, load_data
 from engine.system import SystemMonitor
 from engine.threads import ThreadGovernor, parse_threads
 from engine.trainer import Trainer
+from engine.errors import first_line
+from engine.states import LIVE, RunState
 
 from .recorder import Recorder
-from .store import LIVE_STATES, Store, StoreError
+from .store import Store, StoreError
 
 
 def _load_or_check(config: RunConfig, load: bool):
@@ -60,16 +62,16 @@ def _open(store: Store, config, resume, device, threads, load, sinks) -> Trainer
             trainer.prepare()  # the run's plan (a warm-up longer than the run...) is checked before it starts
         return trainer
     except Exception as e:
-        store.set_state(run_id, "failed", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        store.set_state(run_id, RunState.FAILED, first_line(e))
         raise
 
 
 def _resume(store: Store, ref: str, device: str | None, threads: str | None, load: bool, sinks) -> Trainer:
     run = store.get_run(ref, metrics=False, events=False)
     run_id = run["id"]
-    if run["state"] == "finished":
+    if run["state"] == RunState.FINISHED:
         raise StoreError(f"run {run_id} has finished: nothing to resume")
-    if run["state"] in LIVE_STATES:
+    if run["state"] in LIVE:
         raise StoreError(f"run {run_id} is {run['state']} in another process (pid {run['pid']}); "
                          f"attach to it with n2n-tui attach {run_id}, or stop it first")
     config = RunConfig.from_dict(run["config"])

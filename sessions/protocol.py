@@ -25,6 +25,7 @@ import numpy
 from engine.events import (ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent, SystemEvent,
                            patches_array)
 from engine.headless import event_dict
+from engine.errors import N2NError
 
 PROTOCOL = 1
 MAX_LINE = 64 * 1024            # bytes in one command line
@@ -32,7 +33,7 @@ COMMANDS = ("pause", "resume", "stop", "lr", "set", "save", "status")
 SOCKET_NAME = "control.sock"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(N2NError, ValueError):
     """A message that breaks the protocol; the text is what the other side is told, ``msg_id`` the message's id
     when it had one (so the answer reaches whoever waits for it)."""
 

@@ -7,8 +7,9 @@ import threading
 import time
 
 from engine.events import Event
+from engine.states import LIVE
 
-from .store import LIVE_STATES, Store, encode_patches
+from .store import Store, encode_patches
 
 FLUSH_ROWS = 500
 FLUSH_SECONDS = 1.0
@@ -82,7 +83,7 @@ class Recorder:
             else:
                 return
             self._flush()
-        if k == "state" and ev.state not in LIVE_STATES:
+        if k == "state" and ev.state not in LIVE:
             self.store.release(self.run_id)  # the run is closed: nobody needs to guard it any more
 
     def flush(self) -> None:
@@ -130,7 +131,7 @@ class Recorder:
             if state:
                 s, message, t = state
                 conn.execute("UPDATE runs SET state = ?, message = ?, ended = ? WHERE id = ?",
-                             (s, message, None if s in LIVE_STATES else t, self.run_id))
+                             (s, message, None if s in LIVE else t, self.run_id))
             conn.execute("UPDATE runs SET updated = ?, active = ? WHERE id = ?",
                          (now, self._active_base + now - self._since, self.run_id))
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from engine.config import RunConfig
 from engine.fileio import open_nofollow
+from engine.errors import first_line
+from engine.states import ACTIVE, CLEAN_END
 
 from .control import ControlServer
 from .store import Store, StoreError
@@ -53,7 +55,7 @@ class RunControl:
         t, cmd = self.trainer, msg["cmd"]
         if cmd == "status":
             return self.status()
-        if cmd in ("pause", "resume", "stop", "lr", "set") and t.state not in ("idle", "running", "paused"):
+        if cmd in ("pause", "resume", "stop", "lr", "set") and t.state not in ACTIVE:
             raise ValueError(f"run {t.run_id} is {t.state}: it takes no more {cmd} commands")
         if cmd == "pause":
             t.pause()
@@ -128,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                                  threads=args.threads, load=False)
         server = serve(trainer, store)
     except Exception as e:  # bad config, missing data, a run already live...: one line back to whoever started us
-        text = str(e).strip()
-        _report(args.status_fd, ok=False, error=text.splitlines()[0] if text else type(e).__name__)
+        _report(args.status_fd, ok=False, error=first_line(e))
         return 2
     try:
         _to_log(trainer.run_dir / LOG_NAME, trainer.file_mode)
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {trainer.run_id} {final}"
           + (f": {trainer.message}" if trainer.message else ""), flush=True)
-    return 0 if final in ("finished", "stopped") else 1
+    return 0 if final in CLEAN_END else 1
 
 
 def spawn(runs_dir: str | os.PathLike, config: RunConfig | None = None, *, resume: str | None = None,

@@ -30,6 +30,8 @@ from pathlib import Path
 
 from engine.config import RunConfig, new_run_id
 from engine.fileio import SymlinkError, make_dir, open_nofollow, pid_alive, run_modes
+from engine.errors import N2NError
+from engine.states import LIVE, STORED, sql_list
 
 from .protocol import SOCKET_NAME, patch_array, patch_bytes
 
@@ -41,8 +43,6 @@ except ImportError:  # not POSIX: fall back to checking the owner's pid
 DB_NAME = "sessions.sqlite"
 APP = "n2n-tui"
 SCHEMA_VERSION = 6
-STATES = ("running", "paused", "stopped", "finished", "failed", "crashed")
-LIVE_STATES = ("running", "paused")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SCHEMA = """
@@ -123,7 +123,7 @@ def settings_changes(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
     return {k: v for k, v in by_name.items() if len(v) > 1}
 
 
-class StoreError(ValueError):
+class StoreError(N2NError, ValueError):
     """The store cannot be used as asked (corrupt or foreign database, unknown run, ...)."""
 
 
@@ -452,7 +452,7 @@ class Store:
         """Runs marked running/paused whose process is gone are crashed (a read-only store only shows them so)."""
         if self._conn is None:
             return
-        live = self._exec(f"SELECT id, pid, host, updated FROM runs WHERE state IN {LIVE_STATES}")
+        live = self._exec(f"SELECT id, pid, host, updated FROM runs WHERE state IN {sql_list(LIVE)}")
         if self.readonly:
             self._gone = {run_id for run_id, pid, host, _ in live if not self._owner_alive(run_id, pid, host)}
             return
@@ -464,7 +464,7 @@ class Store:
                     pass
                 def work(conn, run_id=run_id, updated=updated):
                     cur = conn.execute(f"UPDATE runs SET state = 'crashed', ended = ? WHERE id = ? AND state IN "
-                                       f"{LIVE_STATES}", (updated, run_id))
+                                       f"{sql_list(LIVE)}", (updated, run_id))
                     if cur.rowcount:
                         conn.execute("INSERT INTO events (run, time, kind, detail) VALUES (?, ?, 'crashed', ?)",
                                      (run_id, time.time(), "the process driving the run ended without closing it"))
@@ -506,10 +506,10 @@ class Store:
         self._transaction(work)
 
     def set_state(self, run_id: str, state: str, message: str = "") -> None:
-        if state not in STATES:
+        if state not in STORED:
             raise StoreError(f"unknown state {state!r}")
         now = time.time()
-        ended = now if state not in LIVE_STATES else None
+        ended = now if state not in LIVE else None
 
         def work(conn):
             conn.execute("UPDATE runs SET state = ?, message = ?, ended = ?, updated = ? WHERE id = ?",
@@ -517,7 +517,7 @@ class Store:
             conn.execute("INSERT INTO events (run, time, kind, detail) VALUES (?, ?, 'state', ?)",
                          (run_id, now, state + (f": {message}" if message else "")))
         self._transaction(work)
-        if state not in LIVE_STATES:
+        if state not in LIVE:
             self.release(run_id)
 
     def add_event(self, run_id: str, kind: str, detail: str = "", step: int | None = None) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from engine.config import ConfigError, RunConfig, model_options
 from engine.fileio import atomic_write_bytes, kernel_interface, make_dir
+from engine.errors import N2NError, described, first_line
 
 SPEC_KEYS = {"trials", "concurrency", "scheduler", "metric", "cpus_per_trial", "gpus_per_trial", "storage", "space",
              "name", "grace"}
@@ -40,7 +41,7 @@ INSTALL = "sweeps need Ray Tune: pip install 'n2n-tui[sweep]' (or pip install 'r
 ADDRESS_TIMEOUT = 25.0  # seconds to reach an existing cluster before saying it cannot be reached
 
 
-class SpecError(ValueError):
+class SpecError(N2NError, ValueError):
     """A sweep spec that cannot run; the message names the key."""
 
 
@@ -403,7 +404,7 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
     if not done.wait(ADDRESS_TIMEOUT):
         raise SpecError(f"--address {address}: the Ray cluster did not answer within {ADDRESS_TIMEOUT:g} s")
     if error:
-        raise SpecError(f"--address {address}: {str(error[0]).strip().splitlines()[0]}")
+        raise SpecError(f"--address {address}: {first_line(error[0])}")
 
 
 def _local(address: str | None) -> bool:

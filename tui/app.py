@@ -13,9 +13,10 @@ from typing import Callable
 
 from textual import work
 from textual.app import App
+from engine.errors import first_line
 
 from .screens import DashboardScreen, LauncherScreen
-from .screens.dashboard import ACTIVE
+from engine.states import ACTIVE
 
 
 class N2NApp(App[int]):
@@ -88,7 +89,7 @@ class N2NApp(App[int]):
         try:
             trainer, store = make(args)
         except Exception as e:  # bad data, unwritable runs folder...: one line on the launcher, never a traceback
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             try:
                 self.call_from_thread(self._launch_failed, msg)
             except RuntimeError:  # the app is already closed
@@ -123,7 +124,7 @@ class N2NApp(App[int]):
         try:
             handle, store = attach_run(self.store.root, run_id)
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             self.call_from_thread(self.notify, msg, severity="error")
             return
         self.call_from_thread(self._switch_to, handle, store)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from tui.errors import UsageError  # noqa: F401  (re-exported: commands raise it)
 from tui.parser import EXIT_BAD_INPUT, build_parser
+from engine.errors import N2NError, first_line
 
 
 def _dispatch(args) -> int:
@@ -46,15 +46,12 @@ EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from engine.config import ConfigError
-    from engine.specs import DataError
-
     try:
         return _dispatch(args) or 0
     except BrokenPipeError:
         return _broken_pipe()
-    except (UsageError, DataError, ConfigError, ValueError, OSError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except (N2NError, ValueError, OSError) as e:  # ours (N2NError); a library's or the system's, said as plainly
+        msg = first_line(e)
         print(f"n2n-tui: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -10,7 +10,8 @@ from engine.headless import event_dict
 from engine.threads import threads_text, threads_value
 from sessions import Store
 from sessions.control import ControlError, RemoteRun, live_elsewhere
-from sessions.store import LIVE_STATES, StoreError
+from sessions.store import StoreError
+from engine.states import ACTIVE, CLEAN_END, LIVE
 
 
 def live_run(runs_dir, ref: str | None) -> dict:
@@ -28,12 +29,12 @@ def live_run(runs_dir, ref: str | None) -> dict:
 def _live_run(runs_dir, ref: str | None) -> dict:
     with Store(runs_dir, create=False, readonly=True) as store:
         if ref is None:
-            live = [r for r in store.list_runs() if r["state"] in LIVE_STATES]
+            live = [r for r in store.list_runs() if r["state"] in LIVE]
             if not live:
                 raise StoreError(f"no live run in {store.root}: start one with n2n-tui train, or see n2n-tui runs")
             return max(live, key=lambda r: (r["started"], r["id"]))
         run = store.get_run(ref, metrics=False, events=False)
-    if run["state"] not in LIVE_STATES:
+    if run["state"] not in LIVE:
         raise StoreError(f"run {run['id']} is {run['state']}, not live (see n2n-tui show {run['id']})")
     return run
 
@@ -67,7 +68,7 @@ def attach(args) -> int:
             gone.append(True)
             handle.close()
             return
-        if ev.kind == "state" and ev.state not in ("idle", "running", "paused"):
+        if ev.kind == "state" and ev.state not in ACTIVE:
             final.append(ev.state)
 
     handle.add_sink(print_event)
@@ -79,7 +80,7 @@ def attach(args) -> int:
         return 130
     if gone:
         raise BrokenPipeError  # the command line's quiet exit for a closed pipe (status 141, as train --json)
-    return 0 if final and final[-1] in ("finished", "stopped") else 1
+    return 0 if final and final[-1] in CLEAN_END else 1
 
 
 def ctl(args) -> int:

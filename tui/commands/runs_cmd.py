@@ -10,6 +10,7 @@ from engine.threads import threads_text
 from sessions import Store
 from sessions.control import live_elsewhere
 from sessions.store import StoreError, settings_changes
+from engine.states import LIVE
 
 
 def _open(args) -> Store:
@@ -23,7 +24,7 @@ def _when(t: float | None) -> str:
 def _duration(run: dict) -> str:
     """How long the run has trained (live time, summed over its resumptions; not the time it sat stopped)."""
     s = run["active"] or 0.0
-    if run["state"] in ("running", "paused"):
+    if run["state"] in LIVE:
         s += max(0.0, time.time() - run["updated"])  # since the recorder last wrote
     s = max(0, int(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

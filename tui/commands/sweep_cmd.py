@@ -9,6 +9,7 @@ from sessions import Store
 from sessions.sweep import (SpecError, SweepDriver, SweepSpec, check_resources, connect_ray, load_spec,
                             ray_session)
 from tui.errors import UsageError
+from engine.states import CLEAN_END
 
 
 def _driver(args) -> tuple[SweepDriver, Store]:
@@ -85,7 +86,7 @@ def _headless(driver: SweepDriver, as_json: bool) -> int:
             if best:
                 line += (f"; best {best['best_psnr']:.2f} dB: trial {best['trial']} run {best['run']} "
                          f"{json.dumps(best['params'])} (export it: n2n-tui export {best['run']})")
-            elif event["state"] in ("finished", "stopped"):
+            elif event["state"] in CLEAN_END:
                 line += "; no trial improved on its untrained start: nothing to export"
             print(line, flush=True)
 

@@ -17,6 +17,8 @@ from sessions.runner import serve, spawn
 from tui.commands.attach_cmd import attach_run
 from tui.errors import UsageError
 from tui.parser import threads_setting
+from engine.errors import N2NError
+from engine.states import CLEAN_END, ENDED
 
 CONFIG_ARGS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "n_val", "eval_every", "seed",
                "device", "loss", "schedule", "warmup", "decay_to", "step_every", "gamma")
@@ -74,18 +76,18 @@ def start_run(args):
         # the run ended, as the dashboard would have
         with Store(runs_dir, create=False, readonly=True) as store:
             run = store.get_run(started["run"], metrics=False, events=False)
-        if run["state"] not in ("finished", "stopped", "failed", "crashed"):
+        if run["state"] not in ENDED:
             raise
         raise RunEnded(run) from None
 
 
-class RunEnded(ValueError):
+class RunEnded(N2NError, ValueError):
     """The run ended before a viewer could attach to it; ``status`` is the exit status that says how (1: failed)."""
 
     def __init__(self, run: dict):
         how = run["state"] + (f": {run['message']}" if run.get("message") else "")
         super().__init__(f"run {run['id']} {how}")
-        self.status = 1 if run["state"] in ("failed", "crashed") else 0
+        self.status = 0 if run["state"] in CLEAN_END else 1
 
 
 def check_modes(args) -> None:
@@ -143,7 +145,7 @@ def _headless(args) -> int:
     finally:
         server.close()
         store.close()
-    if args.export_to is not None and trainer.best_psnr is not None and trainer.state in ("finished", "stopped"):
+    if args.export_to is not None and trainer.best_psnr is not None and trainer.state in CLEAN_END:
         from sessions.export import export_run
 
         with Store(args.runs_dir) as s:

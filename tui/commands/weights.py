@@ -6,6 +6,7 @@ from pathlib import Path
 
 from engine.models import bestmodel_path, new_model
 from tui.errors import UsageError
+from engine.errors import first_line
 
 
 def resolve_weights(ref: str | None, engine: int | None, runs_dir: str) -> tuple[int, Path]:
@@ -40,6 +41,6 @@ def load_model(engine: int, weights: Path, device: str | None = None):
     try:
         model.load_pretrained_model(str(weights))
     except (ValueError, RuntimeError, KeyError, EOFError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise UsageError(msg if msg.startswith(str(weights)) else f"--weights {weights}: {msg}") from None
     return model

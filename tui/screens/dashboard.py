@@ -20,6 +20,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
+from engine.errors import described, first_line
+from engine.states import ACTIVE
 
 from ..widgets import EventLog, LogPane, LossPlot, PsnrPlot, RunStatus, SamplePatches, SystemPane
 from .confirm import ConfirmScreen
@@ -27,7 +29,6 @@ from .hyper import HyperScreen
 from .lr_input import LrScreen
 from .quit import QuitScreen
 
-ACTIVE = ("idle", "running", "paused")     # states in which quitting asks first
 BACKFILL_EVENTS = 200                      # the newest stored events shown in the log of an attached run
 REFRESH_HZ = 2                             # queue drains per second: state changes, evals, the log show at once
 STEP_INTERVAL = 1.0                        # seconds between status/progress updates from step events
@@ -45,11 +46,6 @@ def export_target(engine: int, export_to: str | None) -> Path:
 
 
 STATE_LOG_STYLE = {"paused": "yellow", "stopped": "red", "failed": "bold red", "finished": "cyan", "running": "green"}
-
-
-def _one_line_error(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def one_line(text: str) -> str:
@@ -228,7 +224,7 @@ class DashboardScreen(Screen):
         try:
             self.trainer.run()
         except Exception as e:
-            self.events.put(StateEvent(self.run_id, "failed", f"{type(e).__name__}: {_one_line_error(e)}",
+            self.events.put(StateEvent(self.run_id, "failed", described(e),
                                        getattr(self.trainer, "step", 0) or 0))
 
     # --------------------------------------------------------------------------------------------- event pump
@@ -361,14 +357,14 @@ class DashboardScreen(Screen):
         try:
             call(*args)
         except Exception as e:
-            self.notify(_one_line_error(e), severity="error")
+            self.notify(first_line(e), severity="error")
 
     @work(thread=True, group="control")
     def _control_in_thread(self, call, *args) -> None:
         try:
             call(*args)
         except Exception as e:
-            self.app.call_from_thread(self.notify, _one_line_error(e), severity="error")
+            self.app.call_from_thread(self.notify, first_line(e), severity="error")
 
     def action_toggle_pause(self) -> None:
         if not self.active:
@@ -500,7 +496,7 @@ class DashboardScreen(Screen):
                                       else self._export_cancelled(target))
             return
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             self.app.call_from_thread(self._export_done, None, f"export failed: {msg}")
             return
         self.app.call_from_thread(self._export_done, result, None)

@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label
+from engine.errors import first_line
 
 from ..widgets import EventLog, LossPlot, PsnrPlot, TrialsTable
 from .confirm import ConfirmScreen
@@ -64,8 +65,7 @@ class SweepScreen(Screen):
         try:
             self.driver.run()
         except Exception as e:  # shown, not raised: Ray's errors are long
-            text = str(e).strip()
-            self.error = text.splitlines()[0] if text else type(e).__name__
+            self.error = first_line(e)
             self.events.put({"event": "sweep_error", "error": self.error})
 
     @property
@@ -194,8 +194,7 @@ class SweepScreen(Screen):
                                       lambda yes: self._export(run_id, True) if yes else None)
             return
         except Exception as e:
-            text = str(e).strip()
-            self.app.call_from_thread(self.notify, text.splitlines()[0] if text else type(e).__name__,
+            self.app.call_from_thread(self.notify, first_line(e),
                                       severity="error")
             return
         self.app.call_from_thread(self.notify, f"exported {r['path']} ({r['psnr']:.2f} dB, verified)")
