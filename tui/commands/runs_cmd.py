@@ -8,7 +8,7 @@ import time
 
 from engine.threads import threads_text
 from sessions import Store
-from sessions.control import live_elsewhere
+from sessions.remote import live_elsewhere
 from sessions.store import StoreError, settings_changes
 from engine.states import LIVE
 
