@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Callable, Protocol
 
 
 Patches = "torch.Tensor | numpy.ndarray"  # uint8 (K, 3, H, W)
@@ -107,9 +106,3 @@ class SystemEvent(Event):
     busy: float | None = None
     kind = "system"
 
-
-Sink = Callable[[Event], None]
-
-
-class SinkLike(Protocol):
-    def __call__(self, event: Event) -> None: ...
