@@ -44,17 +44,16 @@ LOSSES = {"l1": L1Loss, "l2": MSE}
 
 # The prescribed network: Conv(stride 2), ReLU, Conv(stride 2), ReLU, Upsampling, ReLU, Upsampling, Sigmoid, with
 # k x k kernels everywhere (3x3: a receptive field of about 15x15 input pixels, enough context for 1-2 px impulse
-# blocks and 2-4 px pixelation). Widths: 3 -> c1 -> c2 -> c3 -> 3. c1 = c3 = 64, c2 = 96, measured on sample/mix
-# data (3 epochs of 20 000 pairs, Adam, lr 2e-3 decayed, one CPU thread): 25.8 dB validation PSNR against 25.0 dB
-# for c1 = c3 = 32, c2 = 64 (noisy input: 20.8 dB). Cost: about 20 M multiply-adds per 32x32 image, 70% of them in
-# the first Upsampling's convolution (c2 -> c3 at 16x16, a Winograd layer: others/winograd.py).
-# Loss L1: the median it estimates ignores the impulse part of the blind "mix" noise (Noise2Noise paper, sec. 3.3);
-# L1 and L2 measured the same on a short run. Adam with the paper's betas (0.9, 0.99); batch 32 gives many updates
-# per epoch, which matters when the grader trains a single epoch.
-# The shipped bestmodel.pth is wider, c1 = c3 = 128, c2 = 192 (28.07 dB, trained on a GPU; on the CPU this width
-# reached 26.82 dB where these defaults reached 25.88; README, Shipped weights): its checkpoint carries its widths
-# and load_pretrained_model rebuilds the network to them. The
-# defaults stay narrow for new runs, where a 2-core CPU trains them 2.7x faster.
+# blocks and 2-4 px pixelation). Widths: 3 -> c1 -> c2 -> c3 -> 3. The defaults c1 = c3 = 64, c2 = 96 denoise
+# sample/mix data clearly better than half those widths (docs/benchmarks.md). Cost: about 20 M multiply-adds per
+# 32x32 image, 70% of them in the first Upsampling's convolution (c2 -> c3 at 16x16, a Winograd layer:
+# others/winograd.py).
+# Loss L1: the median it estimates ignores the impulse part of the blind "mix" noise (Noise2Noise paper, sec. 3.3).
+# Adam with the paper's betas (0.9, 0.99); batch 32 gives many updates per epoch, which matters when the grader
+# trains a single epoch.
+# The shipped bestmodel.pth is wider, c1 = c3 = 128, c2 = 192 (trained on a GPU; README, Shipped weights): its
+# checkpoint carries its widths and load_pretrained_model rebuilds the network to them. The defaults stay narrow for
+# new runs, which a CPU trains several times faster.
 DEFAULT_CONFIG = {"c1": 64, "c2": 96, "c3": 64, "k": 3, "loss": "l1"}
 # what a checkpoint that predates a key meant by it (c3 None: the same as c1)
 LEGACY_CONFIG = {"c3": None, "k": 3, "loss": "l1"}
