@@ -10,6 +10,7 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -63,8 +64,8 @@ class Model:
     recovers the clean image where the mean (L2) would be pulled towards the impulse colours (paper, section 3.3).
     """
 
-    def __init__(self, widths=(32, 48, 64), loss: str = "l1", lr: float = 1e-3, batch_size: int = 32,
-                 device: str | torch.device | None = None) -> None:
+    def __init__(self, device: str | torch.device | None = None, lr: float = 1e-3, batch_size: int = 32, *,
+                 widths: Sequence[int] = (32, 48, 64), loss: str = "l1") -> None:
         self.check_options(widths=widths, loss=loss)
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.config = {"widths": [int(w) for w in widths], "loss": loss}
@@ -81,7 +82,7 @@ class Model:
 
     # ------------------------------------------------------------------------------------------------ engine extras
     @staticmethod
-    def check_options(widths=(32, 48, 64), loss: str = "l1") -> None:
+    def check_options(*, widths: Sequence[int] = (32, 48, 64), loss: str = "l1") -> None:
         """ValueError naming what is wrong with these network options; nothing is built (sweep specs, checkpoints)."""
         if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) or not 1 <= len(widths) <= MAX_LEVELS \
                 or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH for w in widths):
@@ -237,8 +238,8 @@ class Model:
             raise ValueError(f"checkpoint weights do not fit the network its widths {list(widths)} describe")
         if list(widths) != self.config["widths"]:
             # the checkpoint's network differs from ours: rebuild to match it
-            self.__init__(widths=tuple(widths), loss=loss, lr=self.learning_rate, batch_size=self.batch_size,
-                          device=self.device)
+            self.__init__(device=self.device, lr=self.learning_rate, batch_size=self.batch_size, widths=tuple(widths),
+                          loss=loss)
         elif loss != self.config["loss"]:
             self.config["loss"] = loss
             self.criterion = LOSSES[loss]()

@@ -126,9 +126,9 @@ def _pad_replicate(x, ph, pw):
 class Model:
     """The prescribed encoder-decoder, trained with Adam on pairs of noisy images (Noise2Noise)."""
 
-    def __init__(self, device=None, lr=1e-3, batch_size=32, **config):
+    def __init__(self, device=None, lr=1e-3, batch_size=32, *, c1=64, c2=96, c3=None, k=3, loss="l1"):
         self.device = str(device) if device is not None else default_device()
-        self.config = _full_config(config, {"c3": None} if "c1" in config else {})   # c3 follows a given c1
+        self.config = _full_config({"c1": c1, "c2": c2, "c3": c3, "k": k, "loss": loss}, {})   # c3 None: c1
         self.batch_size = int(batch_size)
         self.augment = True
         c = self.config
@@ -152,9 +152,9 @@ class Model:
     }
 
     @staticmethod
-    def check_options(**config):
+    def check_options(*, c1=64, c2=96, c3=None, k=3, loss="l1"):
         """ValueError naming what is wrong with these network options; nothing is built (sweep specs, checkpoints)."""
-        _full_config(config, {"c3": None} if "c1" in config else {})
+        _full_config({"c1": c1, "c2": c2, "c3": c3, "k": k, "loss": loss}, {})
 
     @classmethod
     def check_hyperparameter(cls, name, value):

@@ -195,8 +195,17 @@ def test_checkpoints_carry_their_network(tmp_path):
     torch.testing.assert_close(m.predict(x), new.predict(x))
     with pytest.raises(ValueError):
         Model(device="cpu", k=4)
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):                                    # an unknown option, as in any Python call
         Model(device="cpu", width=3)
+
+
+def test_the_defaults_are_default_config():
+    """The constructor's network options are keywords with defaults (as Miniproject_1's): the network they build is
+    DEFAULT_CONFIG, which the engine reads for the option names."""
+    assert Model(device="cpu").config == mp2.DEFAULT_CONFIG
+    Model.check_options()
+    with pytest.raises(ValueError, match="odd"):
+        Model.check_options(k=2)
 
 
 # ----------------------------------------------------------------------------------------- checkpoint safety
