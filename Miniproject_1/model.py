@@ -1,12 +1,14 @@
 """Miniproject 1: a Noise2Noise denoiser in PyTorch, behind the course grader's ``Model`` interface.
 
 Grader contract: ``Model()``, ``load_pretrained_model()``, ``train(train_input, train_target, num_epochs)`` and
-``predict(test_input)``, on (N, 3, H, W) tensors in [0, 255] (uint8 or float). Engine extras: ``train_step``,
-``learning_rate``, ``save``, ``state_dict``/``load_state_dict`` (full training state, optimizer included).
+``predict(test_input)`` on (N, 3, H, W) tensors in [0, 255] (uint8 or float).
+Engine extras: ``train_step``, ``learning_rate``, ``batch_size``, ``HYPERPARAMETERS`` and ``set_hyperparameter``,
+``save``, ``state_dict``/``load_state_dict`` (full training state, optimizer included).
 """
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 import warnings
@@ -41,8 +43,15 @@ def _check_images(name: str, t) -> None:
         raise ValueError(f"{name} must be shaped (N, 3, H, W), got {tuple(t.shape)}")
     if t.dtype != torch.uint8 and not t.dtype.is_floating_point:
         raise ValueError(f"{name} must be uint8 or float in [0, 255], got dtype {t.dtype}")
-    if t.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
+    if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
+
+
+def _check_pair(inputs, targets) -> None:
+    _check_images("train_input", inputs)
+    _check_images("train_target", targets)
+    if inputs.shape != targets.shape:
+        raise ValueError(f"train_input {tuple(inputs.shape)} and train_target {tuple(targets.shape)} differ in shape")
 
 
 def _unreadable(e: Exception, head: bytes) -> str:
@@ -58,11 +67,22 @@ def _unreadable(e: Exception, head: bytes) -> str:
 
 
 class Model:
-    """U-Net denoiser trained with Adam on pairs of noisy images.
+    """U-Net denoiser trained with Adam on pairs of noisy images (Noise2Noise).
 
     ``loss`` is "l1" by default: the blind ``mix`` training noise contains impulse noise, for which the median (L1)
     recovers the clean image where the mean (L2) would be pulled towards the impulse colours (paper, section 3.3).
     """
+
+    # Live hyper-parameters: what may change between two steps, with its valid range (engine extra; the same table
+    # as Miniproject_2's, a test keeps the copies equal). name: (type, low, high, low is excluded, help)
+    HYPERPARAMETERS = {
+        "lr": (float, 0.0, 10.0, True, "Adam's learning rate"),
+        "weight_decay": (float, 0.0, 1.0, False, "L2 weight decay, added to the gradient by Adam"),
+        "batch_size": (int, 1, 65536, False, "pairs per step"),
+        "beta1": (float, 0.0, 0.9999, False, "Adam's first-moment decay"),
+        "beta2": (float, 0.0, 0.99999, False, "Adam's second-moment decay"),
+        "grad_clip": (float, 0.0, 1e6, False, "largest gradient norm before a step (0: no clipping)"),
+    }
 
     def __init__(self, device: str | torch.device | None = None, lr: float = 1e-3, batch_size: int = 32, *,
                  widths: Sequence[int] = (32, 48, 64), loss: str = "l1") -> None:
@@ -89,29 +109,6 @@ class Model:
             raise ValueError(f"widths must be 1 to {MAX_LEVELS} integers from 1 to {MAX_WIDTH}, got {widths!r}"[:200])
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-
-    @property
-    def learning_rate(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        value = float(value)
-        if not value > 0 or value == float("inf"):
-            raise ValueError(f"learning rate must be a positive finite number, got {value}")
-        for group in self.optimizer.param_groups:
-            group["lr"] = value
-
-    # Live hyper-parameters: what may change between two steps, with its valid range (engine extra).
-    # name: (type, low, high, low is excluded, help)
-    HYPERPARAMETERS = {
-        "lr": (float, 0.0, 10.0, True, "Adam's learning rate"),
-        "weight_decay": (float, 0.0, 1.0, False, "L2 weight decay, added to the gradient by Adam"),
-        "batch_size": (int, 1, 65536, False, "pairs per step"),
-        "beta1": (float, 0.0, 0.9999, False, "Adam's first-moment decay"),
-        "beta2": (float, 0.0, 0.99999, False, "Adam's second-moment decay"),
-        "grad_clip": (float, 0.0, 1e6, False, "largest gradient norm before a step (0: no clipping)"),
-    }
 
     @classmethod
     def check_hyperparameter(cls, name: str, value):
@@ -151,9 +148,37 @@ class Model:
             self.grad_clip = v
         return v
 
-    def _to_input(self, t: torch.Tensor) -> torch.Tensor:
-        # never in place: the caller's tensor may already be float on our device
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        value = float(value)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"learning rate must be a positive finite number, got {value}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
+
+    def _to_unit(self, t: torch.Tensor) -> torch.Tensor:
+        """[0, 255] uint8/float on any device -> float32 in [0, 1] on ours, channels-last (never modifies the caller's
+        tensor, which may already be float on our device)."""
         return (t.to(self.device, torch.float32, non_blocking=True) / 255.0).contiguous(memory_format=torch.channels_last)
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random dihedral transform for the whole batch and, with ``swap_pairs``, input and target swapped
+        half the time (a Noise2Noise pair is symmetric). Uses the global torch RNG (follows torch.manual_seed)."""
+        if not self.augment:
+            return x, y
+        r = torch.randint(8, (1,)).item()
+        if r & 1:
+            x, y = x.flip(-1), y.flip(-1)
+        if r & 6:
+            k = r >> 1
+            x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (2, 3))
+        if torch.rand(1).item() < 0.5 and self.swap_pairs:
+            x, y = y, x
+        return x, y
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Pad the bottom and right edges up to the multiple of the network's poolings (mirrored where it can)."""
@@ -166,13 +191,8 @@ class Model:
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """One optimizer step on one batch of noisy pairs in [0, 255]; returns the loss (on [0, 1] values)."""
-        _check_images("train_input", inputs)
-        _check_images("train_target", targets)
-        if inputs.shape != targets.shape:
-            raise ValueError(f"train_input {tuple(inputs.shape)} and train_target {tuple(targets.shape)} differ in shape")
-        x, y = self._to_input(inputs), self._to_input(targets)
-        if self.augment:
-            x, y = self._augment(x, y, self.swap_pairs)
+        _check_pair(inputs, targets)
+        x, y = self._augment(self._to_unit(inputs), self._to_unit(targets))
         self.net.train()
         h, w = x.shape[-2:]
         loss = self.criterion(self.net(self._pad(x))[:, :, :h, :w], y)
@@ -181,21 +201,7 @@ class Model:
         if self.grad_clip:
             nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
         self.optimizer.step()
-        return loss.item()
-
-    @staticmethod
-    def _augment(x: torch.Tensor, y: torch.Tensor, swap: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same random dihedral transform for the whole batch and, with ``swap``, input and target swapped half
-        the time (a Noise2Noise pair is symmetric). Uses the global torch RNG, so it follows ``torch.manual_seed``."""
-        r = torch.randint(8, (1,)).item()
-        if r & 1:
-            x, y = x.flip(-1), y.flip(-1)
-        if r & 6:
-            k = r >> 1
-            x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (2, 3))
-        if torch.rand(1).item() < 0.5 and swap:
-            x, y = y, x
-        return x, y
+        return float(loss.item())
 
     def state_dict(self, with_optimizer: bool = True) -> dict:
         """A snapshot (copies, on the CPU) of the weights, the network configuration and optionally the optimizer
@@ -272,7 +278,7 @@ class Model:
     # ------------------------------------------------------------------------------------------------ grader API
     def load_pretrained_model(self, path: str | os.PathLike | None = None) -> None:
         """Load ``bestmodel.pth`` next to this file (or ``path``); tensors only (weights_only=True)."""
-        path = Path(path) if path is not None else BESTMODEL
+        path = Path(BESTMODEL if path is None else path)
         try:
             with open(path, "rb") as f:
                 head = f.read(4)
@@ -295,11 +301,7 @@ class Model:
         """Train on pairs of noisy images (N, 3, H, W) in [0, 255] for ``num_epochs`` shuffled passes. From weights
         loaded from a checkpoint (the grader's case) it fine-tunes them instead, and ends with the weights that do
         best on a held-out slice of the pairs, the loaded ones included (others/finetune.py)."""
-        _check_images("train_input", train_input)
-        _check_images("train_target", train_target)
-        if train_input.shape != train_target.shape:
-            raise ValueError(f"train_input {tuple(train_input.shape)} and train_target "
-                             f"{tuple(train_target.shape)} differ in shape")
+        _check_pair(train_input, train_target)
         if self.loaded:
             self.last_fine_tune = fine_tune(self, train_input, train_target, num_epochs)
             return
@@ -319,6 +321,6 @@ class Model:
         chunk = max(1, (1 << 20) // (h * w))  # about a million pixels per forward pass bounds the memory
         out = []
         for i in range(0, n, chunk):
-            y = self.net(self._pad(self._to_input(test_input[i:i + chunk])))[:, :, :h, :w]
+            y = self.net(self._pad(self._to_unit(test_input[i:i + chunk])))[:, :, :h, :w]
             out.append(y.clamp_(0.0, 1.0).mul_(255.0).to(test_input.device).contiguous())
         return torch.cat(out)
