@@ -166,17 +166,17 @@ class Model:
         return (t.to(self.device, torch.float32, non_blocking=True) / 255.0).contiguous(memory_format=torch.channels_last)
 
     def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same random dihedral transform for the whole batch and, with ``swap_pairs``, input and target swapped
-        half the time (a Noise2Noise pair is symmetric). Uses the global torch RNG (follows torch.manual_seed)."""
+        """The same random dihedral transform for the whole batch (a flip, then 0 to 3 quarter turns) and, with
+        ``swap_pairs``, input and target swapped half the time: a Noise2Noise pair is symmetric, so the swap is a free
+        second pair (turn it off for clean targets). Uses the global torch RNG (follows torch.manual_seed)."""
         if not self.augment:
             return x, y
-        r = torch.randint(8, (1,)).item()
+        r = int(torch.empty(1).random_(0, 16).item())   # 4 random bits: a flip, a quarter-turn count, a swap
         if r & 1:
-            x, y = x.flip(-1), y.flip(-1)
+            x, y = x.flip(3), y.flip(3)
         if r & 6:
-            k = r >> 1
-            x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (2, 3))
-        if torch.rand(1).item() < 0.5 and self.swap_pairs:
+            x, y = x.rot90((r >> 1) & 3, (2, 3)), y.rot90((r >> 1) & 3, (2, 3))
+        if r & 8 and self.swap_pairs:
             x, y = y, x
         return x, y
 

@@ -156,6 +156,7 @@ class Model:
         self.optimizer = Adam(self.net.param(), lr=lr, betas=(0.9, 0.99))
         self.grad_clip = 0.0    # largest gradient norm (0: none)
         self.augment = True     # random flips/rotations of each batch
+        self.swap_pairs = True  # swap input and target half the time: valid only for noisy/noisy (N2N) pairs
         self.loaded = False     # weights from a checkpoint: train() fine-tunes them (others/finetune.py)
         self.last_fine_tune: dict | None = None
 
@@ -220,18 +221,17 @@ class Model:
         return t.to(self.device).float() / 255.0
 
     def _augment(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """The same random dihedral transform for the whole batch (square images), and input/target swapped half
-        the time (a Noise2Noise pair is symmetric). Uses the global torch RNG (follows torch.manual_seed)."""
+        """The same random dihedral transform for the whole batch (a flip, then 0 to 3 quarter turns) and, with
+        ``swap_pairs``, input and target swapped half the time: a Noise2Noise pair is symmetric, so the swap is a free
+        second pair (turn it off for clean targets). Uses the global torch RNG (follows torch.manual_seed)."""
         if not self.augment:
             return x, y
-        r = int(empty(1).random_(0, 16).item())         # 4 random bits
+        r = int(empty(1).random_(0, 16).item())   # 4 random bits: a flip, a quarter-turn count, a swap
         if r & 1:
             x, y = x.flip(3), y.flip(3)
-        if r & 2:
-            x, y = x.flip(2), y.flip(2)
-        if r & 4 and x.shape[2] == x.shape[3]:
-            x, y = x.transpose(2, 3), y.transpose(2, 3)
-        if r & 8:
+        if r & 6:
+            x, y = x.rot90((r >> 1) & 3, (2, 3)), y.rot90((r >> 1) & 3, (2, 3))
+        if r & 8 and self.swap_pairs:
             x, y = y, x
         return x, y
 
