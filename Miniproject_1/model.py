@@ -204,8 +204,9 @@ class Model:
         return float(loss.item())
 
     def state_dict(self, with_optimizer: bool = True) -> dict:
-        """A snapshot (copies, on the CPU) of the weights, the network configuration and optionally the optimizer
-        state; plain tensors and numbers, so ``torch.load(weights_only=True)`` reads it back."""
+        """A snapshot (copies, on the CPU) of the weights (a dict of the network's named tensors), the network
+        configuration and optionally the optimizer state; plain tensors and numbers, so ``torch.load(weights_only=True)``
+        reads it back. The keys are Miniproject_2's: format, config, model, optimizer."""
         state = {
             "format": FORMAT,
             "config": dict(self.config),

@@ -268,10 +268,11 @@ class Model:
                 g.mul_(max_norm / (norm + 1e-6))
 
     def state_dict(self, with_optimizer: bool = True) -> dict:
-        """Copies on the CPU of the weights (in ``param()`` order), the configuration and optionally the optimizer
-        state: plain tensors, lists, numbers and strings."""
+        """A snapshot (copies, on the CPU) of the weights (a list in ``param()`` order), the network configuration and
+        optionally the optimizer state; plain tensors, lists, numbers and strings (others/checkpoint.py stores them).
+        The keys are Miniproject_1's: format, config, model, optimizer."""
         state = {"format": FORMAT, "config": dict(self.config),
-                 "params": [p.detach().to("cpu").clone() for p, _ in self.net.param()]}
+                 "model": [p.detach().to("cpu").clone() for p, _ in self.net.param()]}
         if with_optimizer:
             opt = self.optimizer.state_dict()
             state["optimizer"] = {k: ([t.detach().to("cpu").clone() for t in v] if isinstance(v, list) else v)
@@ -279,13 +280,17 @@ class Model:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("params"), list):
-            raise ValueError("not a Miniproject_2 checkpoint (missing or wrong 'format' field)")
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            other = isinstance(state, dict) and "miniproject1" in str(state.get("format"))
+            raise ValueError("a Miniproject_1 checkpoint, not a Miniproject_2 one" if other else
+                             "not a Miniproject_2 checkpoint (missing or wrong 'format' field)")
+        new = state["model"] if "model" in state else state.get("params")   # "params": files written before 2026-12-07
+        if not isinstance(new, list):
+            raise ValueError("not a Miniproject_2 checkpoint (no list of weights under 'model')")
         try:
             config = _full_config(state.get("config") or {}, LEGACY_CONFIG)   # the checkpoint carries its network
         except ValueError as e:
             raise ValueError(f"checkpoint has an unknown configuration: {e}") from None
-        new = state["params"]
         # the file's own tensors must be the network its configuration describes, before anything is built: a
         # tampered configuration cannot make us allocate more than the file holds
         shapes = param_shapes(config["c1"], config["c2"], config["c3"], config["k"])
