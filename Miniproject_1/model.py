@@ -111,7 +111,7 @@ class Model:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
 
     @classmethod
-    def check_hyperparameter(cls, name: str, value):
+    def check_hyperparameter(cls, name: str, value) -> int | float:
         """``value`` as the hyper-parameter's type, or ValueError naming what is wrong."""
         if name not in cls.HYPERPARAMETERS:
             raise ValueError(f"unknown hyper-parameter {name!r} (live ones: {', '.join(cls.HYPERPARAMETERS)})")
@@ -131,7 +131,7 @@ class Model:
         return {"lr": group["lr"], "weight_decay": float(group["weight_decay"]), "batch_size": self.batch_size,
                 "beta1": group["betas"][0], "beta2": group["betas"][1], "grad_clip": self.grad_clip}
 
-    def set_hyperparameter(self, name: str, value):
+    def set_hyperparameter(self, name: str, value) -> int | float:
         """Change one live hyper-parameter (takes effect at the next step); returns the value set."""
         v = self.check_hyperparameter(name, value)
         for group in self.optimizer.param_groups:

@@ -167,7 +167,7 @@ class Model:
         _full_config({"c1": c1, "c2": c2, "c3": c3, "k": k, "loss": loss}, {})
 
     @classmethod
-    def check_hyperparameter(cls, name: str, value):
+    def check_hyperparameter(cls, name: str, value) -> int | float:
         """``value`` as the hyper-parameter's type, or ValueError naming what is wrong."""
         if name not in cls.HYPERPARAMETERS:
             raise ValueError(f"unknown hyper-parameter {name!r} (live ones: {', '.join(cls.HYPERPARAMETERS)})")
@@ -187,7 +187,7 @@ class Model:
         return {"lr": opt.lr, "weight_decay": opt.weight_decay, "batch_size": self.batch_size,
                 "beta1": opt.betas[0], "beta2": opt.betas[1], "grad_clip": self.grad_clip}
 
-    def set_hyperparameter(self, name: str, value):
+    def set_hyperparameter(self, name: str, value) -> int | float:
         """Change one live hyper-parameter (takes effect at the next step); returns the value set."""
         v = self.check_hyperparameter(name, value)
         opt = self.optimizer
