@@ -37,6 +37,7 @@ def test_predict_any_size_and_dtype():
     (torch.zeros(1, 1, 32, 32), r"\(N, 3, H, W\)"),
     (torch.zeros(1, 3, 8, 8, dtype=torch.int64), "dtype"),
     ([[1.0]], "torch.Tensor"),
+    (torch.zeros(1, 3, 0, 8), "is empty"),
 ])
 def test_bad_input_raises_value_error(bad, msg):
     m = Model()

@@ -20,8 +20,8 @@ Two ways of doing each, picked once per shape by `ConvGeometry`:
   the gradient's kw taps of a kernel row are gathered (a "row im2col": kh products with K = kw*O), as kernel
   rows differ by a plain column offset. Few, large operations also keep the cost down when other processes
   compete for the cores (every operation ends at a barrier of its worker threads): a column-chunked variant
-  (taps of a cache-sized chunk back to back) was up to 1.5x faster on an idle machine but many times slower on
-  a loaded one.
+  (taps of a cache-sized chunk back to back) was faster on an idle machine but much slower on a loaded one
+  (docs/benchmarks.md).
 * any stride ("unfold" path): classic im2col with torch's unfold, one batched matrix product, and fold (col2im,
   a scatter-add) for the input gradient.
 
