@@ -54,7 +54,7 @@ MULTIPLE = 4          # two stride-2 convolutions, then two x2 upsamplings: size
 # others/winograd.py).
 # Loss L1 (Model's docstring says why). Adam with the paper's betas (0.9, 0.99); batch 32 gives many updates per
 # epoch, which matters when the grader trains a single epoch.
-# The shipped bestmodel.pth is wider, c1 = c3 = 128, c2 = 192 (trained on a GPU; README, Shipped weights): its
+# The shipped bestmodel.pth is wider, c1 = c3 = 128, c2 = 192 (trained on a GPU; docs/training.md): its
 # checkpoint carries its widths and load_pretrained_model rebuilds the network to them. The defaults stay narrow for
 # new runs, which a CPU trains several times faster.
 DEFAULT_CONFIG = {"c1": 64, "c2": 96, "c3": 64, "k": 3, "loss": "l1"}
