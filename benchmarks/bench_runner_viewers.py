@@ -116,7 +116,7 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
         handle.pause()
         handle.close()
 
-        from test_tui_fakes import train_args as fake_args
+        from fakes import train_args as fake_args
         from tui.app import N2NApp
         from tui.commands.attach_cmd import attach_run
         from tui.widgets import LossPlot

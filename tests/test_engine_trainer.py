@@ -11,7 +11,8 @@ import torch
 
 from engine.events import ControlEvent, EvalEvent, SavedEvent, StateEvent, StepEvent
 from engine.trainer import CheckpointError, Trainer, read_best_meta
-from trainer_helpers import Log, cfg, wait_for
+from trainer_helpers import Log, cfg
+from waiting import wait_until
 
 torch.set_num_threads(1)
 
@@ -64,7 +65,7 @@ def test_pause_stops_steps_until_resume(tiny_models, poisson_data, tmp_path):
     t = Trainer(cfg(epochs=2), run_dir=tmp_path, dataset=poisson_data, sinks=[log])
     t.add_sink(lambda e: t.pause() if e.kind == "step" and e.step == 3 else None)
     t.start()
-    wait_for(lambda: t.state == "paused")
+    wait_until(lambda: t.state == "paused")
     assert t.step == 3
     time.sleep(0.4)
     assert t.step == 3 and len(log.of("step")) == 3
@@ -98,7 +99,7 @@ def test_stop_ends_the_thread_promptly_and_saves_state(tiny_models, poisson_data
     log = Log()
     t = Trainer(cfg(epochs=50), run_dir=tmp_path, dataset=poisson_data, sinks=[log])
     t.start()
-    wait_for(lambda: t.step >= 3)
+    wait_until(lambda: t.step >= 3)
     t0 = time.time()
     t.stop()
     t.join(10)
@@ -115,7 +116,7 @@ def test_stop_wakes_a_paused_run(tiny_models, poisson_data, tmp_path):
     t = Trainer(cfg(epochs=50), run_dir=tmp_path, dataset=poisson_data)
     t.pause()  # before it starts: it pauses before the first step
     t.start()
-    wait_for(lambda: t.state == "paused")
+    wait_until(lambda: t.state == "paused")
     assert t.step == 0
     t.stop()
     t.join(5)
@@ -148,7 +149,7 @@ def test_nan_loss_pauses_and_rolls_back(tiny_models, poisson_data, tmp_path, mon
 
     t.model.train_step = poisoned
     t.start()
-    wait_for(lambda: t.state == "paused")
+    wait_until(lambda: t.state == "paused")
     assert t.step == 7 and "nan" in t.message and "rolled back to the weights of step 5" in t.message
     guard = [e for e in log.of("control") if e.action == "guard"]
     assert len(guard) == 1 and guard[0].step == 7
@@ -169,7 +170,7 @@ def test_exploding_loss_triggers_the_guard(tiny_models, poisson_data, tmp_path):
 
     t.model.train_step = lambda x, y: next(losses)
     t.start()
-    wait_for(lambda: t.state == "paused")
+    wait_until(lambda: t.state == "paused")
     assert t.step == 26 and "over 10x its recent median" in t.message
     t.stop()
     t.join(5)

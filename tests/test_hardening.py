@@ -14,7 +14,8 @@ import torch
 from engine.config import RunConfig
 from engine.trainer import Trainer, read_best_meta
 from sessions import Recorder, Store
-from trainer_helpers import Log, cfg, wait_for
+from trainer_helpers import Log, cfg
+from waiting import wait_for_run, wait_until
 
 torch.set_num_threads(1)
 
@@ -94,7 +95,7 @@ def test_d2_rollback_target_is_never_weights_a_bad_step_produced(tiny_models, po
 
     t.model.train_step = step
     t.start()
-    wait_for(lambda: any(e.what == "state" and e.step == 31 for e in log.of("saved")))  # paused, state written
+    wait_until(lambda: any(e.what == "state" and e.step == 31 for e in log.of("saved")))  # paused, state written
     assert t.state == "paused" and t.step == 31 and "rolled back to the weights of step 29" in t.message, t.message
     now = weights(t.model)
     assert all(torch.equal(now[k], before_bad[k]) for k in now)  # the weights step 30's loss judged good
@@ -117,11 +118,11 @@ def test_w5_lr_changed_while_paused_reaches_the_runs_table(tiny_models, poisson_
         t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
         t.add_sink(lambda e: t.pause() if e.kind == "step" and e.step == 2 else None)
         t.start()
-        wait_for(lambda: t.state == "paused")
+        wait_until(lambda: t.state == "paused")
         t.set_lr(0.002)
         t.set_lr(0.004)
         with Store(runs) as viewer:
-            wait_for(lambda: viewer.get_run(run, metrics=False, events=False)["lr"] == 0.004, timeout=5)
+            wait_until(lambda: viewer.get_run(run, metrics=False, events=False)["lr"] == 0.004, timeout=5)
         t.stop()
         t.join(10)
         assert s.get_run(run)["lr"] == 0.004 and t.lr == 0.004
@@ -560,7 +561,7 @@ def test_w6_full_disk_says_so_and_keeps_the_previous_checkpoint(tiny_models, poi
         t.add_sink(log)
         t.add_sink(lambda e: t.pause() if e.kind == "step" and e.step == 40 else None)
         t.start()
-        wait_for(lambda: any(e.kind == "saved" and e.what == "state" and e.step == 40 for e in log))
+        wait_until(lambda: any(e.kind == "saved" and e.what == "state" and e.step == 40 for e in log))
         state_before = (runs / run / "state.pth").read_bytes()
         _fill(small_disk.path, leave=64 * 1024)  # room for the store's rows, not for a checkpoint
         t.resume()
@@ -665,18 +666,6 @@ SMALL = ["--engine", "1", "--data", "sample", "--noise", "poisson", "--subset", 
          "--n-val", "16", "--device", "cpu"]
 
 
-def _wait_run(runs, pred, timeout=120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (runs / "sessions.sqlite").exists():
-            with Store(runs, create=False, readonly=True) as s:
-                rows = s.list_runs()
-            if rows and pred(rows[-1]):
-                return rows[-1]
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for the run")
-
-
 def test_d7_headless_sighup_stops_cleanly(tmp_path):
     import signal
     import subprocess
@@ -687,7 +676,7 @@ def test_d7_headless_sighup_stops_cleanly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "train", "--headless", *SMALL, "--epochs", "500",
                              "--runs-dir", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        _wait_run(runs, lambda r: r["step"] >= 3)
+        wait_for_run(runs, lambda r: r["step"] >= 3)
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(60) == 128 + signal.SIGHUP
     finally:
@@ -708,7 +697,7 @@ def test_d7_dashboard_killed_by_a_signal_stops_the_run_cleanly(tmp_path, sig):
     runs = tmp_path / "runs"  # the run in the dashboard's own process (with a runner, SIGHUP leaves it training)
     term = Terminal("train", "--in-process", *SMALL, "--epochs", "500", "--runs-dir", str(runs))
     try:
-        _wait_run(runs, lambda r: r["step"] >= 3)
+        wait_for_run(runs, lambda r: r["step"] >= 3)
         term.proc.send_signal(getattr(signal, sig))
         assert term.wait(60) == 128 + getattr(signal, sig)
     finally:
@@ -751,8 +740,8 @@ def test_w8_a_run_that_ends_before_its_dashboard_attaches_says_how(tmp_path, mon
     real_attach = train_cmd.attach_run
 
     def late_attach(runs_dir, run_id):
-        _wait_run(runs, lambda r: r["state"] == "failed", timeout=60)
-        wait_for(lambda: not (runs / run_id / "control.sock").exists(), timeout=30)
+        wait_for_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        wait_until(lambda: not (runs / run_id / "control.sock").exists(), timeout=30)
         return real_attach(runs_dir, run_id)
 
     monkeypatch.setattr(train_cmd, "attach_run", late_attach)
@@ -766,7 +755,7 @@ def test_w8_a_run_that_ends_before_its_dashboard_attaches_says_how(tmp_path, mon
 def _wait_runner_gone(runs, timeout=60.0):
     """A failed run's runner exits just after closing its socket; on a loaded machine that can take seconds (a
     zombie until reaped counts as gone)."""
-    pid = _wait_run(runs, lambda r: True)["pid"]
+    pid = wait_for_run(runs, lambda r: True)["pid"]
 
     def gone():
         try:
@@ -775,7 +764,7 @@ def _wait_runner_gone(runs, timeout=60.0):
         except OSError:
             return True
 
-    wait_for(gone, timeout=timeout)
+    wait_until(gone, timeout=timeout)
 
 
 def test_w8_a_run_that_fails_in_the_dashboard_exits_1(tmp_path):
@@ -786,7 +775,7 @@ def test_w8_a_run_that_fails_in_the_dashboard_exits_1(tmp_path):
     images.mkdir()
     term = Terminal("train", "--data", f"images:{images}", "--runs-dir", str(runs))
     try:
-        _wait_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        wait_for_run(runs, lambda r: r["state"] == "failed", timeout=60)
         # the dashboard shows it even when its viewer connected only after the runner had failed (a loaded machine)
         assert term.wait_for_output("failed", timeout=30), term.text()
         term.send("q")
@@ -825,12 +814,12 @@ def test_the_in_process_dashboard_draws_on_the_terminal_and_cpp_warnings_go_to_t
     runs = tmp_path / "runs"
     term = Terminal("train", "--in-process", *SMALL, "--epochs", "500", "--runs-dir", str(runs), cols=100, rows=30)
     try:
-        _wait_run(runs, lambda r: r["step"] >= 3)
+        wait_for_run(runs, lambda r: r["step"] >= 3)
         assert term.wait_for_output("loss (log scale)", timeout=30), term.text()
         term.send("x")
         assert term.wait_for_output("Stop run", timeout=30), term.text()
         term.send("y")
-        _wait_run(runs, lambda r: r["state"] == "stopped")
+        wait_for_run(runs, lambda r: r["state"] == "stopped")
     finally:
         term.close()
     with Store(runs) as s:

@@ -349,10 +349,11 @@ def many_runs(tmp_path):
 
 
 def test_runs_filter_sort_and_overlay_any_number(tmp_path):
-    from test_tui_fakes import train_args, wait_for
+    from fakes import train_args
     from tui.app import N2NApp
     from tui.screens import RunCurvesScreen, RunsScreen
     from tui.widgets import LossPlot, PsnrPlot, RunsTable
+    from waiting import wait_for
 
     store, ids = many_runs(tmp_path)
 
@@ -414,10 +415,11 @@ def test_tag_shows_in_runs(tmp_path, capsys):
 
 
 def test_h_edits_the_live_hyperparameters_of_a_run(tiny_models, poisson_data, tmp_path):
+    from fakes import train_args
     from sessions import Recorder, Store
-    from test_tui_fakes import train_args, wait_for
     from tui.app import N2NApp
     from tui.screens.hyper import HyperScreen
+    from waiting import wait_for
 
     store = Store(tmp_path / "runs")
     config = cfg(epochs=200)

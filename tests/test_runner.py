@@ -15,20 +15,12 @@ from engine.config import RunConfig
 from sessions import Store
 from sessions.control import ControlError, ControlServer, RemoteRun, socket_path
 from sessions.runner import spawn
+from waiting import wait_until
 
 torch.set_num_threads(1)
 
 TINY = RunConfig(engine=1, data="sample", noise="poisson", epochs=2000, batch_size=4, subset=64, n_val=16,
                  eval_every=8, device="cpu")
-
-
-def wait_until(cond, timeout=60.0, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 class Log(list):
@@ -367,11 +359,12 @@ def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeyp
 def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
     import asyncio
 
-    from test_tui_fakes import train_args, wait_for
+    from fakes import train_args
     from tui.app import N2NApp
     from tui.commands.attach_cmd import attach_run
     from tui.screens import DashboardScreen, LrScreen, QuitScreen
     from tui.widgets import EventLog, LossPlot, PsnrPlot, SamplePatches
+    from waiting import wait_for
 
     runs, run_id, pid = runner
     wait_until(lambda: _steps_seen(runs, run_id) >= 12)
@@ -424,10 +417,11 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
 def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
     import asyncio
 
-    from test_tui_fakes import train_args, wait_for
+    from fakes import train_args
     from tui.app import N2NApp
     from tui.screens import DashboardScreen, LauncherScreen, RunsScreen
     from tui.widgets import RunsTable
+    from waiting import wait_for
 
     runs, run_id, pid = runner
     with Store(runs) as s:  # a finished run beside the live one
@@ -472,6 +466,7 @@ from tui.commands.attach_cmd import attach_run
 from tui.parser import build_parser
 from tui.screens import DashboardScreen, ZoomScreen
 from tui.widgets import LossPlot, SamplePatches, ZoomView
+from waiting import wait_for
 
 assert main(["--runs-dir", runs, "ctl", run_id, "status"]) == 0
 # starting a run is a viewer's job too: the runner it spawns imports torch, this process does not
@@ -481,13 +476,6 @@ from tui.commands.attach_cmd import live_run
 started = live_run(runs, None)
 assert started["id"] != run_id and main(["--runs-dir", runs, "ctl", started["id"], "stop"]) == 0
 print("started", started["pid"])
-
-async def wait_for(pilot, cond, timeout):
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return True
-        await pilot.pause(0.05)
-    return cond()
 
 async def go():
     handle, store = attach_run(runs, run_id)

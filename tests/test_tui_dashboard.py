@@ -5,12 +5,13 @@ import asyncio
 
 import pytest
 
+from fakes import FakeStore, FakeTrainer, patches, scripted_events, stored_run, train_args
 from sessions.export import BetterTargetError
-from test_tui_fakes import FakeStore, FakeTrainer, patches, scripted_events, stored_run, train_args, wait_for
 from tui.app import N2NApp
 from tui.screens import ConfirmScreen, DashboardScreen, LrScreen, RunCurvesScreen, RunsScreen
 from tui.widgets import EventLog, LossPlot, PsnrPlot, RunStatus, SamplePatches
 from tui.widgets.sample_patches import choose_layout
+from waiting import wait_for
 
 SIZES = [(80, 24), (160, 48)]
 
