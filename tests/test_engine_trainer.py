@@ -123,6 +123,19 @@ def test_stop_wakes_a_paused_run(tiny_models, poisson_data, tmp_path):
     assert t.state == "stopped"
 
 
+def test_full_state_is_written_on_a_time_basis(tiny_models, poisson_data, tmp_path, monkeypatch):
+    import engine.trainer
+
+    monkeypatch.setattr(engine.trainer, "STATE_SECONDS", 0.0)  # every step is "a few minutes later"
+    log = Log()
+    t = Trainer(cfg(subset=64), run_dir=tmp_path, dataset=poisson_data, sinks=[log])
+    assert t.run() == "finished"
+    states = [e.step for e in log.of("saved") if e.what == "state"]
+    assert states == list(range(1, 9)), states  # not only at the epoch end (step 8)
+    state = torch.load(tmp_path / "state.pth", weights_only=True)
+    assert state["step"] == 8 and state["good"]["step"] <= 8
+
+
 def test_nan_loss_pauses_and_rolls_back(tiny_models, poisson_data, tmp_path, monkeypatch):
     import engine.trainer
 
@@ -174,6 +187,42 @@ def test_exploding_loss_triggers_the_guard(tiny_models, poisson_data, tmp_path):
     assert t.step == 26 and "over 10x its recent median" in t.message
     t.stop()
     t.join(5)
+
+
+def test_rollback_target_is_never_weights_a_bad_step_produced(tiny_models, poisson_data, tmp_path, monkeypatch):
+    """A step whose own loss looks fine can still ruin the weights (the loss is measured before the update): the
+    next snapshot must not keep them."""
+    import engine.trainer
+
+    monkeypatch.setattr(engine.trainer, "SNAPSHOT_SECONDS", 0.0)  # as after a pause of more than 5 s: snapshot now
+    log = Log()
+    t = Trainer(cfg(epochs=3, subset=128), run_dir=tmp_path, dataset=poisson_data, sinks=[log])
+    real_step = t.model.train_step
+    before_bad = {}
+
+    def step(x, y):
+        if t.step + 1 == 30:
+            before_bad.update(_weights(t))
+        loss = real_step(x, y)
+        if t.step + 1 == 30:  # lr 10 at step 30: a fine loss, ruined weights
+            with torch.no_grad():
+                for p in t.model.net.parameters():
+                    p.mul_(1e6)
+        return loss
+
+    t.model.train_step = step
+    t.start()
+    wait_until(lambda: any(e.what == "state" and e.step == 31 for e in log.of("saved")))  # paused, state written
+    assert t.state == "paused" and t.step == 31 and "rolled back to the weights of step 29" in t.message, t.message
+    now = _weights(t)
+    assert all(torch.equal(now[k], before_bad[k]) for k in now)  # the weights step 30's loss judged good
+    state = torch.load(tmp_path / "state.pth", weights_only=True)  # the pause wrote the rolled-back weights
+    assert all(torch.equal(state["model"]["model"][k], before_bad[k]) for k in before_bad)
+    t.set_lr(1e-3)
+    t.resume()
+    t.join(30)
+    assert t.state == "finished"
+    assert len([e for e in log.of("control") if e.action == "guard"]) == 1  # it does not fire again on resume
 
 
 def test_a_broken_sink_does_not_kill_training(tiny_models, poisson_data, tmp_path):
@@ -265,6 +314,21 @@ def test_resume_refuses_a_corrupt_or_foreign_state(tiny_models, poisson_data, tm
     t.run()
     with pytest.raises(CheckpointError, match="engine 1"):
         Trainer(cfg(engine=2), run_dir=tmp_path / "ok", dataset=poisson_data, resume_from=tmp_path / "ok")
+
+
+class _NotAState:  # a Python object: what a tampered state.pth might hold
+    pass
+
+
+def test_a_tampered_training_state_is_one_line_naming_the_file(trained_run, poisson_data):
+    runs, run, t = trained_run
+    state = runs / run / "state.pth"
+    torch.save({"format": "n2n-tui/train-state", "evil": _NotAState()}, state)
+    with pytest.raises(CheckpointError) as e:
+        Trainer(t.config, run_dir=runs / run, dataset=poisson_data, resume_from=runs / run)
+    msg = str(e.value)
+    assert msg == (f"{state}: not a readable training state (it holds Python objects besides tensors and plain "
+                   "values, so n2n-tui did not write it; refused unread)"), msg
 
 
 def test_events_are_plain_and_json_ready(tiny_models, poisson_data, tmp_path):

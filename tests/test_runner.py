@@ -15,7 +15,7 @@ from engine.config import RunConfig
 from sessions import Store
 from sessions.control import ControlError, ControlServer, RemoteRun, socket_path
 from sessions.runner import spawn
-from waiting import wait_until
+from waiting import wait_for_run, wait_until
 
 torch.set_num_threads(1)
 
@@ -304,6 +304,67 @@ def test_a_viewer_that_connects_after_the_run_ended_is_told_so(tmp_path):
         viewer.close()
     finally:
         server.close()
+
+
+def test_a_run_that_ends_before_its_dashboard_attaches_says_how(tmp_path, monkeypatch):
+    """On a busy machine the runner can fail (its data would not load) and close its socket before the dashboard
+    connects: seen in CI as "the runner did not say hello", exit 2. The real runner and socket; only the viewer's
+    connection is held back until the runner is gone."""
+    import tui.commands.train_cmd as train_cmd
+    from tui.parser import build_parser
+
+    runs, images = tmp_path / "runs", tmp_path / "imgs"
+    images.mkdir()
+    real_attach = train_cmd.attach_run
+
+    def late_attach(runs_dir, run_id):
+        wait_for_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        wait_until(lambda: not (runs / run_id / "control.sock").exists(), timeout=30)
+        return real_attach(runs_dir, run_id)
+
+    monkeypatch.setattr(train_cmd, "attach_run", late_attach)
+    args = build_parser().parse_args(["train", "--data", f"images:{images}", "--runs-dir", str(runs)])
+    with pytest.raises(train_cmd.RunEnded, match=r"run \S+ failed: .*imgs") as e:
+        train_cmd.start_run(args)
+    assert e.value.status == 1
+    _wait_runner_gone(runs)
+
+
+def _wait_runner_gone(runs, timeout=60.0):
+    """A failed run's runner exits just after closing its socket; on a loaded machine that can take seconds (a
+    zombie until reaped counts as gone)."""
+    pid = wait_for_run(runs, lambda r: True)["pid"]
+
+    def gone():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(") ")[1][0] == "Z"
+        except OSError:
+            return True
+
+    wait_until(gone, timeout=timeout)
+
+
+def test_a_run_that_fails_in_the_dashboard_exits_1(tmp_path):
+    from terminal import Terminal
+
+    runs = tmp_path / "runs"
+    images = tmp_path / "imgs"  # exists, so the up-front check passes; the trainer's own load then fails
+    images.mkdir()
+    term = Terminal("train", "--data", f"images:{images}", "--runs-dir", str(runs))
+    try:
+        wait_for_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        # the dashboard shows it even when its viewer connected only after the runner had failed (a loaded machine)
+        assert term.wait_for_output("failed", timeout=30), term.text()
+        term.send("q")
+        try:
+            rc = term.wait(30)
+        except Exception:
+            raise AssertionError(f"the dashboard did not exit after q: {term.text()}") from None
+        assert rc == 1
+        _wait_runner_gone(runs)
+    finally:
+        term.close()
 
 
 def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeypatch):
