@@ -177,4 +177,3 @@ def train_args(**kw) -> SimpleNamespace:
     for k, v in kw.items():
         setattr(args, k, v)
     return args
-

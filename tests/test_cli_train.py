@@ -1,5 +1,6 @@
-"""``n2n-tui train --headless``: JSON lines that parse, the rich progress output, Ctrl-C, and exit status 2 with one
-line for every bad option. Real subprocesses where the process boundary matters (signals, exit codes)."""
+"""``n2n-tui train --headless``: JSON lines that parse, the rich progress output, Ctrl-C and SIGHUP, and exit status 2
+with one line for every bad option (numbers past their limits too). Real subprocesses where the process boundary
+matters (signals, exit codes)."""
 from __future__ import annotations
 
 import json

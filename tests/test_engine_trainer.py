@@ -1,5 +1,6 @@
-"""The trainer: a run of each engine, live control (pause, resume, stop, set_lr, save_best), the explosion guard,
-broken sinks, and exact resumption from a full training state. In-process, tiny networks, a few seconds each."""
+"""The trainer: a run of each engine, live control (pause, resume, stop, set_lr, save_best), the explosion guard and
+its rollback target, broken sinks, full states written on a time basis, and exact resumption from a full training
+state (a tampered one refused). In-process, tiny networks, a few seconds each."""
 from __future__ import annotations
 
 import math

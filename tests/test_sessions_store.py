@@ -1,5 +1,6 @@
 """The session store: runs, batched metric points, events, run references, crash detection, corrupt and foreign
-databases, and the ``runs`` / ``show`` / ``export`` commands (export's verification and its refusal)."""
+databases, and the ``runs`` / ``show`` / ``tag`` / ``export`` commands (a resumed run's active time, tags where
+people read, export's verification and its refusals)."""
 from __future__ import annotations
 
 import json
@@ -185,10 +186,6 @@ def test_runs_and_show_commands(tmp_path, capsys):
 
 
 def test_runs_time_of_a_resumed_run_leaves_out_the_time_it_sat_stopped(tmp_path, capsys, monkeypatch):
-    import json
-
-    from engine.events import StateEvent
-
     clock = [1000.0]
     monkeypatch.setattr(time, "time", lambda: clock[0])
     with Store(tmp_path) as s:
@@ -207,6 +204,23 @@ def test_runs_time_of_a_resumed_run_leaves_out_the_time_it_sat_stopped(tmp_path,
     assert " 1m30s " in capsys.readouterr().out
     assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)[0]["active"] == pytest.approx(90)
+
+
+def test_tag_shows_in_runs(tmp_path, capsys):
+    with Store(tmp_path) as s:
+        run = s.new_run(RunConfig())
+        s.set_state(run, "stopped")
+    assert main(["tag", run[:10], "lr sweep winner", "--runs-dir", str(tmp_path)]) == 0
+    assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1])[0]["tag"] == "lr sweep winner"
+    # ... and where people read: the runs table and show (the README says they do)
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(run)]
+    assert row and row[0].endswith("\u00ablr sweep winner\u00bb"), row
+    assert main(["show", run, "--runs-dir", str(tmp_path)]) == 0
+    assert "tag     lr sweep winner" in capsys.readouterr().out.splitlines()
+    assert main(["tag", "nope", "x", "--runs-dir", str(tmp_path)]) == 2
 
 
 def test_export_writes_a_verified_grader_file(trained_run, tmp_path, capsys, monkeypatch):
