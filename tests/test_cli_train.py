@@ -265,7 +265,7 @@ def test_bad_input_in_a_real_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_issue_command_finishes_within_a_minute(tmp_path):
+def test_a_512_pair_headless_epoch_finishes_within_a_minute(tmp_path):
     """`n2n-tui train --engine 1 --data sample --subset 512 --epochs 1 --eval-every 4 --headless --json`."""
     t0 = time.time()
     r = cli("train", "--engine", "1", "--data", "sample", "--subset", "512", "--epochs", "1", "--eval-every", "4",
