@@ -137,7 +137,7 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
         t0 = time.perf_counter()
         term = Terminal("attach", run_id, "--runs-dir", str(runs))
         try:
-            ok = term.wait_for_output(f"{history // 1000}k", timeout=30)  # the loss plot's last step tick: drawn
+            ok = term.expect(f"{history // 1000}k", timeout=30)  # the loss plot's last step tick: drawn
             whole = time.perf_counter() - t0 if ok else float("nan")
         finally:
             term.close()

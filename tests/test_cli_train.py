@@ -18,7 +18,7 @@ from engine.config import RunConfig
 from sessions import Store
 from trainer_helpers import cfg
 from tui.cli import main
-from waiting import wait_for_run
+from waiting import poll_last_run
 
 torch.set_num_threads(1)
 
@@ -153,7 +153,7 @@ def test_headless_sighup_stops_cleanly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "train", "--headless", *small, "--epochs", "500",
                              "--runs-dir", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        wait_for_run(runs, lambda r: r["step"] >= 3)
+        poll_last_run(runs, lambda r: r["step"] >= 3)
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(60) == 128 + signal.SIGHUP
     finally:

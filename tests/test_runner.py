@@ -15,7 +15,7 @@ from engine.config import RunConfig
 from sessions import Store
 from sessions.control import ControlError, ControlServer, RemoteRun, socket_path
 from sessions.runner import spawn
-from waiting import wait_for_run, wait_until
+from waiting import poll_last_run, wait_until
 
 torch.set_num_threads(1)
 
@@ -318,7 +318,7 @@ def test_a_run_that_ends_before_its_dashboard_attaches_says_how(tmp_path, monkey
     real_attach = train_cmd.attach_run
 
     def late_attach(runs_dir, run_id):
-        wait_for_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        poll_last_run(runs, lambda r: r["state"] == "failed", timeout=60)
         wait_until(lambda: not (runs / run_id / "control.sock").exists(), timeout=30)
         return real_attach(runs_dir, run_id)
 
@@ -333,7 +333,7 @@ def test_a_run_that_ends_before_its_dashboard_attaches_says_how(tmp_path, monkey
 def _wait_runner_gone(runs, timeout=60.0):
     """A failed run's runner exits just after closing its socket; on a loaded machine that can take seconds (a
     zombie until reaped counts as gone)."""
-    pid = wait_for_run(runs, lambda r: True)["pid"]
+    pid = poll_last_run(runs, lambda r: True)["pid"]
 
     def gone():
         try:
@@ -353,9 +353,9 @@ def test_a_run_that_fails_in_the_dashboard_exits_1(tmp_path):
     images.mkdir()
     term = Terminal("train", "--data", f"images:{images}", "--runs-dir", str(runs))
     try:
-        wait_for_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        poll_last_run(runs, lambda r: r["state"] == "failed", timeout=60)
         # the dashboard shows it even when its viewer connected only after the runner had failed (a loaded machine)
-        assert term.wait_for_output("failed", timeout=30), term.text()
+        assert term.expect("failed", timeout=30), term.text()
         term.send("q")
         try:
             rc = term.wait(30)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sessions import Store
-from waiting import wait_for_run
+from waiting import poll_last_run
 
 SMALL = ["--engine", "1", "--data", "sample", "--noise", "poisson", "--subset", "64", "--batch-size", "4",
          "--n-val", "16", "--device", "cpu"]
@@ -22,7 +22,7 @@ def test_a_dashboard_killed_by_a_signal_stops_its_in_process_run_cleanly(tmp_pat
     runs = tmp_path / "runs"  # the run in the dashboard's own process (with a runner, SIGHUP leaves it training)
     term = Terminal("train", "--in-process", *SMALL, "--epochs", "500", "--runs-dir", str(runs))
     try:
-        wait_for_run(runs, lambda r: r["step"] >= 3)
+        poll_last_run(runs, lambda r: r["step"] >= 3)
         term.proc.send_signal(getattr(signal, sig))
         assert term.wait(60) == 128 + getattr(signal, sig)
     finally:
@@ -41,12 +41,12 @@ def test_the_in_process_dashboard_draws_on_the_terminal_and_cpp_warnings_go_to_t
     runs = tmp_path / "runs"
     term = Terminal("train", "--in-process", *SMALL, "--epochs", "500", "--runs-dir", str(runs), cols=100, rows=30)
     try:
-        wait_for_run(runs, lambda r: r["step"] >= 3)
-        assert term.wait_for_output("loss (log scale)", timeout=30), term.text()
+        poll_last_run(runs, lambda r: r["step"] >= 3)
+        assert term.expect("loss (log scale)", timeout=30), term.text()
         term.send("x")
-        assert term.wait_for_output("Stop run", timeout=30), term.text()
+        assert term.expect("Stop run", timeout=30), term.text()
         term.send("y")
-        wait_for_run(runs, lambda r: r["state"] == "stopped")
+        poll_last_run(runs, lambda r: r["state"] == "stopped")
     finally:
         term.close()
     with Store(runs) as s:

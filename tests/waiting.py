@@ -1,5 +1,6 @@
 """The test suite's waiting helpers, one of each: ``wait_for`` lets a Textual app under a pilot run until a condition
-holds, ``wait_until`` polls a condition from plain code, ``wait_for_run`` watches the store for a run's row.
+holds, ``wait_until`` polls a condition from plain code, ``poll_last_run`` polls the store until its newest run's row
+satisfies a predicate. (What an app on a pseudo-terminal has written: ``terminal.Terminal.expect``.)
 
 The defaults are generous (a loaded machine must not flake): a test that needs an answer sooner passes ``timeout``.
 No torch here: a viewer that must not import torch (test_runner.py's) imports this module too."""
@@ -27,7 +28,7 @@ def wait_until(cond, timeout=60.0, every=0.05):
     raise AssertionError("timed out")
 
 
-def wait_for_run(runs, pred, timeout=120.0):
+def poll_last_run(runs, pred, timeout=120.0):
     """The newest run's row in the store under ``runs`` once ``pred(row)`` holds; AssertionError after ``timeout``."""
     from sessions import Store
 
