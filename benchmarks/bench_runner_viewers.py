@@ -116,7 +116,7 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
         handle.pause()
         handle.close()
 
-        from test_tui_fakes import train_args as fake_args
+        from fakes import train_args as fake_args
         from tui.app import N2NApp
         from tui.commands.attach_cmd import attach_run
         from tui.widgets import LossPlot
@@ -137,7 +137,7 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
         t0 = time.perf_counter()
         term = Terminal("attach", run_id, "--runs-dir", str(runs))
         try:
-            ok = term.wait_for_output(f"{history // 1000}k", timeout=30)  # the loss plot's last step tick: drawn
+            ok = term.expect(f"{history // 1000}k", timeout=30)  # the loss plot's last step tick: drawn
             whole = time.perf_counter() - t0 if ok else float("nan")
         finally:
             term.close()

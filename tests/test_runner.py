@@ -15,20 +15,12 @@ from engine.config import RunConfig
 from sessions import Store
 from sessions.control import ControlError, ControlServer, RemoteRun, socket_path
 from sessions.runner import spawn
+from waiting import poll_last_run, wait_until
 
 torch.set_num_threads(1)
 
 TINY = RunConfig(engine=1, data="sample", noise="poisson", epochs=2000, batch_size=4, subset=64, n_val=16,
                  eval_every=8, device="cpu")
-
-
-def wait_until(cond, timeout=60.0, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 class Log(list):
@@ -314,6 +306,67 @@ def test_a_viewer_that_connects_after_the_run_ended_is_told_so(tmp_path):
         server.close()
 
 
+def test_a_run_that_ends_before_its_dashboard_attaches_says_how(tmp_path, monkeypatch):
+    """On a busy machine the runner can fail (its data would not load) and close its socket before the dashboard
+    connects: seen in CI as "the runner did not say hello", exit 2. The real runner and socket; only the viewer's
+    connection is held back until the runner is gone."""
+    import tui.commands.train_cmd as train_cmd
+    from tui.parser import build_parser
+
+    runs, images = tmp_path / "runs", tmp_path / "imgs"
+    images.mkdir()
+    real_attach = train_cmd.attach_run
+
+    def late_attach(runs_dir, run_id):
+        poll_last_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        wait_until(lambda: not (runs / run_id / "control.sock").exists(), timeout=30)
+        return real_attach(runs_dir, run_id)
+
+    monkeypatch.setattr(train_cmd, "attach_run", late_attach)
+    args = build_parser().parse_args(["train", "--data", f"images:{images}", "--runs-dir", str(runs)])
+    with pytest.raises(train_cmd.RunEnded, match=r"run \S+ failed: .*imgs") as e:
+        train_cmd.start_run(args)
+    assert e.value.status == 1
+    _wait_runner_gone(runs)
+
+
+def _wait_runner_gone(runs, timeout=60.0):
+    """A failed run's runner exits just after closing its socket; on a loaded machine that can take seconds (a
+    zombie until reaped counts as gone)."""
+    pid = poll_last_run(runs, lambda r: True)["pid"]
+
+    def gone():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(") ")[1][0] == "Z"
+        except OSError:
+            return True
+
+    wait_until(gone, timeout=timeout)
+
+
+def test_a_run_that_fails_in_the_dashboard_exits_1(tmp_path):
+    from terminal import Terminal
+
+    runs = tmp_path / "runs"
+    images = tmp_path / "imgs"  # exists, so the up-front check passes; the trainer's own load then fails
+    images.mkdir()
+    term = Terminal("train", "--data", f"images:{images}", "--runs-dir", str(runs))
+    try:
+        poll_last_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        # the dashboard shows it even when its viewer connected only after the runner had failed (a loaded machine)
+        assert term.expect("failed", timeout=30), term.text()
+        term.send("q")
+        try:
+            rc = term.wait(30)
+        except Exception:
+            raise AssertionError(f"the dashboard did not exit after q: {term.text()}") from None
+        assert rc == 1
+        _wait_runner_gone(runs)
+    finally:
+        term.close()
+
+
 def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeypatch):
     """A viewer that stops reading: publishing stays instant, its queue stays bounded, and when it reads again it
     is told to reload from the store (a resync hello)."""
@@ -367,11 +420,12 @@ def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeyp
 def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
     import asyncio
 
-    from test_tui_fakes import train_args, wait_for
+    from fakes import train_args
     from tui.app import N2NApp
     from tui.commands.attach_cmd import attach_run
     from tui.screens import DashboardScreen, LrScreen, QuitScreen
     from tui.widgets import EventLog, LossPlot, PsnrPlot, SamplePatches
+    from waiting import wait_for
 
     runs, run_id, pid = runner
     wait_until(lambda: _steps_seen(runs, run_id) >= 12)
@@ -424,10 +478,11 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
 def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
     import asyncio
 
-    from test_tui_fakes import train_args, wait_for
+    from fakes import train_args
     from tui.app import N2NApp
     from tui.screens import DashboardScreen, LauncherScreen, RunsScreen
     from tui.widgets import RunsTable
+    from waiting import wait_for
 
     runs, run_id, pid = runner
     with Store(runs) as s:  # a finished run beside the live one
@@ -472,6 +527,7 @@ from tui.commands.attach_cmd import attach_run
 from tui.parser import build_parser
 from tui.screens import DashboardScreen, ZoomScreen
 from tui.widgets import LossPlot, SamplePatches, ZoomView
+from waiting import wait_for
 
 assert main(["--runs-dir", runs, "ctl", run_id, "status"]) == 0
 # starting a run is a viewer's job too: the runner it spawns imports torch, this process does not
@@ -481,13 +537,6 @@ from tui.commands.attach_cmd import live_run
 started = live_run(runs, None)
 assert started["id"] != run_id and main(["--runs-dir", runs, "ctl", started["id"], "stop"]) == 0
 print("started", started["pid"])
-
-async def wait_for(pilot, cond, timeout):
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return True
-        await pilot.pause(0.05)
-    return cond()
 
 async def go():
     handle, store = attach_run(runs, run_id)

@@ -240,12 +240,13 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
     import asyncio
 
     from engine.config import RunConfig
+    from fakes import train_args
     from sessions.sweep import SweepDriver, TrialView, check_spec
-    from test_tui_fakes import train_args, wait_for
     from tui.app import N2NApp
     from tui.screens import DashboardScreen
     from tui.screens.sweep import SweepScreen
     from tui.widgets import PsnrPlot, TrialsTable
+    from waiting import wait_for
 
     spec = check_spec({"engine": 1, "epochs": 1, "space": {"lr": {"choice": [1e-3, 2e-3, 3e-3]}}})
     store = Store(tmp_path / "runs")

@@ -9,8 +9,8 @@ import asyncio
 
 import pytest
 
-from test_tui_fakes import train_args
-from test_tui_fakes import wait_for as fakes_wait_for
+from fakes import train_args
+from waiting import wait_for
 
 torch = pytest.importorskip("torch")
 Trainer = pytest.importorskip("engine.trainer").Trainer
@@ -49,10 +49,6 @@ def new_run(tmp_path, dataset, epochs=200):
     trainer = Trainer(config, run_id=run_id, run_dir=store.run_dir(run_id), dataset=dataset,
                       sinks=[Recorder(store, run_id)])
     return trainer, store
-
-
-async def wait_for(pilot, cond, timeout=60.0):  # a real trainer: allow for a loaded machine
-    return await fakes_wait_for(pilot, cond, timeout)
 
 
 def event_kinds(store, run_id):

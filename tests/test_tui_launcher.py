@@ -5,9 +5,10 @@ import asyncio
 
 import pytest
 
-from test_tui_fakes import FakeStore, FakeTrainer, train_args, wait_for
+from fakes import FakeStore, FakeTrainer, train_args
 from tui.app import N2NApp
 from tui.screens import DashboardScreen, LauncherScreen
+from waiting import wait_for
 
 
 def value(app, field):
@@ -111,7 +112,7 @@ def test_a_load_error_is_shown_on_the_launcher():
 
 
 def test_ctrl_r_shows_past_runs_from_the_launcher():
-    from test_tui_fakes import stored_run
+    from fakes import stored_run
     from tui.screens import RunsScreen
 
     async def go():

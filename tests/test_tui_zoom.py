@@ -9,11 +9,12 @@ import torch
 from textual.app import App
 
 import tui
-from test_tui_fakes import patches, wait_for
+from fakes import patches
 from test_tui_dashboard import make_app
 from tui.screens import DashboardScreen, ZoomScreen
 from tui.widgets import ZoomView
 from tui.widgets.zoom_view import error_map
+from waiting import wait_for
 
 RUN = "20240503-120000-cccc"
 

@@ -88,7 +88,7 @@ def close_terminals_mid_drawing(tmp_path, rounds: int, at_once: int = 3) -> dict
                 batch.append((kind, Terminal(*args, "--runs-dir", str(runs), cols=100, rows=30)))
                 started += 1
             for kind, term in batch:
-                drawn = term.wait_for_output("\x1b[", timeout=60)  # its first frame is being drawn
+                drawn = term.expect("\x1b[", timeout=60)  # its first frame is being drawn
                 time.sleep(rng.uniform(0.0, 1.5) if drawn else 0)
                 term.hang_up()
             deadline = time.time() + GONE_WITHIN
@@ -128,7 +128,7 @@ def test_sigterm_always_ends_a_viewer(tmp_path):
     watched = spawn(runs, TINY)
     term = Terminal("attach", watched["run"], "--runs-dir", str(runs))
     try:
-        assert term.wait_for_output("loss (log scale)", timeout=60)  # the dashboard is up
+        assert term.expect("loss (log scale)", timeout=60)  # the dashboard is up
         term.proc.send_signal(signal.SIGTERM)
         assert term.wait(15) == 128 + signal.SIGTERM
         assert alive(watched["pid"])

@@ -1,7 +1,9 @@
-"""Stand-ins for the trainer and the sessions store, for fast and deterministic dashboard tests (no torch work).
+"""Stand-ins for the trainer and the sessions store, for fast and deterministic dashboard tests (no torch work); a
+helper module, not a test file (the waiting helpers are in ``waiting.py``).
 
 ``FakeTrainer`` honours the real control interface (pause, resume, stop, set_lr, add_sink, run) and emits the real
-event classes from ``engine.events``; ``FakeStore`` records what ``sessions.Store`` would.
+event classes from ``engine.events``; ``FakeStore`` records what ``sessions.Store`` would; ``scripted_events`` and
+``stored_run`` are fixed histories; ``train_args`` is the launcher's default arguments with some replaced.
 """
 from __future__ import annotations
 
@@ -175,12 +177,3 @@ def train_args(**kw) -> SimpleNamespace:
     for k, v in kw.items():
         setattr(args, k, v)
     return args
-
-
-async def wait_for(pilot, cond, timeout=10.0):
-    """Let the app run until ``cond()`` holds, or ``timeout`` seconds pass; returns the final ``cond()``."""
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return True
-        await pilot.pause(0.05)
-    return cond()
