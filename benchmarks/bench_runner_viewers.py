@@ -98,8 +98,8 @@ def one(mode: str, batch: int, steps: int, device: str, threads: int, root: Path
 def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
     """(in-process: connect + backfill + first frame, as a new process: exec to the first frame on a terminal)."""
     from engine.config import RunConfig
-    from sessions.runner import spawn
-    from sessions.control import RemoteRun
+    from sessions.launch import spawn
+    from sessions.remote import RemoteRun
 
     runs = Path(tempfile.mkdtemp(dir=root))
     cfg = RunConfig(engine=1, data="sample", noise="poisson", epochs=1000, batch_size=4, subset=64, n_val=16)
@@ -118,7 +118,7 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
 
         from fakes import train_args as fake_args
         from tui.app import N2NApp
-        from tui.commands.attach_cmd import attach_run
+        from sessions.launch import attach_run
         from tui.widgets import LossPlot
 
         async def frame() -> float:

@@ -273,7 +273,7 @@ class SweepDriver:
     def _checkpoint(self, trial, checkpoint) -> None:
         """The trial's best weights (and latest state) into its run's folder, so export and resume work here."""
         from engine.events import SavedEvent
-        from engine.trainer import BEST_FILE, BEST_META, STATE_FILE, read_best_meta
+        from engine.train_state import BEST_FILE, BEST_META, STATE_FILE, read_best_meta
 
         view = self.trials.get(trial.trial_id)
         if view is None:

@@ -20,7 +20,8 @@ def trial_main(config: dict) -> None:
     from ray import tune
 
     from engine.headless import auto_recover
-    from engine.trainer import BEST_FILE, BEST_META, STATE_FILE, Trainer
+    from engine.train_state import BEST_FILE, BEST_META, STATE_FILE
+    from engine.trainer import Trainer
 
     spec = SweepSpec.from_dict(config["__spec__"])
     params = {k: v for k, v in config.items() if not k.startswith("__")}
@@ -90,7 +91,7 @@ def _report(trainer, ev, pending, lock, run_dir: Path) -> None:
     the latest full state) that the driver copies into the run's folder."""
     from ray import tune
 
-    from engine.trainer import BEST_FILE, BEST_META, STATE_FILE
+    from engine.train_state import BEST_FILE, BEST_META, STATE_FILE
 
     metrics = {**_status(trainer), "psnr": ev.psnr, **_take(pending, lock),
                "eval": {"step": ev.step, "epoch": ev.epoch, "psnr": ev.psnr, "psnr_noisy": ev.psnr_noisy,

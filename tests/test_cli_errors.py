@@ -12,6 +12,7 @@ import torch
 
 from sessions import Store
 from trainer_helpers import cfg
+from sessions.store import RunBatch
 
 torch.set_num_threads(1)
 
@@ -149,9 +150,7 @@ def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
     runs = tmp_path / "runs"
     with Store(runs) as s:
         run = s.new_run(cfg())
-        s._transaction(lambda c: c.executemany(
-            "INSERT INTO events (run, time, kind, detail, step) VALUES (?, ?, 'note', ?, ?)",
-            [(run, time.time(), "x" * 60, i) for i in range(20000)]))
+        s.write_batch(run, RunBatch(events=[(run, time.time(), "note", "x" * 60, i) for i in range(20000)]))
         s.set_state(run, "stopped")
         for _ in range(600):
             s.set_state(s.new_run(cfg()), "stopped")

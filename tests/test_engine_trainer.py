@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from engine.events import ControlEvent, EvalEvent, SavedEvent, StateEvent, StepEvent
-from engine.trainer import CheckpointError, Trainer, read_best_meta
+from engine.train_state import CheckpointError, read_best_meta
+from engine.trainer import Trainer
 from trainer_helpers import Log, cfg
 from waiting import wait_until
 

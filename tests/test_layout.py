@@ -162,7 +162,9 @@ def test_every_run_handle_has_the_whole_contract():
     assert {"run_id", "lives_on", "state", "set_hyperparameter", "export", "latest_patches", "close"} <= members
     # RemoteRun copies the hello's fields in a loop: those are named in its source
     hello = {"device", "state", "message", "step", "epoch", "total_steps", "lr", "best_psnr", "best_step", "pid"}
-    for cls in (LocalRun, RemoteRun, TrialRun):
+    from fakes import FakeTrainer
+
+    for cls in (LocalRun, RemoteRun, TrialRun, FakeTrainer):
         missing = members - _defined(cls) - (hello if cls is RemoteRun else set())
         assert missing == set(), f"{cls.__name__} lacks {sorted(missing)}"
 

@@ -13,6 +13,7 @@ import torch
 from engine.config import RunConfig
 from engine.schedule import Schedule
 from engine.trainer import Trainer
+from sessions.handle import LocalRun
 
 torch.set_num_threads(1)
 
@@ -220,7 +221,7 @@ def test_the_settings_history_is_in_the_store(tiny_models, poisson_data, tmp_pat
     from types import SimpleNamespace
 
     from sessions import Store
-    from tui.commands.train_cmd import make_trainer
+    from tui.run_args import make_trainer
 
     import engine.data
 
@@ -253,7 +254,7 @@ def test_h_edits_the_live_hyperparameters_of_a_run(tiny_models, poisson_data, tm
     t = Trainer(config, run_id=run, run_dir=store.run_dir(run), dataset=poisson_data, sinks=[Recorder(store, run)])
 
     async def go():
-        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=t)
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=LocalRun(t, store))
         async with app.run_test(size=(80, 24)) as pilot:
             assert await wait_for(pilot, lambda: t.step > 2)
             await pilot.press("h")

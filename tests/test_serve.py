@@ -38,7 +38,7 @@ def state(runs, run_id) -> str:
 
 def test_the_app_in_a_browser_attaches_to_a_live_run(tmp_path):
     playwright = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
-    from sessions.runner import spawn
+    from sessions.launch import spawn
     from engine.config import RunConfig
 
     runs = tmp_path / "runs"

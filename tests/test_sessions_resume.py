@@ -7,7 +7,8 @@ import json
 import signal
 from types import SimpleNamespace
 
-from engine.trainer import Trainer, read_best_meta
+from engine.train_state import read_best_meta
+from engine.trainer import Trainer
 from sessions import Recorder, Store
 from test_cli_train import SMALL, cli, popen, read_until
 from trainer_helpers import cfg
@@ -50,7 +51,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
 
 
 def test_resume_without_a_full_state_keeps_best_weights_and_history(tiny_models, poisson_data, tmp_path):
-    from tui.commands.train_cmd import make_trainer
+    from tui.run_args import make_trainer
 
     runs = tmp_path / "runs"
     config = cfg(epochs=2, subset=128, eval_every=4)

@@ -13,6 +13,7 @@ from tui.screens import ConfirmScreen, DashboardScreen, LrScreen, RunCurvesScree
 from tui.widgets import EventLog, LossPlot, PsnrPlot, RunStatus, SamplePatches
 from tui.widgets.sample_patches import choose_layout
 from waiting import wait_for
+from sessions.handle import LocalRun
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -291,13 +292,15 @@ def test_r_shows_past_runs_opens_one_and_compares_two():
 
 
 def test_trainer_crash_is_shown_not_raised():
+    """A run in this process whose ``run`` itself raises: its handle says it failed, the dashboard shows why."""
     async def go():
-        app, trainer, store = make_app(total_steps=100000, delay=0.01)
+        _, trainer, store = make_app(total_steps=100000, delay=0.01)
 
         def boom():
             raise RuntimeError("CUDA out of memory")
 
         trainer.run = boom
+        app = N2NApp(train_args(), store=store, trainer=LocalRun(trainer, store))
         async with app.run_test() as pilot:
             assert await wait_for(pilot, lambda: app.screen.state == "failed")
             assert "CUDA out of memory" in log_text(app)

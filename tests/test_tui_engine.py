@@ -11,6 +11,7 @@ import pytest
 
 from fakes import train_args
 from waiting import wait_for
+from sessions.handle import LocalRun
 
 torch = pytest.importorskip("torch")
 Trainer = pytest.importorskip("engine.trainer").Trainer
@@ -62,7 +63,7 @@ def test_every_key_on_a_real_run(tmp_path, dataset, tiny_models):
     args = train_args(runs_dir=str(tmp_path / "runs"), export_to=str(target))
 
     async def go():
-        app = N2NApp(args, store=store, trainer=trainer)
+        app = N2NApp(args, store=store, trainer=LocalRun(trainer, store))
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
             assert isinstance(screen, DashboardScreen)
@@ -141,7 +142,7 @@ def test_x_stops_and_then_q_quits_without_asking(tmp_path, dataset, tiny_models)
     trainer, store = new_run(tmp_path, dataset)
 
     async def go():
-        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=trainer)
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=LocalRun(trainer, store))
         async with app.run_test(size=(120, 40)) as pilot:
             assert await wait_for(pilot, lambda: trainer.step >= 1)
             await pilot.press("x", "y")

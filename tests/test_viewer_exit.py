@@ -17,7 +17,7 @@ import pytest
 
 from engine.config import RunConfig
 from sessions import Store
-from sessions.runner import spawn
+from sessions.launch import spawn
 from terminal import Terminal
 
 TINY = RunConfig(engine=1, data="sample", noise="poisson", epochs=5000, batch_size=4, subset=64, n_val=16,
