@@ -45,6 +45,10 @@ from engine.trainer import Trainer
 DECAY_TO = 0.01       # the cosine schedule ends at this fraction of --lr
 PRINT_EVERY = 500     # steps between progress lines (and the loss they average)
 MAX_RECOVERIES = 3    # an exploding loss: halve the rate and go on, this many times (engine.headless.auto_recover)
+# the noise draws' seeds start here, apart from the seeds engine.data gives its generators (seed * 3 + 1, 2, 3: the
+# first two noisy versions and the validation noise), so that no draw repeats the noise the data came with; a CPU
+# generator keeps only the low 32 bits of a seed, hence the modulo below
+RENOISE_STREAM = 2**31
 
 
 def _describe(model) -> str:
@@ -105,7 +109,7 @@ class Renoise:
 
         def work():
             try:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + draw)
+                g = torch.Generator().manual_seed((RENOISE_STREAM + self.seed * 1_000_003 + draw) % 2**32)
                 box["pairs"] = corrupt(clean, noise, g), corrupt(clean, noise, g)
             except Exception as e:  # said by the sink, which stops the run: training on must not hide it
                 box["error"] = f"{type(e).__name__}: {e}"

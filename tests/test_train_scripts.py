@@ -86,8 +86,9 @@ def test_mp1_trains_on_the_trainer_schedule_with_new_noise_each_epoch(scripts, m
     total, warmup = 12, 2  # 3 epochs of 4 steps; the steps whose progress is under 0.1
     schedule = Schedule("cosine", warmup, decay_to=0.01)
     assert [s[0] for s in steps] == pytest.approx([2e-3 * schedule.factor(t, total) for t in range(total)])
-    per_epoch = [sum(s[1] + s[2] for s in steps[e * 4:(e + 1) * 4]) for e in range(3)]
-    assert len(set(per_epoch)) == 3, "every epoch trains on a new draw of the noise"
+    for side in (1, 2):  # the inputs and the targets of every epoch: a new draw of both noisy versions
+        per_epoch = [sum(s[side] for s in steps[e * 4:(e + 1) * 4]) for e in range(3)]
+        assert len(set(per_epoch)) == 3, f"epochs with the same {('inputs', 'targets')[side - 1]}: {per_epoch}"
     assert "2 new noise draws over 3 epochs" in printed
 
     rows = [json.loads(line) for line in curve.read_text().splitlines()]
