@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from engine.config import ConfigError, RunConfig
-from engine.data import Dataset, load_data
+from engine.data import Dataset, DataError, load_data
 from engine.evaluate import evaluate
 from engine.headless import auto_recover
 from engine.models import bestmodel_path, model_module
@@ -201,11 +201,12 @@ class Log:
             print(f"noisy input: val PSNR {ev.psnr_noisy:.2f} dB", flush=True)
             self.budget.restart()
         elif ev.kind == "eval":
-            save = self.best is None or ev.best_psnr > self.best   # the Trainer's best improved (or none written)
-            if save:
+            mark = ""
+            if self.best is None or ev.best_psnr > self.best:   # the Trainer's best improved (or none written yet)
                 t.save_best(self.out)
                 self.best = ev.best_psnr
-            self.report(ev.step, ev.epoch, ev.psnr, ev.psnr_noisy, save)
+                mark = self.saved(ev.psnr == ev.best_psnr)
+            self.report(ev.step, ev.epoch, ev.psnr, ev.psnr_noisy, mark)
         elif ev.kind == "control" and ev.action in ("guard", "error"):
             print(f"{ev.action} at step {ev.step}: {ev.detail.strip()}", flush=True)
 
@@ -219,19 +220,27 @@ class Log:
         if t.step == self.last_eval:
             return
         r = evaluate(t.model, t.dataset.val_input, t.dataset.val_target)
-        save = self.best is None or r["psnr"] > self.best
-        if save:
+        bar = self.best if self.best is not None else t.best_psnr   # step 0's, when nothing is written yet
+        mark = ""
+        if bar is None or r["psnr"] > bar:
             t.model.save(self.out)
-            self.best = r["psnr"]
-        self.report(t.step, t.epoch, r["psnr"], r["psnr_noisy"], save, r["ssim"])
+            self.best, mark = r["psnr"], self.saved(True)
+        elif self.best is None:
+            t.save_best(self.out)
+            self.best, mark = t.best_psnr, self.saved(False)
+        self.report(t.step, t.epoch, r["psnr"], r["psnr_noisy"], mark, r["ssim"])
 
-    def report(self, step, epoch, psnr, psnr_noisy, saved, ssim=None) -> None:
+    def saved(self, these: bool) -> str:
+        """The end of an evaluation's line that wrote --out: these weights, or the best ones of an earlier step."""
+        t = self.trainer
+        return f"  -> saved {self.out}" + ("" if these else f" (the best: step {t.best_step}, {t.best_psnr:.2f} dB)")
+
+    def report(self, step, epoch, psnr, psnr_noisy, mark, ssim=None) -> None:
         t = self.trainer
         self.last_eval = step
         if ssim is None:
             ssim = evaluate(t.model, t.dataset.val_input, t.dataset.val_target)["ssim"]
         elapsed = self.budget.elapsed()
-        mark = f"  -> saved {self.out}" if saved else ""
         print(f"eval at step {step} (epoch {epoch}, {self.seen} images, {elapsed / 60:.1f} min): loss "
               f"{self.recent_loss():.4f}  val PSNR {psnr:.2f} dB (noisy {psnr_noisy:.2f}, gain "
               f"{psnr - psnr_noisy:+.2f})  SSIM {ssim:.3f}  {self.seen / max(elapsed, 1e-9):.0f} img/s{mark}",
@@ -256,7 +265,10 @@ def main(engine: int, description: str, defaults: dict) -> int:
     torch.manual_seed(args.seed)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.time()
-    ds = load_data(args.data, noise=args.noise, seed=args.seed, n_train=args.n_train, n_val=args.n_val)
+    try:
+        ds = load_data(args.data, noise=args.noise, seed=args.seed, n_train=args.n_train, n_val=args.n_val)
+    except DataError as e:
+        p.error(str(e))
     if args.renoise and ds.train_clean is None:
         p.error(f"--renoise needs a generated data source (sample, images:DIR), not {args.data}")
     print(f"data: {ds.source} {ds.noise}: {len(ds)} training pairs, {len(ds.val_input)} validation "
