@@ -25,13 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the test suite's pseudo-terminal
+from _common import load_avg, tests_module
+from sessions import Store
 
-from _common import load_avg  # noqa: E402
-from sessions import Store  # noqa: E402
-from terminal import Terminal  # noqa: E402
+Terminal = tests_module("terminal").Terminal  # the test suite's pseudo-terminal
 
 MODES = ("headless", "detached+0", "detached+1", "detached+3")
 

@@ -27,13 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from _common import header, load_avg  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.data import load_data  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from sessions import Recorder, Store  # noqa: E402
+from _common import header, load_avg
+from engine.config import RunConfig
+from engine.data import load_data
+from engine.trainer import Trainer
+from sessions import Recorder, Store
 
 
 MODES = {"headless": "headless (Trainer.run, main thread)", "thread": "headless (Trainer.start, a thread)",

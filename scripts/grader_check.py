@@ -20,11 +20,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.data import load_data  # noqa: E402
-from engine.evaluate import evaluate  # noqa: E402
-from engine.models import bestmodel_path, model_module  # noqa: E402
+from engine.data import load_data
+from engine.evaluate import evaluate
+from engine.models import bestmodel_path, model_module
 
 
 def main() -> int:
