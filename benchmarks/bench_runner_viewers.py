@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from _common import load_avg, tests_module
-from sessions import Store
+from sessions.store import RunBatch, Store
 
 Terminal = tests_module("terminal").Terminal  # the test suite's pseudo-terminal
 
@@ -104,11 +104,9 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
     run_id = started["run"]
     try:
         with Store(runs) as s:  # the run's history: what 10 000 steps and 100 evaluations leave in the store
-            rows = [(run_id, i, 1, 0.1 * (1 + 1 / i), 1e-3, None) for i in range(1, history + 1)]
-            s._transaction(lambda c: c.executemany(
-                "INSERT OR REPLACE INTO metrics (run, step, epoch, loss, lr, psnr) VALUES (?, ?, ?, ?, ?, ?)", rows))
-            s._transaction(lambda c: c.executemany("UPDATE metrics SET psnr = ? WHERE run = ? AND step = ?",
-                                                   [(20 + i / history, run_id, i) for i in range(100, history + 1, 100)]))
+            s.write_batch(run_id, RunBatch(
+                steps=[(run_id, i, 1, 0.1 * (1 + 1 / i), 1e-3, 1000.0) for i in range(1, history + 1)],
+                evals=[(run_id, i, 1, 20 + i / history) for i in range(100, history + 1, 100)]))
         handle = RemoteRun(runs / run_id)
         handle.pause()
         handle.close()

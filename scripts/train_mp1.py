@@ -8,7 +8,7 @@
 
 Default recipe: 100 000 crops, new noise drawn for them while training runs, 30 epochs (3 M images) at batch 64,
 Adam at 2e-3 with a 2% warm-up and a cosine decay, validated 10 times. Why: on the CPU the same U-Net went from
-27.21 dB (60 000 images) to 27.81 dB (120 000) and on (README, Shipped weights: a learning curve), and a GPU does
+27.21 dB (60 000 images) to 27.81 dB (120 000) and on (docs/training.md: a learning curve), and a GPU does
 ~50 000 of these small steps in 5 minutes, where the CPU does ~2 000; wider U-Nets trained worse per image here
 (32/64/96: 26.43 dB at 60 000 images against 27.21) and cost CPU time the grader's one-epoch limit does not have.
 """

@@ -56,7 +56,7 @@ class RunBatch:
     lr: float | None = None                          # a learning rate set after the buffered steps
     best: tuple | None = None                        # (psnr, step)
     state: tuple | None = None                       # (state, message, time)
-    active: float = 0.0                              # seconds the run has been live, all its sessions together
+    active: float | None = None                      # seconds the run has been live, all its sessions together
 
     def __bool__(self) -> bool:
         return any((self.steps, self.evals, self.settings, self.system, self.samples, self.events, self.checkpoints,
@@ -305,7 +305,8 @@ class Store(StoreFile, RunLocks):
                 state, message, t = b.state
                 conn.execute("UPDATE runs SET state = ?, message = ?, ended = ? WHERE id = ?",
                              (state, message, None if state in LIVE else t, run_id))
-            conn.execute("UPDATE runs SET updated = ?, active = ? WHERE id = ?", (now, b.active, run_id))
+            conn.execute("UPDATE runs SET updated = ?, active = coalesce(?, active) WHERE id = ?",
+                         (now, b.active, run_id))
 
         self._transaction(work)
 
