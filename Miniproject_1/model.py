@@ -104,7 +104,8 @@ class Model:
     @staticmethod
     def check_options(*, widths: Sequence[int] = (32, 48, 64), loss: str = "l1") -> None:
         """ValueError naming what is wrong with these network options; nothing is built (sweep specs, checkpoints)."""
-        if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) or not 1 <= len(widths) <= MAX_LEVELS \
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) \
+                or not 1 <= len(widths) <= MAX_LEVELS \
                 or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH for w in widths):
             raise ValueError(f"widths must be 1 to {MAX_LEVELS} integers from 1 to {MAX_WIDTH}, got {widths!r}"[:200])
         if loss not in LOSSES:
@@ -163,7 +164,8 @@ class Model:
     def _to_unit(self, t: torch.Tensor) -> torch.Tensor:
         """[0, 255] uint8/float on any device -> float32 in [0, 1] on ours, channels-last (never modifies the caller's
         tensor, which may already be float on our device)."""
-        return (t.to(self.device, torch.float32, non_blocking=True) / 255.0).contiguous(memory_format=torch.channels_last)
+        x = t.to(self.device, torch.float32, non_blocking=True) / 255.0
+        return x.contiguous(memory_format=torch.channels_last)
 
     def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same random dihedral transform for the whole batch (a flip, then 0 to 3 quarter turns) and, with
@@ -205,8 +207,9 @@ class Model:
 
     def state_dict(self, with_optimizer: bool = True) -> dict:
         """A snapshot (copies, on the CPU) of the weights (a dict of the network's named tensors), the network
-        configuration and optionally the optimizer state; plain tensors and numbers, so ``torch.load(weights_only=True)``
-        reads it back. The keys are Miniproject_2's: format, config, model, optimizer."""
+        configuration and optionally the optimizer state; plain tensors and numbers, so
+        ``torch.load(weights_only=True)`` reads it back. The keys are Miniproject_2's: format, config, model,
+        optimizer."""
         state = {
             "format": FORMAT,
             "config": dict(self.config),

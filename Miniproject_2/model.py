@@ -20,9 +20,20 @@ if __package__:  # imported as the package Miniproject_2 (the repository, the en
     from .others import checkpoint
     from .others.device import default_device
     from .others.finetune import fine_tune
-    from .others.nn import (Conv2d, L1Loss, LeakyReLU, Module, MSE, NearestUpsampling, ReLU, Sequential, Sigmoid,
-                            TransposeConv2d, Upsampling)
-    from .others.optim import Adam, SGD
+    from .others.nn import (
+        MSE,
+        Conv2d,
+        L1Loss,
+        LeakyReLU,
+        Module,
+        NearestUpsampling,
+        ReLU,
+        Sequential,
+        Sigmoid,
+        TransposeConv2d,
+        Upsampling,
+    )
+    from .others.optim import SGD, Adam
 else:  # imported as a top-level ``model`` with Miniproject_2/ on sys.path (the course's block tests): our own others/
     # is then importable by name; importlib keeps this file's import statements to the allowed list for checkers
     # that cannot tell our own top-level ``others`` from a third-party package

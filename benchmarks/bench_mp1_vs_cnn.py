@@ -6,9 +6,9 @@ batch size and number of steps. Prints the validation PSNR of both and the margi
 import argparse
 
 import torch
+from _common import header, load, load_avg, set_threads, train_steps
 from torch import nn
 
-from _common import header, load, load_avg, set_threads, train_steps
 from engine.evaluate import evaluate
 from engine.schedule import Schedule
 from Miniproject_1.model import Model

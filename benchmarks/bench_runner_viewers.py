@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from _common import load_avg, tests_module
+
 from sessions.store import RunBatch, Store
 
 Terminal = tests_module("terminal").Terminal  # the test suite's pseudo-terminal
@@ -112,8 +113,9 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
         handle.close()
 
         from fakes import train_args as fake_args
-        from tui.app import N2NApp
+
         from sessions.launch import attach_run
+        from tui.app import N2NApp
         from tui.widgets import LossPlot
 
         async def frame() -> float:

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import load, load_avg
+
 from engine.config import RunConfig
 from engine.trainer import Trainer
 from sessions import Recorder, Store

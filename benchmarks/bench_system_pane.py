@@ -18,6 +18,7 @@ from pathlib import Path
 
 from _common import load_avg, tests_module
 from bench_runner_viewers import train_args, wait_finished, wall_of
+
 from sessions import Store
 
 Terminal = tests_module("terminal").Terminal  # the test suite's pseudo-terminal

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, fields
 
-
 Patches = "torch.Tensor | numpy.ndarray"  # uint8 (K, 3, H, W)
 _PATCHES = ("noisy", "denoised", "clean")  # image arrays: never in to_dict()
 _OPTIONAL = ("value", "name")  # left out of to_dict() when None

@@ -41,7 +41,7 @@ from .data import Dataset, load_data
 from .errors import described
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
-from .fileio import (atomic_write_bytes, make_dir, run_modes)
+from .fileio import atomic_write_bytes, make_dir, run_modes
 from .live_control import LiveControl
 from .metrics import psnr
 from .models import new_model
@@ -187,7 +187,8 @@ class Trainer(LiveControl, TrainState):
         if warmup and warmup >= self.total_steps and not self._resumed:
             self.steps_per_epoch = 0  # not prepared: the run does not start
             raise ConfigError(f"warmup: {warmup} steps, but the whole run is {self.total_steps} steps "
-                              f"({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} of {math.ceil(len(ds.train_input) / self.batch_size)}"
+                              f"({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} of "
+                              f"{math.ceil(len(ds.train_input) / self.batch_size)}"
                               "): the learning rate would never reach its base; give a shorter --warmup")
         m = len(ds.val_input)
         self._sample_idx = torch.linspace(0, m - 1, min(N_SAMPLES, m)).round().long().unique()

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from engine.config import ConfigError, RunConfig
-from engine.data import Dataset, DataError, load_data
+from engine.data import DataError, Dataset, load_data
 from engine.evaluate import evaluate
 from engine.headless import auto_recover
 from engine.models import bestmodel_path, model_module
@@ -53,7 +53,8 @@ RENOISE_STREAM = 2**31
 
 def _describe(model) -> str:
     net = model.net
-    n = sum(p.numel() for p in net.parameters()) if hasattr(net, "parameters") else sum(p.numel() for p, _ in net.param())
+    params = net.parameters() if hasattr(net, "parameters") else (p for p, _ in net.param())
+    n = sum(p.numel() for p in params)
     return f"device {model.device}, config {model.config}, {n} parameters"
 
 

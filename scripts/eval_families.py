@@ -4,8 +4,8 @@
     python scripts/eval_families.py --engine 2 --weights run/best.pth
     python scripts/eval_families.py --engine 2 --markdown            # a table for docs/training.md
 
-The clean images are the 1000 `sample` validation crops of seed 0 (the ones behind docs/training.md's `mix` figure). Each
-family corrupts them at a fixed mid strength, ``engine.noise.corrupt(..., level=(0.5, 0.5))``: gaussian sigma 25 of
+The clean images are the 1000 `sample` validation crops of seed 0 (the ones behind docs/training.md's `mix` figure).
+Each family corrupts them at a fixed mid strength, ``engine.noise.corrupt(..., level=(0.5, 0.5))``: gaussian sigma 25 of
 255, poisson 27.5 photons at full scale, impulse 21% of the pixels in 1-2 px blocks, pixelate 3 px blocks, blocky
 3 px blocks plus 11% wrong-colour pixels. The `mix` row is the standard validation set (a random family and strength
 per image), i.e. the number in docs/training.md's table of shipped weights. PSNR as the course grader measures it.

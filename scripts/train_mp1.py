@@ -1,7 +1,7 @@
 """Train Miniproject_1/bestmodel.pth (PyTorch U-Net) on `sample` data with `mix` noise.
 
-    python scripts/train_mp1.py --device cuda          # the default recipe: ~47 000 steps, for a GPU (scripts/train_gpu.sh);
-                                                       # the shipped weights: 29.77 dB, 4.1 min on an H200
+    python scripts/train_mp1.py --device cuda          # the default recipe: ~47 000 steps, for a GPU;
+                                                       # scripts/train_gpu.sh runs it; shipped: 29.77 dB, 4.1 min, H200
     python scripts/train_mp1.py --n-train 20000 --epochs 6 --batch-size 32 --warmup 0 --evals 6 --no-renoise \\
         --threads 1                                    # the recipe of the first shipped weights (31 min on the CPU)
     python scripts/train_mp1.py --epochs 1 --n-train 2000 --out /tmp/m1.pth   # a smoke run

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from engine.config import RunConfig

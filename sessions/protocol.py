@@ -11,8 +11,8 @@ Runner -> viewer:
 
 Viewer -> runner: ``{"id": ID, "cmd": "pause" | "resume" | "stop" | "set" | "save" | "status", ...}`` with
 ``"name"`` and ``"value"`` (a number) for ``set`` (a live hyper-parameter: ``lr``, ``threads``, what the Model
-declares; the Model checks the value), optional ``"path"`` and ``"force"`` for ``save``. Lines over ``MAX_LINE`` bytes, lines that are not JSON
-objects, and unknown commands get an error reply and change nothing.
+declares; the Model checks the value), optional ``"path"`` and ``"force"`` for ``save``. Lines over ``MAX_LINE``
+bytes, lines that are not JSON objects, and unknown commands get an error reply and change nothing.
 """
 from __future__ import annotations
 
@@ -21,11 +21,10 @@ import math
 import os
 from pathlib import Path
 
-
 from engine import patches
+from engine.errors import N2NError
 from engine.events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent, SystemEvent
 from engine.headless import event_dict
-from engine.errors import N2NError
 
 PROTOCOL = 1
 MAX_LINE = 64 * 1024            # bytes in one command line

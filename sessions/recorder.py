@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 import time
 
+from engine import patches
 from engine.events import Event
 from engine.states import LIVE
-from engine import patches
 
 from .store import RunBatch, Store
 

@@ -7,7 +7,8 @@ dropped SSH connection never reaches it), stdin from /dev/null, stdout and stder
 folder (so nothing PyTorch's C++ code prints can garble a screen). SIGTERM and SIGINT stop it cleanly; SIGHUP is
 ignored: it has no terminal to lose.
 
-    python -m sessions.runner --runs-dir DIR (--config JSON | --resume RUN) [--device cpu|cuda] [--threads N|auto] [--status-fd FD]
+    python -m sessions.runner --runs-dir DIR (--config JSON | --resume RUN) [--device cpu|cuda] [--threads N|auto]
+                              [--status-fd FD]
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import time
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.fileio import open_nofollow
 from engine.errors import first_line
+from engine.fileio import open_nofollow
 from engine.states import ACTIVE, CLEAN_END, RunState
 
 from .launch import open_run

@@ -20,8 +20,17 @@ from collections import deque
 from engine.errors import described, first_line
 from engine.events import Event, StepEvent
 
-from .protocol import (MAX_LINE, PROTOCOL, ProtocolError, encode_event, encode_steps, line, parse_command,
-                       socket_path, unix_address)
+from .protocol import (
+    MAX_LINE,
+    PROTOCOL,
+    ProtocolError,
+    encode_event,
+    encode_steps,
+    line,
+    parse_command,
+    socket_path,
+    unix_address,
+)
 
 FLUSH_SECONDS = 0.1          # the broadcaster's cadence: step events reach viewers in batches this often
 QUEUE_BYTES = 4 << 20        # per viewer: beyond this it is resynced

@@ -19,20 +19,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 import socket
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine import patches
 from engine.config import RunConfig, new_run_id
 from engine.fileio import make_dir, pid_alive, run_modes
 from engine.states import LIVE, PENDING_OR_RUNNING, STORED, RunState
-from engine import patches
+
 from .run_locks import RunLocks
 from .store_file import DB_NAME, RUN_COLUMNS, SWEEP_COLUMNS, StoreError, StoreFile
-
 
 _UPSERT_STEP = ("INSERT INTO metrics (run, step, epoch, loss, lr, img_per_s) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run, step) DO UPDATE SET epoch = excluded.epoch, loss = excluded.loss, "

@@ -68,8 +68,10 @@ LIVE_TABLES = [
         gpu_mem REAL, disk_free REAL, threads INTEGER, busy REAL, PRIMARY KEY (run, time)) WITHOUT ROWID""",
 ]
 SCHEMA += ";\n".join(LIVE_TABLES) + ";\n"
-SCHEMA = SCHEMA.replace("active REAL NOT NULL DEFAULT 0\n);", "active REAL NOT NULL DEFAULT 0,\n    tag TEXT NOT NULL DEFAULT ''\n);")
-SWEEP_COLUMNS = ("id", "spec", "storage", "state", "best_run", "best_psnr", "started", "ended", "updated", "pid", "host")
+SCHEMA = SCHEMA.replace("active REAL NOT NULL DEFAULT 0\n);",
+                        "active REAL NOT NULL DEFAULT 0,\n    tag TEXT NOT NULL DEFAULT ''\n);")
+SWEEP_COLUMNS = ("id", "spec", "storage", "state", "best_run", "best_psnr", "started", "ended", "updated", "pid",
+                 "host")
 
 # schema version -> the statements that bring a store of that version to the next one
 MIGRATIONS = {

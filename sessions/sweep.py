@@ -18,15 +18,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine import patches
 from engine.config import RunConfig
 from engine.fileio import atomic_write_bytes, make_dir
-from engine import patches
 from engine.states import LIVE, PENDING_OR_RUNNING, RunState
 
 from . import ray_cluster  # noqa: F401  (it sets Tune's environment: before Tune loads)
 from .sweep_spec import SpecError, SweepSpec
 from .trial import trial_main
-
 
 
 def tune_space(space: dict) -> dict:
@@ -242,13 +241,15 @@ class SweepDriver:
         view.lr = result.get("lr", view.lr)
         total = int(result.get("total_steps") or 0)
         for s, e, loss, lr, ips, t in result.get("steps") or []:
-            self._record(trial.trial_id, StepEvent(run, s, e, float("nan") if loss is None else loss, lr, ips, total, time=t))
+            loss = float("nan") if loss is None else loss
+            self._record(trial.trial_id, StepEvent(run, s, e, loss, lr, ips, total, time=t))
         for d in result.get("events") or []:
             if d.get("event") == "control":
-                self._record(trial.trial_id, ControlEvent(run, d["action"], d.get("detail", ""), d.get("step", 0), d.get("value"),
-                                 time=d.get("time", time.time())))
+                self._record(trial.trial_id, ControlEvent(run, d["action"], d.get("detail", ""), d.get("step", 0),
+                                                          d.get("value"), time=d.get("time", time.time())))
             elif d.get("event") == "state" and d.get("state") in LIVE:
-                self._record(trial.trial_id, StateEvent(run, d["state"], d.get("message", ""), d.get("step", 0), d.get("epoch", 0)))
+                self._record(trial.trial_id, StateEvent(run, d["state"], d.get("message", ""), d.get("step", 0),
+                                                        d.get("epoch", 0)))
         ev = result.get("eval")
         if isinstance(ev, dict):
             samples = ev.get("samples") or {}
@@ -256,7 +257,8 @@ class SweepDriver:
             self._record(trial.trial_id, EvalEvent(
                 run, int(ev["step"]), int(ev["epoch"]), ev["psnr"],
                 best if best is not None and math.isfinite(best) else ev["psnr"],
-                *(patches.from_json(samples.get(k)) for k in ("noisy", "denoised", "clean")), psnr_noisy=ev.get("psnr_noisy")))
+                *(patches.from_json(samples.get(k)) for k in ("noisy", "denoised", "clean")),
+                psnr_noisy=ev.get("psnr_noisy")))
             view.psnr = ev["psnr"]
             view.history.append((int(ev["step"]), ev["psnr"]))
             if ev.get("psnr_noisy") is not None:

@@ -9,6 +9,7 @@ import socket
 import tempfile
 import threading
 from pathlib import Path
+
 from engine import patches
 from engine.states import RunState
 

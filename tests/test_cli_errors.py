@@ -9,9 +9,9 @@ import time
 
 import pytest
 import torch
+from trainer_helpers import cfg
 
 from sessions import Store
-from trainer_helpers import cfg
 from sessions.store import RunBatch
 
 torch.set_num_threads(1)

@@ -13,12 +13,12 @@ import time
 
 import pytest
 import torch
+from trainer_helpers import cfg
+from waiting import poll_last_run
 
 from engine.config import RunConfig
 from sessions import Store
-from trainer_helpers import cfg
 from tui.cli import main
-from waiting import poll_last_run
 
 torch.set_num_threads(1)
 

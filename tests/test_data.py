@@ -131,8 +131,8 @@ def test_unusable_course_files_are_refused_at_load(tmp_path, capsys, train_shape
 
 
 def test_images_folder(tmp_path):
-    from skimage import io
     import numpy as np
+    from skimage import io
 
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from trainer_helpers import Log, cfg
+from waiting import wait_until
 
 from engine.trainer import Trainer
 from sessions import Recorder, Store
-from trainer_helpers import Log, cfg
-from waiting import wait_until
 
 torch.set_num_threads(1)
 

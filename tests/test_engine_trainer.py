@@ -9,12 +9,12 @@ import time
 
 import pytest
 import torch
+from trainer_helpers import Log, cfg
+from waiting import wait_until
 
 from engine.events import ControlEvent, EvalEvent, SavedEvent, StateEvent, StepEvent
 from engine.train_state import CheckpointError, read_best_meta
 from engine.trainer import Trainer
-from trainer_helpers import Log, cfg
-from waiting import wait_until
 
 torch.set_num_threads(1)
 

@@ -220,10 +220,8 @@ def test_resume_restores_the_live_values_not_the_launch_values(tiny_models, pois
 def test_the_settings_history_is_in_the_store(tiny_models, poisson_data, tmp_path):
     from types import SimpleNamespace
 
-    from sessions import Store
-    from tui.run_args import make_trainer
-
     import engine.data
+    from tui.run_args import make_trainer
 
     args = SimpleNamespace(runs_dir=str(tmp_path / "runs"), resume=None, engine=1, data="sample", noise="poisson",
                            epochs=1, batch_size=8, lr=1e-3, subset=64, n_val=16, eval_every=0, seed=0, device="cpu")
@@ -243,10 +241,11 @@ def test_the_settings_history_is_in_the_store(tiny_models, poisson_data, tmp_pat
 
 def test_h_edits_the_live_hyperparameters_of_a_run(tiny_models, poisson_data, tmp_path):
     from fakes import train_args
+    from waiting import wait_for
+
     from sessions import Recorder, Store
     from tui.app import N2NApp
     from tui.screens.hyper import HyperScreen
-    from waiting import wait_for
 
     store = Store(tmp_path / "runs")
     config = cfg(epochs=200)

@@ -125,7 +125,8 @@ def test_16_bit_colour_png_is_refused_where_depth_matters(tmp_path):
     def chunk(kind, payload):
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    (tmp_path / "rgb16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 6, 16, 2, 0, 0, 0))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 6, 16, 2, 0, 0, 0))
+    (tmp_path / "rgb16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + header
                                          + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     assert read_image(tmp_path / "rgb16.png").bits == 8  # training crops: the high byte is plenty
     with pytest.raises(ImageError, match="16-bit colour PNG.*TIFF"):

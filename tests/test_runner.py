@@ -10,14 +10,14 @@ import time
 
 import pytest
 import torch
+from waiting import poll_last_run, wait_until
 
 from engine.config import RunConfig
 from sessions import Store
+from sessions.launch import spawn
 from sessions.protocol import socket_path
 from sessions.remote import ControlError, RemoteRun
 from sessions.server import ControlServer
-from sessions.launch import spawn
-from waiting import poll_last_run, wait_until
 
 torch.set_num_threads(1)
 
@@ -98,7 +98,8 @@ def test_a_runner_is_watched_and_steered_through_its_socket(runner, tmp_path):
         a.set_hyperparameter("lr", -1)
     # malformed, oversized and unknown messages: an error reply each, the run untouched
     replies = raw_exchange(run_dir, b"this is not json\n" + b'{"id": 7, "cmd": "explode"}\n'
-                           + b'{"id": 8, "cmd": "set", "name": "lr", "value": "fast"}\n' + b"x" * (70 * 1024) + b"\n", replies=4)
+                           + b'{"id": 8, "cmd": "set", "name": "lr", "value": "fast"}\n' + b"x" * (70 * 1024) + b"\n",
+                           replies=4)
     assert [d["ok"] for d in replies] == [False] * 4
     assert replies[0]["error"] == "malformed message: not valid JSON" and replies[1]["reply"] == 7
     assert "unknown command" in replies[1]["error"] and "must be a number" in replies[2]["error"]
@@ -425,11 +426,12 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
     import asyncio
 
     from fakes import train_args
-    from tui.app import N2NApp
+    from waiting import wait_for
+
     from sessions.launch import attach_run
+    from tui.app import N2NApp
     from tui.screens import DashboardScreen, LrScreen, QuitScreen
     from tui.widgets import EventLog, LossPlot, PsnrPlot, SamplePatches
-    from waiting import wait_for
 
     runs, run_id, pid = runner
     wait_until(lambda: _steps_seen(runs, run_id) >= 12)
@@ -483,10 +485,11 @@ def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
     import asyncio
 
     from fakes import train_args
+    from waiting import wait_for
+
     from tui.app import N2NApp
     from tui.screens import DashboardScreen, LauncherScreen, RunsScreen
     from tui.widgets import RunsTable
-    from waiting import wait_for
 
     runs, run_id, pid = runner
     with Store(runs) as s:  # a finished run beside the live one

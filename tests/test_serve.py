@@ -13,9 +13,9 @@ import sys
 import time
 
 import pytest
+from waiting import wait_until
 
 from sessions import Store
-from waiting import wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -38,8 +38,8 @@ def state(runs, run_id) -> str:
 
 def test_the_app_in_a_browser_attaches_to_a_live_run(tmp_path):
     playwright = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
-    from sessions.launch import spawn
     from engine.config import RunConfig
+    from sessions.launch import spawn
 
     runs = tmp_path / "runs"
     config = RunConfig(engine=1, data="sample", noise="poisson", epochs=1000, batch_size=4, subset=64, n_val=16,

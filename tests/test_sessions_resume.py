@@ -7,11 +7,12 @@ import json
 import signal
 from types import SimpleNamespace
 
+from test_cli_train import SMALL, cli, popen, read_until
+from trainer_helpers import cfg
+
 from engine.train_state import read_best_meta
 from engine.trainer import Trainer
 from sessions import Recorder, Store
-from test_cli_train import SMALL, cli, popen, read_until
-from trainer_helpers import cfg
 
 
 def test_sigkill_mid_epoch_then_resume(tmp_path):

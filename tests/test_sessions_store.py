@@ -11,15 +11,15 @@ import time
 
 import pytest
 import torch
+from trainer_helpers import cfg
+from waiting import wait_until
 
 from engine.config import RunConfig
 from engine.events import ControlEvent, EvalEvent, SavedEvent, StateEvent, StepEvent
 from engine.trainer import Trainer
 from sessions import Recorder, Store, StoreError
 from sessions.export import ExportError, export_run
-from trainer_helpers import cfg
 from tui.cli import main
-from waiting import wait_until
 
 torch.set_num_threads(1)
 

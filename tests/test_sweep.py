@@ -241,15 +241,16 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
     """The view on a driver whose trials are already recorded (no Ray): ranking, the leader's curves, x, S, open."""
     import asyncio
 
-    from engine.config import RunConfig
     from fakes import train_args
+    from waiting import wait_for
+
+    from engine.config import RunConfig
     from sessions.sweep import SweepDriver, TrialView
     from sessions.sweep_spec import check_spec
     from tui.app import N2NApp
     from tui.screens import DashboardScreen
     from tui.screens.sweep import SweepScreen
     from tui.widgets import PsnrPlot, TrialsTable
-    from waiting import wait_for
 
     spec = check_spec({"engine": 1, "epochs": 1, "space": {"lr": {"choice": [1e-3, 2e-3, 3e-3]}}})
     store = Store(tmp_path / "runs")

@@ -5,9 +5,9 @@ goes to runner.log."""
 from __future__ import annotations
 
 import pytest
+from waiting import poll_last_run
 
 from sessions import Store
-from waiting import poll_last_run
 
 SMALL = ["--engine", "1", "--data", "sample", "--noise", "poisson", "--subset", "64", "--batch-size", "4",
          "--n-val", "16", "--device", "cpu"]

@@ -5,15 +5,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from fakes import FakeStore, FakeTrainer, patches, scripted_events, stored_run, train_args
+from waiting import wait_for
+
 from sessions.export import BetterTargetError
+from sessions.handle import LocalRun
 from tui.app import N2NApp
 from tui.screens import ConfirmScreen, DashboardScreen, LrScreen, RunCurvesScreen, RunsScreen
 from tui.widgets import EventLog, LossPlot, PsnrPlot, RunStatus, SamplePatches
 from tui.widgets.sample_patches import choose_layout
-from waiting import wait_for
-from sessions.handle import LocalRun
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -60,7 +60,7 @@ def test_event_pump_coalesces_steps_into_few_redraws():
     async def go():
         app, trainer, store = make_app()
         app.start_training = False
-        async with app.run_test() as pilot:
+        async with app.run_test():
             screen = app.screen
             plot = screen.query_one(LossPlot)
             redraws = []
@@ -356,9 +356,9 @@ def test_loss_axis_labels_read_top_down_at_40x12():
     dashboard, where the plot is only a few rows high, and in a plot of its own."""
     import re
 
+    from test_tui_snapshots import dashboard_app, feed_history
     from textual.app import App
 
-    from test_tui_snapshots import dashboard_app, feed_history
     from tui.widgets import LossPlot
 
     def labels(plot) -> list[float]:

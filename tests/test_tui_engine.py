@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from fakes import train_args
 from waiting import wait_for
+
 from sessions.handle import LocalRun
 
 torch = pytest.importorskip("torch")
@@ -126,8 +126,8 @@ def test_every_key_on_a_real_run(tmp_path, dataset, tiny_models):
         assert kind in kinds, (kind, kinds)
     assert [e["detail"] for e in run["events"] if e["kind"] == "lr"][-1].endswith("0.0003")
 
-    from engine.models import new_model
     from engine.metrics import psnr
+    from engine.models import new_model
 
     model = new_model(1, "cpu")
     model.load_pretrained_model(str(target))

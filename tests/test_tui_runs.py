@@ -13,9 +13,9 @@ def many_runs(tmp_path):
 
     store = Store(tmp_path / "runs")
     ids = []
-    for i, (engine, noise, state, tag) in enumerate([(1, "mix", "finished", "baseline"), (2, "gaussian:25", "finished",
-                                                     "wide net"), (1, "poisson", "stopped", ""),
-                                                    (2, "mix", "finished", "baseline again"), (1, "mix", "failed", "")]):
+    rows = [(1, "mix", "finished", "baseline"), (2, "gaussian:25", "finished", "wide net"),
+            (1, "poisson", "stopped", ""), (2, "mix", "finished", "baseline again"), (1, "mix", "failed", "")]
+    for i, (engine, noise, state, tag) in enumerate(rows):
         run = store.new_run(RunConfig(engine=engine, noise=noise))
         rec = Recorder(store, run)
         rec(StateEvent(run, "running"))
@@ -33,10 +33,11 @@ def many_runs(tmp_path):
 
 def test_runs_filter_sort_and_overlay_any_number(tmp_path):
     from fakes import train_args
+    from waiting import wait_for
+
     from tui.app import N2NApp
     from tui.screens import RunCurvesScreen, RunsScreen
     from tui.widgets import LossPlot, PsnrPlot, RunsTable
-    from waiting import wait_for
 
     store, ids = many_runs(tmp_path)
 

@@ -3,6 +3,7 @@ history, fixed stored runs, no clock on screen. After an intended layout change:
 from __future__ import annotations
 
 from fakes import FakeStore, FakeTrainer, scripted_events, stored_run, train_args
+
 from tui.app import N2NApp
 
 

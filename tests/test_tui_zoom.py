@@ -6,15 +6,15 @@ import asyncio
 from pathlib import Path
 
 import torch
-from textual.app import App
-
-import tui
 from fakes import patches
 from test_tui_dashboard import make_app
+from textual.app import App
+from waiting import wait_for
+
+import tui
 from tui.screens import DashboardScreen, ZoomScreen
 from tui.widgets import ZoomView
 from tui.widgets.zoom_view import error_map
-from waiting import wait_for
 
 RUN = "20240503-120000-cccc"
 

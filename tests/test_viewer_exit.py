@@ -14,11 +14,11 @@ import sys
 import time
 
 import pytest
+from terminal import Terminal
 
 from engine.config import RunConfig
 from sessions import Store
 from sessions.launch import spawn
-from terminal import Terminal
 
 TINY = RunConfig(engine=1, data="sample", noise="poisson", epochs=5000, batch_size=4, subset=64, n_val=16,
                  eval_every=8, device="cpu")

@@ -14,11 +14,12 @@ from typing import Callable
 
 from textual import work
 from textual.app import App
-from engine.errors import first_line
 
-from .screens import DashboardScreen, LauncherScreen
+from engine.errors import first_line
 from engine.states import ACTIVE, RunState
 from sessions.handle import LocalRun, RunHandle
+
+from .screens import DashboardScreen, LauncherScreen
 
 
 class N2NApp(App[int]):

@@ -330,7 +330,8 @@ class OutputSideConv:
         self.ws = Workspace()
 
     def forward(self, x, w, bias):
-        # P[n, s, t, i, j, o] = sum_c x_pad[n, s, t, c] w[o, c, i, j],  y[n, u, v] = bias + sum_ij P[n, u+di, v+dj, i, j]
+        # P[n, s, t, i, j, o] = sum_c x_pad[n, s, t, c] w[o, c, i, j]
+        # y[n, u, v] = bias + sum_ij P[n, u+di, v+dj, i, j]
         g, ws = self.geo, self.ws
         xp = padded(ws, "xp", x, self.size, (g.ph, g.pw))
         P = ws.get("P", (g.N, *self.size, g.kh, g.kw, g.O), x)

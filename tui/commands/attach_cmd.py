@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 from engine.headless import event_dict
+from engine.states import ACTIVE, CLEAN_END
 from engine.threads import threads_text
 from sessions import Store
 from sessions.launch import attach_run, live_run
 from sessions.remote import ControlError, RemoteRun, wire_value
-from engine.states import ACTIVE, CLEAN_END
 
 
 def attach(args) -> int:

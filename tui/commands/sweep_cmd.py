@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 
+from engine.states import CLEAN_END, PENDING_OR_RUNNING
 from sessions import Store
 from sessions.ray_cluster import check_resources, connect_ray, ray_session
 from sessions.sweep import SweepDriver
 from sessions.sweep_spec import SpecError, SweepSpec, load_spec
 from tui.errors import UsageError
-from engine.states import CLEAN_END, PENDING_OR_RUNNING
 
 
 def _driver(args) -> tuple[SweepDriver, Store]:

@@ -13,6 +13,7 @@ from sessions.runner import serve
 from tui.errors import UsageError
 from tui.run_args import CONFIG_ARGS, config_from_args, make_trainer, start_from_args
 
+
 def _ignored_options(args) -> list[str]:
     """Options given with --resume that a resumed run does not use (it keeps its recorded configuration)."""
     from tui.parser import build_parser
@@ -26,7 +27,8 @@ def check_modes(args) -> None:
     """``--json`` is a headless run's output, with or without ``--headless``; not with --detach or --in-process."""
     if args.json:
         if args.detach or args.in_process:
-            raise UsageError(f"--json is a headless run's output: not with --{'detach' if args.detach else 'in-process'}")
+            other = "--detach" if args.detach else "--in-process"
+            raise UsageError(f"--json is a headless run's output: not with {other}")
         args.headless = True
 
 

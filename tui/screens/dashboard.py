@@ -20,12 +20,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
+
 from engine.errors import first_line
 from engine.states import ACTIVE, RunState
 from sessions.handle import RunHandle
 
-from ..widgets.event_log import STATE_LOG_STYLE, backfill_entries, eval_entry, one_line
 from ..widgets import EventLog, LogPane, LossPlot, PsnrPlot, RunStatus, SamplePatches, SystemPane
+from ..widgets.event_log import STATE_LOG_STYLE, backfill_entries, eval_entry, one_line
 from .confirm import ConfirmScreen
 from .export_flow import ExportFlow
 from .hyper import HyperScreen
@@ -247,8 +248,9 @@ class DashboardScreen(ExportFlow, Screen):
         if last_step is not None:
             self._pending_step = last_step
         now = time.monotonic()
-        if self._pending_step is not None and (now - self._last_step_shown >= STEP_INTERVAL or self.state != RunState.RUNNING
-                                               or any(e.kind != "step" for e in batch)):
+        due = now - self._last_step_shown >= STEP_INTERVAL or self.state != RunState.RUNNING \
+            or any(e.kind != "step" for e in batch)
+        if self._pending_step is not None and due:
             e, self._pending_step, self._last_step_shown = self._pending_step, None, now
             status.show_step(e.step, e.epoch, e.lr, e.img_per_s, e.total_steps, eta=self._eta(e.total_steps))
             if e.total_steps:

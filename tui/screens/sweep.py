@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label
+
 from engine.errors import first_line
 from engine.states import PENDING_OR_RUNNING
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import RichLog
 
-
 STATE_LOG_STYLE = {"paused": "yellow", "stopped": "red", "failed": "bold red", "finished": "cyan", "running": "green"}
 
 
