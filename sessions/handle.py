@@ -95,7 +95,6 @@ class LocalRun:
     lr = property(lambda self: self.trainer.lr)
     best_psnr = property(lambda self: self.trainer.best_psnr)
     best_step = property(lambda self: self.trainer.best_step)
-    dataset = property(lambda self: self.trainer.dataset)
 
     @property
     def alive(self) -> bool:

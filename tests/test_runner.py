@@ -442,7 +442,7 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
         app = N2NApp(train_args(runs_dir=str(runs), export_to=str(target)), store=store, trainer=handle)
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
-            assert isinstance(screen, DashboardScreen) and screen.remote
+            assert isinstance(screen, DashboardScreen) and screen.trainer.lives_on
             # backfilled from the store: the curve from step 1, the evaluations, the latest patches
             assert screen.query_one(LossPlot).n_points >= 12 and screen.query_one(PsnrPlot).n_points >= 1
             assert screen.query_one(SamplePatches).has_samples
@@ -508,7 +508,7 @@ def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
             table.move_cursor(row=table.get_row_index(run_id))
             await pilot.press("enter")
             assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=20)
-            assert app.screen.run_id == run_id and app.screen.remote
+            assert app.screen.run_id == run_id and app.screen.trainer.lives_on
             assert await wait_for(pilot, lambda: app.trainer.step > 0, timeout=30)
             await pilot.press("q", "d")
             assert await wait_for(pilot, lambda: not app.is_running, timeout=20)

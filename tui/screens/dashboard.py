@@ -101,11 +101,6 @@ class DashboardScreen(ExportFlow, Screen):
     def engine(self) -> int:
         return self.trainer.config.engine
 
-    @property
-    def remote(self) -> bool:
-        """A run elsewhere (a runner process, a sweep: it outlives this screen) rather than in this process."""
-        return self.trainer.lives_on
-
     def on_mount(self) -> None:
         t = self.trainer
         status = self.query_one(RunStatus)
@@ -296,7 +291,7 @@ class DashboardScreen(ExportFlow, Screen):
     def _control(self, call, *args) -> None:
         """A control call; a refusal is shown, not raised. A runner answers over its socket, so its calls go off the
         UI thread; a run in this process takes them at once."""
-        if self.remote:
+        if self.trainer.lives_on:
             self._control_in_thread(call, *args)
             return
         try:
@@ -356,7 +351,7 @@ class DashboardScreen(ExportFlow, Screen):
             self.trainer.set_hyperparameter("lr", lr)
         except ValueError as e:
             raise ValueError(f"learning rate: {e}") from None
-        if self.remote:
+        if self.trainer.lives_on:
             self.app.call_from_thread(self.query_one(RunStatus).show_lr, lr)
         else:
             self.query_one(RunStatus).show_lr(lr)
@@ -388,7 +383,7 @@ class DashboardScreen(ExportFlow, Screen):
         if not self.active:
             self.record("quit", f"dashboard closed, run {self.state}")
             self.leave()
-        elif self.remote:
+        elif self.trainer.lives_on:
             hint = "back to the sweep" if self.on_leave is not None else "n2n-tui attach brings you back"
             self.app.push_screen(QuitScreen(self.run_id, hint), self._quit_answer)
         else:
