@@ -1,26 +1,33 @@
 """Miniproject 1: a Noise2Noise denoiser in PyTorch, behind the course grader's ``Model`` interface.
 
 Grader contract: ``Model()``, ``load_pretrained_model()``, ``train(train_input, train_target, num_epochs)`` and
-``predict(test_input)``, on (N, 3, H, W) tensors in [0, 255] (uint8 or float). Engine extras: ``train_step``,
-``learning_rate``, ``save``, ``state_dict``/``load_state_dict`` (full training state, optimizer included).
+``predict(test_input)`` on (N, 3, H, W) tensors in [0, 255] (uint8 or float).
+Engine extras: ``train_step``, ``learning_rate``, ``batch_size``, ``HYPERPARAMETERS`` and ``set_hyperparameter``,
+``save``, ``state_dict``/``load_state_dict`` (full training state, optimizer included).
 """
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-try:  # imported as the package Miniproject_1
+if __package__:  # imported as the package Miniproject_1 (the repository, the engine, the course's test.py)
     from .others.finetune import fine_tune
     from .others.unet import UNet
-except ImportError:  # imported as a top-level ``model`` module, with Miniproject_1/ on sys.path (the course grader)
-    from others.finetune import fine_tune
-    from others.unet import UNet
+else:  # imported as a top-level ``model`` with Miniproject_1/ on sys.path (the course grader): our own others/ is
+    # then importable by name; importlib keeps this file's import statements to torch and the standard library for
+    # checkers that cannot tell our own top-level ``others`` from a third-party package (as in Miniproject_2)
+    import importlib
+
+    fine_tune = importlib.import_module("others.finetune").fine_tune
+    UNet = importlib.import_module("others.unet").UNet
 
 BESTMODEL = Path(__file__).resolve().parent / "bestmodel.pth"
 FORMAT = "n2n-tui/miniproject1"
@@ -36,8 +43,15 @@ def _check_images(name: str, t) -> None:
         raise ValueError(f"{name} must be shaped (N, 3, H, W), got {tuple(t.shape)}")
     if t.dtype != torch.uint8 and not t.dtype.is_floating_point:
         raise ValueError(f"{name} must be uint8 or float in [0, 255], got dtype {t.dtype}")
-    if t.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
+    if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
+
+
+def _check_pair(inputs, targets) -> None:
+    _check_images("train_input", inputs)
+    _check_images("train_target", targets)
+    if inputs.shape != targets.shape:
+        raise ValueError(f"train_input {tuple(inputs.shape)} and train_target {tuple(targets.shape)} differ in shape")
 
 
 def _unreadable(e: Exception, head: bytes) -> str:
@@ -53,14 +67,25 @@ def _unreadable(e: Exception, head: bytes) -> str:
 
 
 class Model:
-    """U-Net denoiser trained with Adam on pairs of noisy images.
+    """U-Net denoiser trained with Adam on pairs of noisy images (Noise2Noise).
 
     ``loss`` is "l1" by default: the blind ``mix`` training noise contains impulse noise, for which the median (L1)
     recovers the clean image where the mean (L2) would be pulled towards the impulse colours (paper, section 3.3).
     """
 
-    def __init__(self, widths=(32, 48, 64), loss: str = "l1", lr: float = 1e-3, batch_size: int = 32,
-                 device: str | torch.device | None = None) -> None:
+    # Live hyper-parameters: what may change between two steps, with its valid range (engine extra; the same table
+    # as Miniproject_2's, a test keeps the copies equal). name: (type, low, high, low is excluded, help)
+    HYPERPARAMETERS = {
+        "lr": (float, 0.0, 10.0, True, "Adam's learning rate"),
+        "weight_decay": (float, 0.0, 1.0, False, "L2 weight decay, added to the gradient by Adam"),
+        "batch_size": (int, 1, 65536, False, "pairs per step"),
+        "beta1": (float, 0.0, 0.9999, False, "Adam's first-moment decay"),
+        "beta2": (float, 0.0, 0.99999, False, "Adam's second-moment decay"),
+        "grad_clip": (float, 0.0, 1e6, False, "largest gradient norm before a step (0: no clipping)"),
+    }
+
+    def __init__(self, device: str | torch.device | None = None, lr: float = 1e-3, batch_size: int = 32, *,
+                 widths: Sequence[int] = (32, 48, 64), loss: str = "l1") -> None:
         self.check_options(widths=widths, loss=loss)
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.config = {"widths": [int(w) for w in widths], "loss": loss}
@@ -77,39 +102,17 @@ class Model:
 
     # ------------------------------------------------------------------------------------------------ engine extras
     @staticmethod
-    def check_options(widths=(32, 48, 64), loss: str = "l1") -> None:
+    def check_options(*, widths: Sequence[int] = (32, 48, 64), loss: str = "l1") -> None:
         """ValueError naming what is wrong with these network options; nothing is built (sweep specs, checkpoints)."""
-        if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) or not 1 <= len(widths) <= MAX_LEVELS \
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) \
+                or not 1 <= len(widths) <= MAX_LEVELS \
                 or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH for w in widths):
             raise ValueError(f"widths must be 1 to {MAX_LEVELS} integers from 1 to {MAX_WIDTH}, got {widths!r}"[:200])
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
 
-    @property
-    def learning_rate(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        value = float(value)
-        if not value > 0 or value == float("inf"):
-            raise ValueError(f"learning rate must be a positive finite number, got {value}")
-        for group in self.optimizer.param_groups:
-            group["lr"] = value
-
-    # Live hyper-parameters: what may change between two steps, with its valid range (engine extra).
-    # name: (type, low, high, low is excluded, help)
-    HYPERPARAMETERS = {
-        "lr": (float, 0.0, 10.0, True, "Adam's learning rate"),
-        "weight_decay": (float, 0.0, 1.0, False, "L2 weight decay, added to the gradient by Adam"),
-        "batch_size": (int, 1, 65536, False, "pairs per step"),
-        "beta1": (float, 0.0, 0.9999, False, "Adam's first-moment decay"),
-        "beta2": (float, 0.0, 0.99999, False, "Adam's second-moment decay"),
-        "grad_clip": (float, 0.0, 1e6, False, "largest gradient norm before a step (0: no clipping)"),
-    }
-
     @classmethod
-    def check_hyperparameter(cls, name: str, value):
+    def check_hyperparameter(cls, name: str, value) -> int | float:
         """``value`` as the hyper-parameter's type, or ValueError naming what is wrong."""
         if name not in cls.HYPERPARAMETERS:
             raise ValueError(f"unknown hyper-parameter {name!r} (live ones: {', '.join(cls.HYPERPARAMETERS)})")
@@ -129,7 +132,7 @@ class Model:
         return {"lr": group["lr"], "weight_decay": float(group["weight_decay"]), "batch_size": self.batch_size,
                 "beta1": group["betas"][0], "beta2": group["betas"][1], "grad_clip": self.grad_clip}
 
-    def set_hyperparameter(self, name: str, value):
+    def set_hyperparameter(self, name: str, value) -> int | float:
         """Change one live hyper-parameter (takes effect at the next step); returns the value set."""
         v = self.check_hyperparameter(name, value)
         for group in self.optimizer.param_groups:
@@ -146,9 +149,38 @@ class Model:
             self.grad_clip = v
         return v
 
-    def _to_input(self, t: torch.Tensor) -> torch.Tensor:
-        # never in place: the caller's tensor may already be float on our device
-        return (t.to(self.device, torch.float32, non_blocking=True) / 255.0).contiguous(memory_format=torch.channels_last)
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        value = float(value)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"learning rate must be a positive finite number, got {value}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
+
+    def _to_unit(self, t: torch.Tensor) -> torch.Tensor:
+        """[0, 255] uint8/float on any device -> float32 in [0, 1] on ours, channels-last (never modifies the caller's
+        tensor, which may already be float on our device)."""
+        x = t.to(self.device, torch.float32, non_blocking=True) / 255.0
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random dihedral transform for the whole batch (a flip, then 0 to 3 quarter turns) and, with
+        ``swap_pairs``, input and target swapped half the time: a Noise2Noise pair is symmetric, so the swap is a free
+        second pair (turn it off for clean targets). Uses the global torch RNG (follows torch.manual_seed)."""
+        if not self.augment:
+            return x, y
+        r = int(torch.empty(1).random_(0, 16).item())   # 4 random bits: a flip, a quarter-turn count, a swap
+        if r & 1:
+            x, y = x.flip(3), y.flip(3)
+        if r & 6:
+            x, y = x.rot90((r >> 1) & 3, (2, 3)), y.rot90((r >> 1) & 3, (2, 3))
+        if r & 8 and self.swap_pairs:
+            x, y = y, x
+        return x, y
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Pad the bottom and right edges up to the multiple of the network's poolings (mirrored where it can)."""
@@ -161,13 +193,8 @@ class Model:
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """One optimizer step on one batch of noisy pairs in [0, 255]; returns the loss (on [0, 1] values)."""
-        _check_images("train_input", inputs)
-        _check_images("train_target", targets)
-        if inputs.shape != targets.shape:
-            raise ValueError(f"train_input {tuple(inputs.shape)} and train_target {tuple(targets.shape)} differ in shape")
-        x, y = self._to_input(inputs), self._to_input(targets)
-        if self.augment:
-            x, y = self._augment(x, y, self.swap_pairs)
+        _check_pair(inputs, targets)
+        x, y = self._augment(self._to_unit(inputs), self._to_unit(targets))
         self.net.train()
         h, w = x.shape[-2:]
         loss = self.criterion(self.net(self._pad(x))[:, :, :h, :w], y)
@@ -176,25 +203,13 @@ class Model:
         if self.grad_clip:
             nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
         self.optimizer.step()
-        return loss.item()
-
-    @staticmethod
-    def _augment(x: torch.Tensor, y: torch.Tensor, swap: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same random dihedral transform for the whole batch and, with ``swap``, input and target swapped half
-        the time (a Noise2Noise pair is symmetric). Uses the global torch RNG, so it follows ``torch.manual_seed``."""
-        r = torch.randint(8, (1,)).item()
-        if r & 1:
-            x, y = x.flip(-1), y.flip(-1)
-        if r & 6:
-            k = r >> 1
-            x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (2, 3))
-        if torch.rand(1).item() < 0.5 and swap:
-            x, y = y, x
-        return x, y
+        return float(loss.item())
 
     def state_dict(self, with_optimizer: bool = True) -> dict:
-        """A snapshot (copies, on the CPU) of the weights, the network configuration and optionally the optimizer
-        state; plain tensors and numbers, so ``torch.load(weights_only=True)`` reads it back."""
+        """A snapshot (copies, on the CPU) of the weights (a dict of the network's named tensors), the network
+        configuration and optionally the optimizer state; plain tensors and numbers, so
+        ``torch.load(weights_only=True)`` reads it back. The keys are Miniproject_2's: format, config, model,
+        optimizer."""
         state = {
             "format": FORMAT,
             "config": dict(self.config),
@@ -233,8 +248,8 @@ class Model:
             raise ValueError(f"checkpoint weights do not fit the network its widths {list(widths)} describe")
         if list(widths) != self.config["widths"]:
             # the checkpoint's network differs from ours: rebuild to match it
-            self.__init__(widths=tuple(widths), loss=loss, lr=self.learning_rate, batch_size=self.batch_size,
-                          device=self.device)
+            self.__init__(device=self.device, lr=self.learning_rate, batch_size=self.batch_size, widths=tuple(widths),
+                          loss=loss)
         elif loss != self.config["loss"]:
             self.config["loss"] = loss
             self.criterion = LOSSES[loss]()
@@ -267,7 +282,7 @@ class Model:
     # ------------------------------------------------------------------------------------------------ grader API
     def load_pretrained_model(self, path: str | os.PathLike | None = None) -> None:
         """Load ``bestmodel.pth`` next to this file (or ``path``); tensors only (weights_only=True)."""
-        path = Path(path) if path is not None else BESTMODEL
+        path = Path(BESTMODEL if path is None else path)
         try:
             with open(path, "rb") as f:
                 head = f.read(4)
@@ -290,11 +305,7 @@ class Model:
         """Train on pairs of noisy images (N, 3, H, W) in [0, 255] for ``num_epochs`` shuffled passes. From weights
         loaded from a checkpoint (the grader's case) it fine-tunes them instead, and ends with the weights that do
         best on a held-out slice of the pairs, the loaded ones included (others/finetune.py)."""
-        _check_images("train_input", train_input)
-        _check_images("train_target", train_target)
-        if train_input.shape != train_target.shape:
-            raise ValueError(f"train_input {tuple(train_input.shape)} and train_target "
-                             f"{tuple(train_target.shape)} differ in shape")
+        _check_pair(train_input, train_target)
         if self.loaded:
             self.last_fine_tune = fine_tune(self, train_input, train_target, num_epochs)
             return
@@ -314,6 +325,6 @@ class Model:
         chunk = max(1, (1 << 20) // (h * w))  # about a million pixels per forward pass bounds the memory
         out = []
         for i in range(0, n, chunk):
-            y = self.net(self._pad(self._to_input(test_input[i:i + chunk])))[:, :, :h, :w]
+            y = self.net(self._pad(self._to_unit(test_input[i:i + chunk])))[:, :, :h, :w]
             out.append(y.clamp_(0.0, 1.0).mul_(255.0).to(test_input.device).contiguous())
         return torch.cat(out)

@@ -3,13 +3,16 @@
 Grader contract: ``Model()``, ``load_pretrained_model()``, ``train(train_input, train_target, num_epochs)`` and
 ``predict(test_input)`` on (N, 3, H, W) tensors in [0, 255] (uint8 or float); every block is importable from here
 (``from model import Conv2d, TransposeConv2d, NearestUpsampling, ReLU, Sigmoid, MSE, SGD, Sequential``).
-Engine extras: ``train_step``, ``learning_rate``, ``batch_size``, ``save``, ``state_dict`` / ``load_state_dict``.
+Engine extras: ``train_step``, ``learning_rate``, ``batch_size``, ``HYPERPARAMETERS`` and ``set_hyperparameter``,
+``save``, ``state_dict``/``load_state_dict`` (full training state, optimizer included).
 
 Only ``torch.empty/cat/arange``, ``torch.nn.functional.fold/unfold`` and the standard library are imported.
 """
+from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 from torch import cat, empty
 
@@ -17,9 +20,20 @@ if __package__:  # imported as the package Miniproject_2 (the repository, the en
     from .others import checkpoint
     from .others.device import default_device
     from .others.finetune import fine_tune
-    from .others.nn import (Conv2d, L1Loss, LeakyReLU, Module, MSE, NearestUpsampling, ReLU, Sequential, Sigmoid,
-                            TransposeConv2d, Upsampling)
-    from .others.optim import Adam, SGD
+    from .others.nn import (
+        MSE,
+        Conv2d,
+        L1Loss,
+        LeakyReLU,
+        Module,
+        NearestUpsampling,
+        ReLU,
+        Sequential,
+        Sigmoid,
+        TransposeConv2d,
+        Upsampling,
+    )
+    from .others.optim import SGD, Adam
 else:  # imported as a top-level ``model`` with Miniproject_2/ on sys.path (the course's block tests): our own others/
     # is then importable by name; importlib keeps this file's import statements to the allowed list for checkers
     # that cannot tell our own top-level ``others`` from a third-party package
@@ -37,24 +51,23 @@ else:  # imported as a top-level ``model`` with Miniproject_2/ on sys.path (the 
 __all__ = ["Model", "Module", "Conv2d", "TransposeConv2d", "NearestUpsampling", "Upsampling", "ReLU", "LeakyReLU",
            "Sigmoid", "MSE", "L1Loss", "Sequential", "SGD", "Adam"]
 
-BESTMODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bestmodel.pth")
+Tensor = type(empty(0))  # torch.Tensor, for type hints and isinstance, without importing more than the rule allows
+BESTMODEL = Path(__file__).resolve().parent / "bestmodel.pth"
 FORMAT = "n2n-tui/miniproject2"
-MULTIPLE = 4          # two stride-2 convolutions, then two x2 upsamplings: sizes must be multiples of 4
 LOSSES = {"l1": L1Loss, "l2": MSE}
+MULTIPLE = 4          # two stride-2 convolutions, then two x2 upsamplings: sizes must be multiples of 4
 
 # The prescribed network: Conv(stride 2), ReLU, Conv(stride 2), ReLU, Upsampling, ReLU, Upsampling, Sigmoid, with
 # k x k kernels everywhere (3x3: a receptive field of about 15x15 input pixels, enough context for 1-2 px impulse
-# blocks and 2-4 px pixelation). Widths: 3 -> c1 -> c2 -> c3 -> 3. c1 = c3 = 64, c2 = 96, measured on sample/mix
-# data (3 epochs of 20 000 pairs, Adam, lr 2e-3 decayed, one CPU thread): 25.8 dB validation PSNR against 25.0 dB
-# for c1 = c3 = 32, c2 = 64 (noisy input: 20.8 dB). Cost: about 20 M multiply-adds per 32x32 image, 70% of them in
-# the first Upsampling's convolution (c2 -> c3 at 16x16, a Winograd layer: others/winograd.py).
-# Loss L1: the median it estimates ignores the impulse part of the blind "mix" noise (Noise2Noise paper, sec. 3.3);
-# L1 and L2 measured the same on a short run. Adam with the paper's betas (0.9, 0.99); batch 32 gives many updates
-# per epoch, which matters when the grader trains a single epoch.
-# The shipped bestmodel.pth is wider, c1 = c3 = 128, c2 = 192 (28.07 dB, trained on a GPU; on the CPU this width
-# reached 26.82 dB where these defaults reached 25.88; README, Shipped weights): its checkpoint carries its widths
-# and load_pretrained_model rebuilds the network to them. The
-# defaults stay narrow for new runs, where a 2-core CPU trains them 2.7x faster.
+# blocks and 2-4 px pixelation). Widths: 3 -> c1 -> c2 -> c3 -> 3. The defaults c1 = c3 = 64, c2 = 96 denoise
+# sample/mix data clearly better than half those widths (docs/benchmarks.md). Cost: about 20 M multiply-adds per
+# 32x32 image, 70% of them in the first Upsampling's convolution (c2 -> c3 at 16x16, a Winograd layer:
+# others/winograd.py).
+# Loss L1 (Model's docstring says why). Adam with the paper's betas (0.9, 0.99); batch 32 gives many updates per
+# epoch, which matters when the grader trains a single epoch.
+# The shipped bestmodel.pth is wider, c1 = c3 = 128, c2 = 192 (trained on a GPU; docs/training.md): its
+# checkpoint carries its widths and load_pretrained_model rebuilds the network to them. The defaults stay narrow for
+# new runs, which a CPU trains several times faster.
 DEFAULT_CONFIG = {"c1": 64, "c2": 96, "c3": 64, "k": 3, "loss": "l1"}
 # what a checkpoint that predates a key meant by it (c3 None: the same as c1)
 LEGACY_CONFIG = {"c3": None, "k": 3, "loss": "l1"}
@@ -62,7 +75,7 @@ MAX_WIDTH = 4096   # channels of a layer: far above anything a 32x32 denoiser ne
 MAX_KERNEL = 15    # a kernel wider than the 16x16 feature maps it slides over sees mostly padding
 
 
-def build_network(c1, c2, c3, k=3):
+def build_network(c1: int, c2: int, c3: int, k: int = 3) -> Sequential:
     """The prescribed network, with the fast convolutions (Winograd and the rest: others/conv.py) that training
     needs; a block built on its own adds as PyTorch does instead (others/exact.py), as the course's tests expect."""
     p = k // 2
@@ -74,7 +87,7 @@ def build_network(c1, c2, c3, k=3):
     ).use_fast_paths()
 
 
-def _full_config(config, defaults):
+def _full_config(config: dict, defaults: dict) -> dict:
     """Every key of DEFAULT_CONFIG, missing ones from ``defaults``; c3 None means c1. Raises on unknown keys/values."""
     if not isinstance(config, dict) or set(config) - set(DEFAULT_CONFIG):
         raise ValueError(f"unknown Model configuration: {config!r}")
@@ -92,13 +105,13 @@ def _full_config(config, defaults):
     return full
 
 
-def param_shapes(c1, c2, c3, k=3):
+def param_shapes(c1: int, c2: int, c3: int, k: int = 3) -> list[tuple[int, ...]]:
     """The shapes of ``build_network(c1, c2, c3, k).param()``, in order, without building anything."""
     return [(c1, 3, k, k), (c1,), (c2, c1, k, k), (c2,), (c3, c2, k, k), (c3,), (3, c3, k, k), (3,)]
 
 
-def _check_images(name, t):
-    if not (hasattr(t, "dim") and hasattr(t, "dtype")):
+def _check_images(name: str, t) -> None:
+    if not isinstance(t, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != 4 or t.shape[1] != 3:
         raise ValueError(f"{name} must be shaped (N, 3, H, W), got {tuple(t.shape)}")
@@ -108,14 +121,14 @@ def _check_images(name, t):
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
 
 
-def _check_pair(inputs, targets):
+def _check_pair(inputs, targets) -> None:
     _check_images("train_input", inputs)
     _check_images("train_target", targets)
     if inputs.shape != targets.shape:
         raise ValueError(f"train_input {tuple(inputs.shape)} and train_target {tuple(targets.shape)} differ in shape")
 
 
-def _pad_replicate(x, ph, pw):
+def _pad_replicate(x: Tensor, ph: int, pw: int) -> Tensor:
     """Pad bottom/right by repeating the last row/column (works for any size, unlike reflection)."""
     if ph:
         x = cat([x, x[:, :, -1:, :].expand(-1, -1, ph, -1)], dim=2)
@@ -125,24 +138,14 @@ def _pad_replicate(x, ph, pw):
 
 
 class Model:
-    """The prescribed encoder-decoder, trained with Adam on pairs of noisy images (Noise2Noise)."""
+    """The prescribed encoder-decoder, trained with Adam on pairs of noisy images (Noise2Noise).
 
-    def __init__(self, device=None, lr=1e-3, batch_size=32, **config):
-        self.device = str(device) if device is not None else default_device()
-        self.config = _full_config(config, {"c3": None} if "c1" in config else {})   # c3 follows a given c1
-        self.batch_size = int(batch_size)
-        self.augment = True
-        c = self.config
-        self.net = build_network(c["c1"], c["c2"], c["c3"], c["k"]).to(self.device)
-        self.criterion = LOSSES[self.config["loss"]]()
-        # betas as in the Noise2Noise paper (beta2 = 0.99 adapts faster than the default 0.999)
-        self.optimizer = Adam(self.net.param(), lr=lr, betas=(0.9, 0.99))
-        self.grad_clip = 0.0  # largest gradient norm (0: none)
-        self.loaded = False   # weights from a checkpoint: train() fine-tunes them (others/finetune.py)
-        self.last_fine_tune = None
+    ``loss`` is "l1" by default: the blind ``mix`` training noise contains impulse noise, for which the median (L1)
+    recovers the clean image where the mean (L2) would be pulled towards the impulse colours (paper, section 3.3).
+    """
 
-    # Live hyper-parameters: what may change between two steps, with its valid range (engine extra).
-    # name: (type, low, high, low is excluded, help)
+    # Live hyper-parameters: what may change between two steps, with its valid range (engine extra; the same table
+    # as Miniproject_1's, a test keeps the copies equal). name: (type, low, high, low is excluded, help)
     HYPERPARAMETERS = {
         "lr": (float, 0.0, 10.0, True, "Adam's learning rate"),
         "weight_decay": (float, 0.0, 1.0, False, "L2 weight decay, added to the gradient by Adam"),
@@ -152,13 +155,30 @@ class Model:
         "grad_clip": (float, 0.0, 1e6, False, "largest gradient norm before a step (0: no clipping)"),
     }
 
+    def __init__(self, device: str | None = None, lr: float = 1e-3, batch_size: int = 32, *, c1: int = 64,
+                 c2: int = 96, c3: int | None = None, k: int = 3, loss: str = "l1") -> None:
+        self.device = str(device) if device is not None else default_device()
+        self.config = _full_config({"c1": c1, "c2": c2, "c3": c3, "k": k, "loss": loss}, {})   # c3 None: c1
+        self.batch_size = int(batch_size)
+        c = self.config
+        self.net = build_network(c["c1"], c["c2"], c["c3"], c["k"]).to(self.device)
+        self.criterion = LOSSES[loss]()
+        # betas as in the Noise2Noise paper (beta2 = 0.99 adapts faster than the default 0.999)
+        self.optimizer = Adam(self.net.param(), lr=lr, betas=(0.9, 0.99))
+        self.grad_clip = 0.0    # largest gradient norm (0: none)
+        self.augment = True     # random flips/rotations of each batch
+        self.swap_pairs = True  # swap input and target half the time: valid only for noisy/noisy (N2N) pairs
+        self.loaded = False     # weights from a checkpoint: train() fine-tunes them (others/finetune.py)
+        self.last_fine_tune: dict | None = None
+
+    # ------------------------------------------------------------------------------------------------ engine extras
     @staticmethod
-    def check_options(**config):
+    def check_options(*, c1: int = 64, c2: int = 96, c3: int | None = None, k: int = 3, loss: str = "l1") -> None:
         """ValueError naming what is wrong with these network options; nothing is built (sweep specs, checkpoints)."""
-        _full_config(config, {"c3": None} if "c1" in config else {})
+        _full_config({"c1": c1, "c2": c2, "c3": c3, "k": k, "loss": loss}, {})
 
     @classmethod
-    def check_hyperparameter(cls, name, value):
+    def check_hyperparameter(cls, name: str, value) -> int | float:
         """``value`` as the hyper-parameter's type, or ValueError naming what is wrong."""
         if name not in cls.HYPERPARAMETERS:
             raise ValueError(f"unknown hyper-parameter {name!r} (live ones: {', '.join(cls.HYPERPARAMETERS)})")
@@ -173,12 +193,12 @@ class Model:
             raise ValueError(f"{name} must be in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
         return v
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict:
         opt = self.optimizer
         return {"lr": opt.lr, "weight_decay": opt.weight_decay, "batch_size": self.batch_size,
                 "beta1": opt.betas[0], "beta2": opt.betas[1], "grad_clip": self.grad_clip}
 
-    def set_hyperparameter(self, name, value):
+    def set_hyperparameter(self, name: str, value) -> int | float:
         """Change one live hyper-parameter (takes effect at the next step); returns the value set."""
         v = self.check_hyperparameter(name, value)
         opt = self.optimizer
@@ -196,45 +216,43 @@ class Model:
             self.grad_clip = v
         return v
 
-    # ------------------------------------------------------------------------------------------------ engine extras
     @property
-    def learning_rate(self):
+    def learning_rate(self) -> float:
         return self.optimizer.lr
 
     @learning_rate.setter
-    def learning_rate(self, value):
+    def learning_rate(self, value: float) -> None:
         value = float(value)
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"learning rate must be a positive finite number, got {value}")
         self.optimizer.lr = value
 
-    def _to_unit(self, t):
+    def _to_unit(self, t: Tensor) -> Tensor:
         """[0, 255] uint8/float on any device -> float32 in [0, 1] on ours (never modifies the caller's tensor)."""
         return t.to(self.device).float() / 255.0
 
-    def _augment(self, x, y):
-        """The same random dihedral transform for the whole batch (square images), and input/target swapped half
-        the time (a Noise2Noise pair is symmetric). Uses the global torch RNG (follows torch.manual_seed)."""
+    def _augment(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The same random dihedral transform for the whole batch (a flip, then 0 to 3 quarter turns) and, with
+        ``swap_pairs``, input and target swapped half the time: a Noise2Noise pair is symmetric, so the swap is a free
+        second pair (turn it off for clean targets). Uses the global torch RNG (follows torch.manual_seed)."""
         if not self.augment:
             return x, y
-        r = int(empty(1).random_(0, 16).item())         # 4 random bits
+        r = int(empty(1).random_(0, 16).item())   # 4 random bits: a flip, a quarter-turn count, a swap
         if r & 1:
             x, y = x.flip(3), y.flip(3)
-        if r & 2:
-            x, y = x.flip(2), y.flip(2)
-        if r & 4 and x.shape[2] == x.shape[3]:
-            x, y = x.transpose(2, 3), y.transpose(2, 3)
-        if r & 8:
+        if r & 6:
+            x, y = x.rot90((r >> 1) & 3, (2, 3)), y.rot90((r >> 1) & 3, (2, 3))
+        if r & 8 and self.swap_pairs:
             x, y = y, x
         return x, y
 
-    def _forward_padded(self, x):
+    def _forward_padded(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(full output, output cropped to x's size): any H, W is padded to a multiple of 4 first."""
         h, w = x.shape[2], x.shape[3]
         full = self.net.forward(_pad_replicate(x, (-h) % MULTIPLE, (-w) % MULTIPLE))
         return full, full[:, :, :h, :w]
 
-    def train_step(self, inputs, targets):
+    def train_step(self, inputs: Tensor, targets: Tensor) -> float:
         """One optimizer step on one batch of noisy pairs in [0, 255]; returns the loss (on [0, 1] values)."""
         _check_pair(inputs, targets)
         x, y = self._augment(self._to_unit(inputs), self._to_unit(targets))
@@ -252,7 +270,7 @@ class Model:
         self.optimizer.step()
         return float(loss.item())
 
-    def _clip_gradients(self, max_norm):
+    def _clip_gradients(self, max_norm: float) -> None:
         # g *= max_norm / ||g|| when the norm of all gradients together is above max_norm (as clip_grad_norm_)
         grads = [g for _, g in self.net.param()]
         norm = sum(float((g * g).sum()) for g in grads) ** 0.5
@@ -260,25 +278,30 @@ class Model:
             for g in grads:
                 g.mul_(max_norm / (norm + 1e-6))
 
-    def state_dict(self, with_optimizer=True):
-        """Copies on the CPU of the weights (in ``param()`` order), the configuration and optionally the optimizer
-        state: plain tensors, lists, numbers and strings."""
+    def state_dict(self, with_optimizer: bool = True) -> dict:
+        """A snapshot (copies, on the CPU) of the weights (a list in ``param()`` order), the network configuration and
+        optionally the optimizer state; plain tensors, lists, numbers and strings (others/checkpoint.py stores them).
+        The keys are Miniproject_1's: format, config, model, optimizer."""
         state = {"format": FORMAT, "config": dict(self.config),
-                 "params": [p.detach().to("cpu").clone() for p, _ in self.net.param()]}
+                 "model": [p.detach().to("cpu").clone() for p, _ in self.net.param()]}
         if with_optimizer:
             opt = self.optimizer.state_dict()
             state["optimizer"] = {k: ([t.detach().to("cpu").clone() for t in v] if isinstance(v, list) else v)
                                   for k, v in opt.items()}
         return state
 
-    def load_state_dict(self, state):
-        if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("params"), list):
-            raise ValueError("not a Miniproject_2 checkpoint (missing or wrong 'format' field)")
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            other = isinstance(state, dict) and "miniproject1" in str(state.get("format"))
+            raise ValueError("a Miniproject_1 checkpoint, not a Miniproject_2 one" if other else
+                             "not a Miniproject_2 checkpoint (missing or wrong 'format' field)")
+        new = state["model"] if "model" in state else state.get("params")   # "params": files written before 2026-12-07
+        if not isinstance(new, list):
+            raise ValueError("not a Miniproject_2 checkpoint (no list of weights under 'model')")
         try:
             config = _full_config(state.get("config") or {}, LEGACY_CONFIG)   # the checkpoint carries its network
         except ValueError as e:
             raise ValueError(f"checkpoint has an unknown configuration: {e}") from None
-        new = state["params"]
         # the file's own tensors must be the network its configuration describes, before anything is built: a
         # tampered configuration cannot make us allocate more than the file holds
         shapes = param_shapes(config["c1"], config["c2"], config["c3"], config["k"])
@@ -298,19 +321,19 @@ class Model:
             self.optimizer.reset()
         self.loaded = True
 
-    def save(self, path, with_optimizer=False):
+    def save(self, path: str | os.PathLike, with_optimizer: bool = False) -> None:
         """Write a checkpoint atomically (temporary file in the same folder, then rename); see others/checkpoint.py."""
         checkpoint.save(self.state_dict(with_optimizer), path)
 
     # ------------------------------------------------------------------------------------------------ grader API
-    def load_pretrained_model(self, path=None):
+    def load_pretrained_model(self, path: str | os.PathLike | None = None) -> None:
         """Load ``bestmodel.pth`` next to this file (or ``path``) with an unpickler that refuses all code."""
-        path = BESTMODEL if path is None else os.fspath(path)
-        if not os.path.isfile(path):
+        path = Path(BESTMODEL if path is None else path)
+        if not path.is_file():
             raise FileNotFoundError(f"{path}: no such checkpoint")
         self.load_state_dict(checkpoint.load(path))
 
-    def train(self, train_input, train_target, num_epochs=1):
+    def train(self, train_input: Tensor, train_target: Tensor, num_epochs: int = 1) -> None:
         """Train on pairs of noisy images (N, 3, H, W) in [0, 255] for ``num_epochs`` shuffled passes. From weights
         loaded from a checkpoint (the grader's case) it fine-tunes them instead, and ends with the weights that do
         best on a held-out slice of the pairs, the loaded ones included (others/finetune.py)."""
@@ -325,7 +348,7 @@ class Model:
                 idx = order[i:i + self.batch_size].to(train_input.device)
                 self.train_step(train_input[idx], train_target[idx])
 
-    def predict(self, test_input):
+    def predict(self, test_input: Tensor) -> Tensor:
         """Denoise (N, 3, H, W) images in [0, 255], any H and W; returns float in [0, 255] on the input's device."""
         _check_images("test_input", test_input)
         n, _, h, w = test_input.shape

@@ -8,6 +8,7 @@ Thread count: torch's default unless a script's ``--threads N`` or the environme
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import statistics
@@ -19,10 +20,20 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 if os.environ.get("N2N_THREADS", "auto").strip().lower() not in ("auto", "0", ""):  # a fixed count; auto: torch's
     torch.set_num_threads(int(os.environ["N2N_THREADS"]))
+
+
+def tests_module(name: str):
+    """A helper module of the test suite (``tests/NAME.py``, e.g. ``terminal``: its pseudo-terminal), loaded from its
+    file: the test suite is not part of the installed package."""
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "tests" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def set_threads(n: int | None) -> int:

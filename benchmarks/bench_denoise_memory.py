@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import load_avg
 
 ROOT = Path(__file__).resolve().parent.parent

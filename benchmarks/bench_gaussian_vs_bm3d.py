@@ -64,8 +64,9 @@ def train(args) -> Path:
     state = trainer.run()
     store.close()
     minutes = (time.monotonic() - t0) / 60
-    print(f"{state} after {minutes:.1f} min, step {trainer.step} ({trainer.step * trainer.batch_size / 60 / minutes:.0f}"
-          f" img/s); best val PSNR {trainer.best_psnr:.2f} dB at step {trainer.best_step} "
+    rate = trainer.step * trainer.batch_size / 60 / minutes
+    print(f"{state} after {minutes:.1f} min, step {trainer.step} ({rate:.0f} img/s); "
+          f"best val PSNR {trainer.best_psnr:.2f} dB at step {trainer.best_step} "
           f"(noisy crops {trainer.psnr_noisy:.2f} dB)", flush=True)
     return trainer.run_dir / "best.pth"
 

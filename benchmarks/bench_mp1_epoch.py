@@ -11,8 +11,8 @@ median; the load average is printed before and after (the numbers depend on what
 import argparse
 
 import torch
-
 from _common import epoch_speed, header, load_avg, set_threads, wait_quiet
+
 from Miniproject_1.model import Model
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -4,13 +4,13 @@ batch size and number of steps. Prints the validation PSNR of both and the margi
     python benchmarks/bench_mp1_vs_cnn.py [--steps 1500] [--noise mix]
 """
 import argparse
-import math
 
 import torch
+from _common import header, load, load_avg, set_threads, train_steps
 from torch import nn
 
-from _common import header, load, load_avg, set_threads, train_steps
 from engine.evaluate import evaluate
+from engine.schedule import Schedule
 from Miniproject_1.model import Model
 
 
@@ -35,9 +35,10 @@ def run(model, ds, steps, lr, seed):
     total = steps
 
     step = {"i": 0}
+    cosine = Schedule("cosine", decay_to=0.01)  # scripts/train_mp1.py's schedule (engine.Trainer's), no warm-up
 
-    def fn(x, y):  # the same cosine schedule as scripts/train_mp1.py
-        model.learning_rate = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step["i"] / total)))
+    def fn(x, y):
+        model.learning_rate = lr * cosine.factor(step["i"], total)
         step["i"] += 1
         return model.train_step(x, y)
 

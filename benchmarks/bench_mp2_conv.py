@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from _common import core_to_core_ns, header, interleaved, load_avg, print_core_to_core, set_threads, wait_quiet
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

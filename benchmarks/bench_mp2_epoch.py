@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from _common import core_to_core_ns, epoch_speed, header, load_avg, print_core_to_core, set_threads, wait_quiet
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -12,8 +12,8 @@ import argparse
 import math
 
 import torch
-
 from _common import header, load, load_avg, set_threads, train_steps
+
 from engine.evaluate import evaluate
 from Miniproject_1.model import Model
 

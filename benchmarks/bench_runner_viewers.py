@@ -25,13 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the test suite's pseudo-terminal
+from _common import load_avg, tests_module
 
-from _common import load_avg  # noqa: E402
-from sessions import Store  # noqa: E402
-from terminal import Terminal  # noqa: E402
+from sessions.store import RunBatch, Store
+
+Terminal = tests_module("terminal").Terminal  # the test suite's pseudo-terminal
 
 MODES = ("headless", "detached+0", "detached+1", "detached+3")
 
@@ -98,8 +96,8 @@ def one(mode: str, batch: int, steps: int, device: str, threads: int, root: Path
 def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
     """(in-process: connect + backfill + first frame, as a new process: exec to the first frame on a terminal)."""
     from engine.config import RunConfig
-    from sessions.runner import spawn
-    from sessions.control import RemoteRun
+    from sessions.launch import spawn
+    from sessions.remote import RemoteRun
 
     runs = Path(tempfile.mkdtemp(dir=root))
     cfg = RunConfig(engine=1, data="sample", noise="poisson", epochs=1000, batch_size=4, subset=64, n_val=16)
@@ -107,18 +105,17 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
     run_id = started["run"]
     try:
         with Store(runs) as s:  # the run's history: what 10 000 steps and 100 evaluations leave in the store
-            rows = [(run_id, i, 1, 0.1 * (1 + 1 / i), 1e-3, None) for i in range(1, history + 1)]
-            s._transaction(lambda c: c.executemany(
-                "INSERT OR REPLACE INTO metrics (run, step, epoch, loss, lr, psnr) VALUES (?, ?, ?, ?, ?, ?)", rows))
-            s._transaction(lambda c: c.executemany("UPDATE metrics SET psnr = ? WHERE run = ? AND step = ?",
-                                                   [(20 + i / history, run_id, i) for i in range(100, history + 1, 100)]))
+            s.write_batch(run_id, RunBatch(
+                steps=[(run_id, i, 1, 0.1 * (1 + 1 / i), 1e-3, 1000.0) for i in range(1, history + 1)],
+                evals=[(run_id, i, 1, 20 + i / history) for i in range(100, history + 1, 100)]))
         handle = RemoteRun(runs / run_id)
         handle.pause()
         handle.close()
 
-        from test_tui_fakes import train_args as fake_args
+        from fakes import train_args as fake_args
+
+        from sessions.launch import attach_run
         from tui.app import N2NApp
-        from tui.commands.attach_cmd import attach_run
         from tui.widgets import LossPlot
 
         async def frame() -> float:
@@ -137,7 +134,7 @@ def attach_frame_time(root: Path, history: int = 10000) -> tuple[float, float]:
         t0 = time.perf_counter()
         term = Terminal("attach", run_id, "--runs-dir", str(runs))
         try:
-            ok = term.wait_for_output(f"{history // 1000}k", timeout=30)  # the loss plot's last step tick: drawn
+            ok = term.expect(f"{history // 1000}k", timeout=30)  # the loss plot's last step tick: drawn
             whole = time.perf_counter() - t0 if ok else float("nan")
         finally:
             term.close()

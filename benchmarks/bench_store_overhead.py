@@ -10,7 +10,6 @@
 """
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -19,8 +18,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import load, load_avg
+
 from engine.config import RunConfig
 from engine.trainer import Trainer
 from sessions import Recorder, Store
@@ -49,7 +48,7 @@ if not args.skip_cli:
                "--eval-every", str(args.eval_every), "--n-val", str(args.n_val), "--device", "cpu", "--json",
                "--runs-dir", runs]
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=dict(os.environ, PYTHONPATH=str(root)))
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
         took = time.perf_counter() - t0
         if r.returncode != 0:
             sys.exit(f"headless run failed ({r.returncode}): {r.stderr[-2000:]}")

@@ -20,10 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from _common import load_avg  # noqa: E402
+from _common import load_avg
 
 LRS = [3e-3, 2e-3, 1e-3, 5e-4]
 

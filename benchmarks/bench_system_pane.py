@@ -16,14 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from _common import load_avg, tests_module
+from bench_runner_viewers import train_args, wait_finished, wall_of
 
-from _common import load_avg  # noqa: E402
-from bench_runner_viewers import train_args, wait_finished, wall_of  # noqa: E402
-from sessions import Store  # noqa: E402
-from terminal import Terminal  # noqa: E402
+from sessions import Store
+
+Terminal = tests_module("terminal").Terminal  # the test suite's pseudo-terminal
 
 
 def env(system: bool) -> dict:

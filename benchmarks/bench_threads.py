@@ -26,10 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import load_avg, wait_quiet
 
-from _common import load_avg, wait_quiet  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def one_run(engine: int, threads: str, seconds: float, subset: int, runs_dir: str) -> tuple[float, int, list]:

@@ -11,16 +11,16 @@ per-step work weighs most).
     python benchmarks/bench_trainer_cuda.py [--device cuda] [--steps 2000] [--batch 32]
 """
 import argparse
-import statistics
 import io
 import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
 from _common import load, load_avg
+
 from engine.config import RunConfig
 from engine.headless import JsonLines
 from engine.models import new_model

@@ -18,8 +18,8 @@ import tempfile
 import time
 
 import torch
-
 from _common import load, load_avg
+
 from engine.config import RunConfig
 from engine.headless import JsonLines
 from engine.models import new_model

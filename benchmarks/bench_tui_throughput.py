@@ -27,14 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import header, load_avg
 
-from _common import header, load_avg  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.data import load_data  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from sessions import Recorder, Store  # noqa: E402
-
+from engine.config import RunConfig
+from engine.data import load_data
+from engine.trainer import Trainer
+from sessions import Recorder, Store
 
 MODES = {"headless": "headless (Trainer.run, main thread)", "thread": "headless (Trainer.start, a thread)",
          "app": "dashboard (Textual run_test)"}
@@ -146,7 +144,7 @@ def main() -> int:
                 results[mode].append(ips)
                 print(f"round {r + 1}  {MODES[mode]:<32} {ips:8.1f} img/s{note}", flush=True)
     med = {m: statistics.median(v) for m, v in results.items()}
-    print(f"median img/s: " + ", ".join(f"{m} {v:.1f}" for m, v in med.items()))
+    print("median img/s: " + ", ".join(f"{m} {v:.1f}" for m, v in med.items()))
     for base in ("headless", "thread"):
         ratio = med["app"] / med[base]
         print(f"ratio app / {MODES[base]}: {ratio:.3f} ({'meets' if ratio >= 0.95 else 'BELOW'} the 0.95 target)")

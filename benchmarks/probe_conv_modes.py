@@ -27,11 +27,10 @@ from _common import core_to_core_ns, header, load_avg
 CHILD = r"""
 import importlib, importlib.util, json, resource, statistics, sys, time
 import torch, torch.nn.functional as F
-sys.path.insert(0, sys.argv[1])
-from Miniproject_2.model import Conv2d
-torch.set_num_threads(int(sys.argv[2]))
+from Miniproject_2.model import Conv2d   # this checkout's: the child runs in its root (python -c: cwd first)
+torch.set_num_threads(int(sys.argv[1]))
 torch.set_grad_enabled(False)
-N, C, H, O = (int(v) for v in sys.argv[3].split(","))
+N, C, H, O = (int(v) for v in sys.argv[2].split(","))
 x, g = torch.randn(N, C, H, H), torch.randn(N, O, H, H)
 m = Conv2d(C, O, 3, padding=1).use_fast_paths()   # the ops Model's network trains with
 w, b = m.weight.clone(), m.bias.clone()
@@ -48,8 +47,8 @@ def theirs():
         F.conv2d(xx, ww, bb, 1, 1).backward(g)
 
 fns = {"ours": run(m), "torch": theirs}
-if sys.argv[5]:  # another Miniproject_2 (an export of an older commit), loaded under its own package name
-    pkg = sys.argv[5] + "/Miniproject_2"
+if sys.argv[4]:  # another Miniproject_2 (an export of an older commit), loaded under its own package name
+    pkg = sys.argv[4] + "/Miniproject_2"
     spec = importlib.util.spec_from_file_location("mp2_other", pkg + "/__init__.py", submodule_search_locations=[pkg])
     sys.modules["mp2_other"] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sys.modules["mp2_other"])
@@ -62,7 +61,7 @@ for f in fns.values():
     for _ in range(5):
         f()
 times, cpu = {k: [] for k in fns}, {k: 0.0 for k in fns}
-for _ in range(int(sys.argv[4])):  # one call of each in turn: a change of state mid-process hits all of them
+for _ in range(int(sys.argv[3])):  # one call of each in turn: a change of state mid-process hits all of them
     for name, f in fns.items():
         r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         f()
@@ -87,9 +86,9 @@ def main() -> int:
     ours = []
     for i in range(args.processes):
         c2c = core_to_core_ns()
-        done = subprocess.run([sys.executable, "-c", CHILD, root, str(args.threads), args.shape, str(args.calls),
+        done = subprocess.run([sys.executable, "-c", CHILD, str(args.threads), args.shape, str(args.calls),
                                str(Path(args.code).resolve()) if args.code else ""],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=True, cwd=root)
         r = json.loads(done.stdout.strip().splitlines()[-1])
         ours.append(r["ours"][0])
         print(f"  process {i + 1}: ours {r['ours'][0] * 1e3:6.2f} ms (CPU {r['ours'][1] * 1e3:6.2f} ms)   "

@@ -33,9 +33,7 @@ def model_options(engine: int) -> tuple[str, ...]:
 
     cls = model_module(engine).Model
     params = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is not p.VAR_KEYWORD]
-    names = [n for n in params if n not in ("device", "lr", "batch_size")]
-    config = getattr(model_module(engine), "DEFAULT_CONFIG", None)  # Miniproject_2 takes its options as **config
-    return tuple(names) + tuple(k for k in (config or {}) if k not in names)
+    return tuple(n for n in params if n not in ("device", "lr", "batch_size"))
 
 
 def model_options_problem(engine: int, options) -> str | None:

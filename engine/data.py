@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from .fileio import torch_load_problem
 from .images import IMAGE_SUFFIXES, ImageError, read_image
 from .noise import corrupt, parse_noise
+
 # the torch-free half of the data options lives in specs; these names stay importable from here
 from .specs import CROP, DataError, check_source, default_spec, not_a_folder, parse_spec, size_problem  # noqa: F401
 

@@ -7,21 +7,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Callable, Protocol
-
-import numpy
 
 Patches = "torch.Tensor | numpy.ndarray"  # uint8 (K, 3, H, W)
 _PATCHES = ("noisy", "denoised", "clean")  # image arrays: never in to_dict()
 _OPTIONAL = ("value", "name")  # left out of to_dict() when None
-
-
-def patches_array(patches) -> numpy.ndarray:
-    """uint8 patches, a torch tensor (on any device) or a numpy array, as a numpy uint8 array (no copy when it is one
-    already): what the widgets draw and the socket and store carry, so a viewer needs no torch."""
-    if hasattr(patches, "detach"):
-        patches = patches.detach().cpu().numpy()
-    return numpy.asarray(patches, dtype=numpy.uint8)
 
 
 @dataclass(frozen=True)
@@ -116,9 +105,3 @@ class SystemEvent(Event):
     busy: float | None = None
     kind = "system"
 
-
-Sink = Callable[[Event], None]
-
-
-class SinkLike(Protocol):
-    def __call__(self, event: Event) -> None: ...

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
+
 from .errors import N2NError, described
 
 _REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",

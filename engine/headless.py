@@ -16,6 +16,7 @@ import threading
 from typing import TextIO
 
 from .events import Event
+from .states import RunState
 
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE  # our reader went away (`| head`): what a shell shows for a piped tool
@@ -186,13 +187,13 @@ def run_headless(trainer, *, json_lines: bool = False, out: TextIO | None = None
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
-    if final == "stopped" and trainer.message == OUTPUT_CLOSED:
+    if final == RunState.STOPPED and trainer.message == OUTPUT_CLOSED:
         return EXIT_OUTPUT_CLOSED
-    if final == "finished":
+    if final == RunState.FINISHED:
         return EXIT_OK
-    if final == "stopped" and signalled:
+    if final == RunState.STOPPED and signalled:
         return 128 + signalled[0]
-    if final == "failed":
+    if final == RunState.FAILED:
         print(f"n2n-tui: error: run {trainer.run_id} failed: {trainer.message}", file=err)
     return EXIT_FAILED
 

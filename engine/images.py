@@ -45,16 +45,6 @@ class Picture:
         """(3, H, W) in [0, 1]: grey repeated, alpha dropped."""
         return self.pixels.expand(3, -1, -1).contiguous() if self.pixels.shape[0] == 1 else self.pixels
 
-    def quantized(self) -> "Picture":
-        """The picture rounded to its bit depth, exactly as ``write_image`` stores it."""
-        return Picture(_quantize(self.pixels, self.bits), None if self.alpha is None else
-                       _quantize(self.alpha, self.bits), self.bits)
-
-
-def _quantize(t: torch.Tensor, bits: int) -> torch.Tensor:
-    top = float((1 << bits) - 1)
-    return t.clamp(0, 1).mul(top).round().div(top)
-
 
 # ---------------------------------------------------------------------------------------------------------- reading
 

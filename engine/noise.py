@@ -133,7 +133,7 @@ NOISES: dict[str, NoiseModel] = {**_BASE, "mix": _model("mix", mix, lambda lv: l
 
 
 def get_noise(spec: "str | NoiseSpec") -> NoiseModel:
-    return parse_noise(spec).model
+    return NOISES[parse_noise(spec).name]
 
 
 def corrupt_float(x: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Generator,
@@ -141,7 +141,7 @@ def corrupt_float(x: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Ge
     """Corrupt float images (N, C, H, W) in [0, 1]; returns float, clipped to [0, 1]. A spec with a fixed level
     applies it to every image; a bare name draws the strength per image in ``level`` (a range within [0, 1])."""
     spec = parse_noise(noise)
-    model = spec.model
+    model = NOISES[spec.name]
     if spec.level is None:
         strength = model.strength(_uniform(x.shape[0], level[0], level[1], generator))
     else:

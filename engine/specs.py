@@ -122,13 +122,6 @@ class NoiseSpec:
     def family(self) -> NoiseFamily:
         return FAMILIES[self.name]
 
-    @property
-    def model(self):
-        """The ``engine.noise.NoiseModel`` that applies it (imports torch)."""
-        from .noise import NOISES
-
-        return NOISES[self.name]
-
     def __str__(self) -> str:
         return self.name if self.level is None else f"{self.name}:{self.level:g}"
 
@@ -160,7 +153,3 @@ def parse_noise(spec: "str | NoiseSpec") -> NoiseSpec:
         return NoiseSpec(name)
     raise ValueError(f"bad noise {spec!r}: {why}; use one of {', '.join(FAMILIES)} (random strength per image) "
                      f"or NAME:LEVEL: {SPEC_FORMS}")
-
-
-def noise_names() -> list[str]:
-    return list(FAMILIES)

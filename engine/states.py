@@ -20,6 +20,7 @@ class RunState(StrEnum):
 LIVE = frozenset({RunState.RUNNING, RunState.PAUSED})        # a runner holds it: attach and ctl reach it
 ACTIVE = LIVE | {RunState.IDLE}                                 # not over yet: a viewer quitting asks first
 ENDED = frozenset({RunState.STOPPED, RunState.FINISHED, RunState.FAILED, RunState.CRASHED})
+PENDING_OR_RUNNING = frozenset({RunState.PENDING, RunState.RUNNING})  # a sweep or a trial not over yet
 CLEAN_END = frozenset({RunState.FINISHED, RunState.STOPPED})  # how a run ends with exit status 0
 STORED = (RunState.RUNNING, RunState.PAUSED, *sorted(ENDED))  # the states a run's row may hold
 

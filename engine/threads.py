@@ -10,9 +10,9 @@ scheduler or Ray set it) less the cores other processes keep busy right now (``C
 less this process's own, from /proc via psutil), and keeps watching while the run trains (``ThreadGovernor``): every
 few seconds it looks again, and when the count it would pick now differs, or a step got much slower than it was at
 this count, it probes: it times a few steps at the count it has, then a few at the other (training goes on, only the
-thread count differs), and keeps whichever trained faster. A count it tried and dropped is not tried again for a while (doubling back-off), so
-a noisy machine does not make it flap. On a quiet machine nothing is probed: the count it would pick is the one it
-has. A fixed ``N`` is used as given.
+thread count differs), and keeps whichever trained faster. A count it tried and dropped is not tried again for a
+while (doubling back-off), so a noisy machine does not make it flap. On a quiet machine nothing is probed: the count
+it would pick is the one it has. A fixed ``N`` is used as given.
 
 In the live settings channel, which carries numbers, ``auto`` is 0.
 """

@@ -13,16 +13,8 @@ Adam's betas, gradient clipping) and torch's CPU thread count (``threads``: a co
 (``engine.schedule``) sets the rate before every step, and a learning rate set by hand rescales the rest of the
 schedule so that it continues from the new value.
 
-Files in the run folder (all written atomically, temporary file + ``os.replace``):
-
-- ``best.pth``  -- the best-validation weights, in the Model's own grader format (``Model.save``)
-- ``best.json`` -- ``{"psnr", "step", "sha256"}`` of ``best.pth``
-- ``state.pth`` -- the full training state (model + optimizer, step, RNG, and the last weights judged good), at
-  every epoch end, on pause and on stop, and at least every ``STATE_SECONDS`` while training, so a killed run loses
-  minutes, not an epoch
-
-They are the owner's only (``engine.fileio.run_modes``: 0600 in a 0700 folder, unless the runs folder is shared
-with a group on purpose), and are read back without following symbolic links.
+Its parts: the control plane (``engine.live_control``: what viewers ask, applied between two steps) and the files
+in the run folder (``engine.train_state``: best weights, the full training state, resuming from it).
 
 Weights are "judged good" by the explosion guard: the loss a step returns is measured on the weights *before* that
 step's update, so a snapshot is taken just before a step and becomes the rollback target only when that step's loss
@@ -30,9 +22,6 @@ passes the guard. A step that ruins the weights is therefore never the one whose
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
 import os
 import random
@@ -49,18 +38,18 @@ import torch
 
 from .config import ConfigError, RunConfig, new_run_id  # noqa: F401  (new_run_id: re-exported)
 from .data import Dataset, load_data
-from .errors import N2NError, described
+from .errors import described
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
-from .fileio import (atomic_torch_save, atomic_write_bytes, make_dir, read_nofollow, run_modes, torch_load_problem,
-                     write_error)
+from .fileio import atomic_write_bytes, make_dir, run_modes
+from .live_control import LiveControl
 from .metrics import psnr
 from .models import new_model
 from .schedule import Schedule
-from .threads import AUTO, MAX_THREADS, ThreadGovernor, parse_threads, threads_value
+from .states import RunState
+from .threads import ThreadGovernor, parse_threads
+from .train_state import BEST_FILE, TrainState
 
-STATE_FORMAT = "n2n-tui/train-state"
-STATE_VERSION = 1
 N_SAMPLES = 6            # fixed validation images shown as noisy / denoised / clean
 GUARD_WINDOW = 50        # losses in the explosion guard's running median
 GUARD_MIN = 20           # ... needed before the 10x test applies
@@ -69,34 +58,8 @@ SNAPSHOT_SECONDS = 5.0   # at most this long between in-memory "last good weight
 STATE_SECONDS = 120.0    # at most this long between full training states on disk while training
 EVAL_BATCH = 1000        # images per predict() call in evaluations (the Model chunks further by its own memory rule)
 
-BEST_FILE, BEST_META, STATE_FILE = "best.pth", "best.json", "state.pth"
 
-
-class CheckpointError(N2NError, ValueError):
-    """A training-state file that cannot be used (corrupt, foreign, or from another engine)."""
-
-
-def _clone(obj):
-    """Deep copy of a (nested) state dict: tensors cloned, so later in-place updates cannot reach the copy."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _clone(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_clone(v) for v in obj)
-    return obj
-
-
-def read_best_meta(run_dir: str | os.PathLike) -> dict | None:
-    """``best.json`` of a run folder, or None if missing or unreadable."""
-    try:
-        meta = json.loads(read_nofollow(Path(run_dir) / BEST_META))
-        return meta if isinstance(meta, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-class Trainer:
+class Trainer(LiveControl, TrainState):
     def __init__(self, config: RunConfig, *, run_id: str | None = None, run_dir: str | os.PathLike | None = None,
                  sinks=(), dataset: Dataset | None = None, resume_from: str | os.PathLike | None = None):
         self.config = config.validate()
@@ -120,7 +83,7 @@ class Trainer:
         self.lr_scale = 1.0                               # a learning rate set by hand rescales the schedule
         self.threads = ThreadGovernor(parse_threads(config.threads))
 
-        self.state = "idle"
+        self.state = RunState.IDLE
         self.message = ""
         self.step = 0
         self.epoch = 0
@@ -160,7 +123,6 @@ class Trainer:
         self._rng_state: dict | None = None       # restored at run start when resuming
         self._resumed = False
         self.resume_note = ""
-        self._no_full_state_logged = False
         if resume_from is not None:
             self._load_resume(Path(resume_from))
 
@@ -178,60 +140,6 @@ class Trainer:
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
-
-    def pause(self) -> None:
-        with self._cv:
-            self._want_pause = True
-            self._pause_message = ""
-            self._cv.notify_all()
-
-    def resume(self) -> None:
-        with self._cv:
-            self._want_pause = False
-            self._cv.notify_all()
-
-    def stop(self, reason: str = "") -> None:
-        """End the run after the current step (also wakes a paused run); the full state is saved."""
-        with self._cv:
-            self._want_stop = True
-            self._stop_message = self._stop_message or reason
-            self._cv.notify_all()
-
-    def set_lr(self, lr: float) -> None:
-        """Change the learning rate; it takes effect before the next step (while paused: at once)."""
-        try:
-            value = float(lr)
-        except (TypeError, ValueError):
-            raise ValueError(f"learning rate must be a positive number, got {lr!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
-        self.set_hyperparameter("lr", value)
-
-    def hyperparameters(self) -> dict:
-        """The live hyper-parameters the Model declares, with their current values and ranges:
-        ``{name: {"value", "type", "min", "max", "min_open", "help"}}``."""
-        spec = getattr(self.model, "HYPERPARAMETERS", None) or {"lr": (float, 0.0, math.inf, True, "learning rate")}
-        values = self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {"lr": self.lr}
-        out = {name: {"value": values.get(name), "type": kind.__name__, "min": low, "max": high, "min_open": open_low,
-                      "help": text} for name, (kind, low, high, open_low, text) in spec.items()}
-        out["threads"] = {"value": self.threads.setting, "type": "int", "min": 1, "max": MAX_THREADS,
-                          "min_open": False, "auto": AUTO,
-                          "help": "torch CPU threads, or auto: fits what the machine has free, adapting as it trains"}
-        return out
-
-    def set_hyperparameter(self, name: str, value) -> None:
-        """Change one live hyper-parameter; checked now (ValueError names the problem), applied before the next step
-        (while paused: at once). An event records it."""
-        check = getattr(self.model, "check_hyperparameter", None)
-        if name == "threads":
-            value = threads_value(value)
-        elif check is not None:
-            value = check(name, value)
-        elif name != "lr":
-            raise ValueError(f"unknown hyper-parameter {name!r} (live ones: lr)")
-        with self._cv:
-            self._pending[name] = value
-            self._cv.notify_all()
 
     def save_best(self, path: str | os.PathLike) -> tuple[Path, float]:
         """Write the best-validation weights to ``path`` (atomic) as a grader-ready ``bestmodel.pth``."""
@@ -279,7 +187,8 @@ class Trainer:
         if warmup and warmup >= self.total_steps and not self._resumed:
             self.steps_per_epoch = 0  # not prepared: the run does not start
             raise ConfigError(f"warmup: {warmup} steps, but the whole run is {self.total_steps} steps "
-                              f"({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} of {math.ceil(len(ds.train_input) / self.batch_size)}"
+                              f"({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} of "
+                              f"{math.ceil(len(ds.train_input) / self.batch_size)}"
                               "): the learning rate would never reach its base; give a shorter --warmup")
         m = len(ds.val_input)
         self._sample_idx = torch.linspace(0, m - 1, min(N_SAMPLES, m)).round().long().unique()
@@ -293,12 +202,12 @@ class Trainer:
             if self._started:
                 raise RuntimeError("a Trainer runs once")
             self._started = True
-        final, message, interrupted = "failed", "", None
+        final, message, interrupted = RunState.FAILED, "", None
         try:
             self.prepare()
             self._seed()
             threads = self.threads.start()
-            self._set_state("running", self.resume_note)
+            self._set_state(RunState.RUNNING, self.resume_note)
             self._emit(ControlEvent(self.run_id, action="threads", detail=threads, step=self.step,
                                     value=float(self.threads.n)))
             if not self._resumed and not self._want_stop:
@@ -307,14 +216,14 @@ class Trainer:
                 self._good = (self.step, self._snapshot())
             self._good_time = self._state_time = time.monotonic()
             final = self._train()
-            if final == "stopped":
+            if final == RunState.STOPPED:
                 self._save_state()
                 message = self._stop_message
                 self._emit(ControlEvent(self.run_id, action="stop", detail=message, step=self.step))
         except KeyboardInterrupt as e:  # a second Ctrl-C: leave now, no checkpoint of a half-done step
-            final, message, interrupted = "stopped", "interrupted", e
+            final, message, interrupted = RunState.STOPPED, "interrupted", e
         except Exception as e:
-            final, message = "failed", described(e)
+            final, message = RunState.FAILED, described(e)
             self._emit(ControlEvent(self.run_id, action="error", detail=traceback.format_exc(limit=8),
                                     step=self.step))
         finally:
@@ -340,7 +249,7 @@ class Trainer:
         order, order_epoch = None, -1
         while self._epoch_index < cfg.epochs:
             if not self._between_steps():
-                return "stopped"
+                return RunState.STOPPED
             e = self._epoch_index
             if e != order_epoch:  # the same permutation for an epoch whether or not the run was resumed mid-way
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + e)
@@ -377,7 +286,7 @@ class Trainer:
                 self._snapshot_due = True  # the next step judges the weights just evaluated
             if epoch_end or time.monotonic() - self._state_time > STATE_SECONDS:
                 self._save_state()
-        return "finished"
+        return RunState.FINISHED
 
     # ----------------------------------------------------------------------------------------- between two steps
     def _apply_schedule(self) -> None:
@@ -385,72 +294,6 @@ class Trainer:
         if lr != self.lr:
             self.model.learning_rate = lr
             self.lr = lr
-
-    def _take_requests(self):
-        with self._cv:
-            pending, self._pending = self._pending, {}
-            queued, self._queued = self._queued, []
-            return pending, queued, self._want_pause, self._want_stop
-
-    def _apply(self, pending: dict, queued) -> None:
-        current = self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {"lr": self.lr}
-        for name, value in pending.items():
-            if name == "threads":
-                if value != self.threads.setting:
-                    self._emit(ControlEvent(self.run_id, action="set", detail=self.threads.set_setting(value),
-                                            step=self.step, value=float(value), name=name))
-                continue
-            old = current.get(name, self.lr if name == "lr" else None)
-            if value == old:
-                continue
-            if name == "lr":
-                self.model.learning_rate = value
-                self.lr = float(self.model.learning_rate)
-                if self.schedule.varies:  # the rest of the schedule continues from the rate set by hand
-                    factor = self.schedule.factor(self.step, self.total_steps, self.steps_per_epoch)
-                    self.lr_scale = self.lr / (self.base_lr * factor) if factor > 0 else 1.0
-                detail = f"{old:.3g} -> {self.lr:.3g}"
-            else:
-                self.model.set_hyperparameter(name, value)
-                if name == "batch_size":
-                    self.batch_size = int(value)
-                    if self.dataset is not None and self.steps_per_epoch:
-                        self.total_steps = self.step + self._remaining_steps()
-                detail = f"{name} {old:g} -> {value:g}" if old is not None else f"{name} -> {value:g}"
-            self._emit(ControlEvent(self.run_id, action="lr" if name == "lr" else "set", detail=detail,
-                                    step=self.step, value=float(value), name=name))
-        for ev in queued:
-            self._emit(ev)
-
-    def _between_steps(self) -> bool:
-        """Apply control requests; blocks while paused. False: stop now."""
-        pending, queued, pause, stop = self._take_requests()
-        self._apply(pending, queued)
-        if stop:
-            return False
-        if not pause:
-            return True
-        with self._cv:
-            guard_message = self._pause_message
-        if not guard_message:
-            self._emit(ControlEvent(self.run_id, action="pause", step=self.step))
-        self._set_state("paused", guard_message)
-        self._save_state()
-        while True:
-            with self._cv:
-                while self._want_pause and not self._want_stop and not self._pending and not self._queued:
-                    self._cv.wait(1.0)
-            pending, queued, pause, stop = self._take_requests()
-            self._apply(pending, queued)
-            if stop:
-                return False
-            if not pause:
-                break
-        with self._cv:
-            self._pause_message = ""
-        self._emit(ControlEvent(self.run_id, action="resume", step=self.step))
-        self._set_state("running")
-        return True
 
     def _guard(self, loss: float) -> bool:
         """NaN/inf or a loss 10x its recent median: roll back to the last good weights and pause. True if it fired."""
@@ -491,144 +334,6 @@ class Trainer:
         if improved:
             self._emit(SavedEvent(self.run_id, path=str(self.run_dir / BEST_FILE), psnr=p, step=self.step,
                                   what="best"))
-
-    def _write_best(self, p: float) -> None:
-        path = self.run_dir / BEST_FILE
-        try:
-            self.model.save(path)  # the Model's own (grader) format, written atomically by the Model
-            os.chmod(path, self.file_mode)  # the Model makes an ordinary readable file; this one is the run's own
-        except OSError as e:
-            raise write_error(e, path) from None
-        blob = read_nofollow(path)
-        meta = {"psnr": p, "step": self.step, "sha256": hashlib.sha256(blob).hexdigest(), "run": self.run_id,
-                "engine": self.config.engine}
-        atomic_write_bytes(self.run_dir / BEST_META, json.dumps(meta).encode(), self.file_mode)
-        with self._cv:
-            self._best_blob, self.best_psnr, self.best_step = blob, p, self.step
-
-    def _has_state_dict(self) -> bool:
-        return callable(getattr(self.model, "state_dict", None)) and callable(
-            getattr(self.model, "load_state_dict", None))
-
-    def _snapshot(self):
-        """The model's full state in memory (rollback target)."""
-        if self._has_state_dict():
-            return ("dict", _clone(self.model.state_dict(with_optimizer=True)))
-        fd, tmp = tempfile.mkstemp(prefix=".snapshot.", suffix=".tmp", dir=self.run_dir)
-        os.close(fd)
-        try:
-            self.model.save(tmp)
-            return ("bytes", Path(tmp).read_bytes())
-        finally:
-            os.unlink(tmp)
-
-    def _restore(self, snap) -> None:
-        kind, data = snap
-        if kind == "dict":
-            self.model.load_state_dict(_clone(data))  # a fresh copy: the optimizer may keep references
-            return
-        fd, tmp = tempfile.mkstemp(prefix=".snapshot.", suffix=".tmp", dir=self.run_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            self.model.load_pretrained_model(tmp)
-        finally:
-            os.unlink(tmp)
-
-    def _save_state(self) -> None:
-        """Full training state: model + optimizer, step, RNG, best, guard history, and the last good weights (the
-        rollback target after a resume: the live weights may not have been judged yet)."""
-        if not self._has_state_dict():
-            if not self._no_full_state_logged:
-                self._no_full_state_logged = True
-                self._emit(ControlEvent(self.run_id, action="error", step=self.step, detail=(
-                    f"engine {self.config.engine}'s Model has no state_dict()/load_state_dict(): the full training "
-                    "state is not saved, so this run cannot be resumed")))
-            return
-        state = {
-            "format": STATE_FORMAT, "version": STATE_VERSION, "run": self.run_id, "engine": self.config.engine,
-            "config": self.config.to_dict(), "model": self.model.state_dict(with_optimizer=True),
-            "step": self.step, "epoch": self.epoch, "lr": self.lr,
-            "best_psnr": self.best_psnr, "best_step": self.best_step, "recent_losses": list(self._recent),
-            "epoch_index": self._epoch_index, "pos": self._pos, "lr_scale": self.lr_scale,
-            "hyper": self.model.hyperparameters() if hasattr(self.model, "hyperparameters") else {},
-            "threads": self.threads.setting,
-            "rng_torch": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.startswith("cuda") else [],
-            "rng_python": random.getstate(), "time": time.time(),
-        }
-        if self._good is not None and self._good[1][0] == "dict":
-            state["good"] = {"step": self._good[0], "model": self._good[1][1]}
-        path = self.run_dir / STATE_FILE
-        atomic_torch_save(state, path, self.file_mode)
-        self._state_time = time.monotonic()
-        self._emit(SavedEvent(self.run_id, path=str(path), psnr=self.best_psnr, step=self.step, what="state"))
-
-    def _load_resume(self, path: Path) -> None:
-        run_dir = path if path.is_dir() else path.parent
-        state_path = path / STATE_FILE if path.is_dir() else path
-        self._resumed = True
-        if not state_path.exists():
-            if not path.is_dir():
-                raise FileNotFoundError(f"{state_path}: no such training state")
-            self._resumed = False
-            kept = self._load_best(run_dir)
-            self.resume_note = (f"no full training state in {run_dir} yet: starting over from step 0"
-                                + (f"; the best weights so far ({kept}) stay the bar to beat" if kept else ""))
-            return
-        if not self._has_state_dict():
-            raise CheckpointError(f"engine {self.config.engine}'s Model has no load_state_dict(): "
-                                  "its runs cannot be resumed yet")
-        try:
-            state = torch.load(io.BytesIO(read_nofollow(state_path)), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"{state_path}: not a readable training state ({torch_load_problem(e)})") from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise CheckpointError(f"{state_path}: not an n2n-tui training state")
-        if state.get("engine") != self.config.engine:
-            raise CheckpointError(f"{state_path}: a state of engine {state.get('engine')}, "
-                                  f"but the run uses engine {self.config.engine}")
-        try:
-            self.model.load_state_dict(state["model"])
-            self.step, self.epoch = int(state["step"]), int(state["epoch"])
-            for name, value in (state.get("hyper") or {}).items():  # the live values, not the launch values
-                self.model.set_hyperparameter(name, value)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{state_path}: does not fit the model ({described(e)[:160]})") from None
-        self.lr = float(self.model.learning_rate)
-        self.batch_size = int(self.model.batch_size)
-        self.lr_scale = float(state.get("lr_scale", 1.0))
-        try:  # the live thread setting, as the other live values
-            self.threads = ThreadGovernor(parse_threads(state.get("threads", self.threads.setting)))
-        except ValueError:
-            pass
-        self._resume_position = (state.get("epoch_index"), state.get("pos"))
-        self.best_psnr, self.best_step = state.get("best_psnr"), state.get("best_step")
-        self._recent.extend(state.get("recent_losses") or [])
-        self._rng_state = {k: state.get(k) for k in ("rng_torch", "rng_cuda", "rng_python")}
-        good = state.get("good")
-        if isinstance(good, dict) and isinstance(good.get("model"), dict):
-            self._good = (int(good.get("step", self.step)), ("dict", good["model"]))
-        if not self._load_best(run_dir):
-            self.best_psnr = self.best_step = None
-        self.resume_note = f"resumed from step {self.step} (epoch {self.epoch})"
-
-    def _load_best(self, run_dir: Path) -> str:
-        """Take the run's ``best.pth`` (when ``best.json`` vouches for it) as the best so far; returns a description,
-        or "" when there is none."""
-        best = run_dir / BEST_FILE
-        meta = read_best_meta(run_dir)
-        try:
-            blob = read_nofollow(best)
-        except OSError:
-            return ""
-        if not blob or not meta or meta.get("sha256") != hashlib.sha256(blob).hexdigest():
-            return ""
-        psnr_, step = meta.get("psnr"), meta.get("step")
-        if not isinstance(psnr_, (int, float)) or not math.isfinite(psnr_):
-            return ""
-        self._best_blob, self.best_psnr, self.best_step = blob, float(psnr_), step
-        return f"{psnr_:.2f} dB at step {step}"
 
     def _seed(self) -> None:
         if self._rng_state is None:

@@ -1,51 +1,60 @@
-"""The training loop behind scripts/train_mp1.py and scripts/train_mp2.py: the shipped bestmodel.pth files.
+"""The recipe behind scripts/train_mp1.py and scripts/train_mp2.py (the shipped bestmodel.pth files), trained by the
+product's own ``engine.Trainer``: the loop, the learning-rate schedule (``engine.schedule``), the evaluations and the
+best-weights bookkeeping are the ones a user's ``n2n-tui train`` run gets. What the recipe adds lives here, around
+the Trainer, in three sinks that use only its public face (events in; ``set_lr``, ``stop``, ``save_best`` out):
 
-Data: ``--n-train`` `sample` crops (each cut, flipped and corrupted twice, independently), seen ``--epochs`` times;
-``--renoise`` draws new noise for them in a thread while training runs, and every epoch that starts after a draw
-is ready trains on it (a slow CPU run gets new noise every epoch; a GPU run that outpaces the noise thread repeats
-the last draw rather than wait).
+- ``Renoise``: ``--n-train`` `sample` crops (each cut, flipped and corrupted twice, independently), seen ``--epochs``
+  times; ``--renoise`` draws new noise for them in a thread while training runs, and every epoch that starts after a
+  draw is ready trains on it (a slow CPU run gets new noise every epoch; a GPU run that outpaces the noise thread
+  repeats the last draw rather than wait).
+- ``Budget``: ``--minutes``. The Trainer runs Adam at ``--lr`` on its cosine schedule (a linear warm-up over the first
+  ``--warmup`` of the run's steps, then a cosine decay to 1% of the rate). The run's progress is steps done / total
+  steps or, with ``--minutes``, elapsed training time / budget when that is further along: then the rate is set to
+  the schedule's value at that progress, so a run that would overrun its wall-clock budget compresses its schedule
+  and still ends with a fully decayed rate, and it stops when the budget is spent.
+- ``Log``: the printed lines and ``--curve FILE`` (every evaluation as a JSON line); the best weights go to
+  ``--out`` (``Trainer.save_best``: atomic) at every evaluation that improves on the best so far.
 
-Schedule: Adam at ``--lr`` after a linear warm-up over the first ``--warmup`` of the run, then a cosine decay to 1%
-of it. The run's progress is steps done / total steps or, with ``--minutes``, elapsed training time / budget when
-that is further along: a run that would overrun its wall-clock budget compresses its schedule and still ends with
-a fully decayed rate instead of being cut off at full speed.
-
-The validation PSNR is measured ``--evals`` times, evenly over the run, exactly as the course grader does (predict
-on batches of 100, mean per-image PSNR); the best weights are written atomically (Model.save) and at the end the
-file is reloaded into a fresh Model() and measured again. ``--curve FILE`` writes every evaluation as a JSON line.
+The validation PSNR is measured on the fixed ``--n-val`` pairs the way the course grader does (mean per-image PSNR),
+by the Trainer: at step 0, every ``total / --evals`` steps, and at every epoch end (its rule); when the budget stops
+the run between two of them, once more here. The Trainer's evaluation events carry no SSIM: the one each printed line
+shows costs one more pass over the validation pairs. At the end the file is reloaded into a fresh Model() and measured
+again.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
-import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from engine.config import ConfigError, RunConfig
+from engine.data import DataError, Dataset, load_data
+from engine.evaluate import evaluate
+from engine.headless import auto_recover
+from engine.models import bestmodel_path, model_module
+from engine.noise import corrupt
+from engine.trainer import Trainer
 
-from engine.data import load_data  # noqa: E402
-from engine.evaluate import evaluate  # noqa: E402
-from engine.models import bestmodel_path, model_module  # noqa: E402
-from engine.noise import corrupt  # noqa: E402
-
-
-def lr_at(progress: float, lr: float, warmup: float, floor: float = 0.01) -> float:
-    """Linear warm-up from ``floor * lr`` to ``lr`` over the first ``warmup`` of the run, then cosine back down to
-    ``floor * lr`` at progress 1."""
-    if progress < warmup:
-        return lr * (floor + (1.0 - floor) * progress / warmup)
-    t = min(1.0, (progress - warmup) / max(1e-12, 1.0 - warmup))
-    return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))
+DECAY_TO = 0.01       # the cosine schedule ends at this fraction of --lr
+PRINT_EVERY = 500     # steps between progress lines (and the loss they average)
+MAX_RECOVERIES = 3    # an exploding loss: halve the rate and go on, this many times (engine.headless.auto_recover)
+# the noise draws' seeds start here, apart from the seeds engine.data gives its generators (seed * 3 + 1, 2, 3: the
+# first two noisy versions and the validation noise), so that no draw repeats the noise the data came with; a CPU
+# generator keeps only the low 32 bits of a seed, hence the modulo below
+RENOISE_STREAM = 2**31
 
 
 def _describe(model) -> str:
     net = model.net
-    n = sum(p.numel() for p in net.parameters()) if hasattr(net, "parameters") else sum(p.numel() for p, _ in net.param())
+    params = net.parameters() if hasattr(net, "parameters") else (p for p, _ in net.param())
+    n = sum(p.numel() for p in params)
     return f"device {model.device}, config {model.config}, {n} parameters"
 
 
@@ -62,7 +71,9 @@ def _parser(engine: int, description: str, defaults: dict) -> argparse.ArgumentP
     p.add_argument("--lr", type=float, default=defaults["lr"], help="peak rate, after the warm-up")
     p.add_argument("--warmup", type=float, default=0.02, help="fraction of the run spent warming up the rate")
     p.add_argument("--minutes", type=float, default=0, help="wall-clock budget of the training loop (0: none)")
-    p.add_argument("--evals", type=int, default=defaults["evals"], help="validations over the run (the last at the end)")
+    p.add_argument("--evals", type=int, default=defaults["evals"],
+                   help="validations spread over the run's steps (the last at the end); the trainer also "
+                        "validates at every epoch end")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: the Model's own choice)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -77,14 +88,168 @@ def _parser(engine: int, description: str, defaults: dict) -> argparse.ArgumentP
     return p
 
 
-def _new_model(engine: int, args, device):
-    Model = model_module(engine).Model
-    kw = {} if device is None else {"device": device}
+def _model_options(engine: int, args) -> dict:
     if engine == 1:
-        return Model(widths=tuple(int(w) for w in str(args.widths).split(",")), loss=args.loss, lr=args.lr,
-                     batch_size=args.batch_size, **kw)
-    return Model(lr=args.lr, batch_size=args.batch_size, c1=args.c1, c2=args.c2, c3=args.c3, k=args.k,
-                 loss=args.loss, **kw)
+        return {"widths": [int(w) for w in str(args.widths).split(",")]}
+    return {"c1": args.c1, "c2": args.c2, "c3": args.c3, "k": args.k}
+
+
+class Renoise:
+    """Sink: new noise for the training pairs between epochs. A thread draws the next set (both noisy versions of every
+    training crop) while training runs; at an epoch end, a set that is ready is copied into the training tensors of
+    ``trainer.dataset``, which the Trainer trains on as they are (on a GPU: because they are on it already), so the
+    next epoch trains on the new set."""
+
+    def __init__(self, trainer: Trainer, seed: int):
+        self.trainer, self.seed, self.draws = trainer, seed, 0
+        self.next = self._draw(1) if trainer.config.epochs > 1 else None
+
+    def _draw(self, draw: int) -> dict:
+        clean, noise = self.trainer.dataset.train_clean, self.trainer.dataset.noise
+        box: dict = {}
+
+        def work():
+            try:
+                g = torch.Generator().manual_seed((RENOISE_STREAM + self.seed * 1_000_003 + draw) % 2**32)
+                box["pairs"] = corrupt(clean, noise, g), corrupt(clean, noise, g)
+            except Exception as e:  # said by the sink, which stops the run: training on must not hide it
+                box["error"] = f"{type(e).__name__}: {e}"
+        box["thread"] = threading.Thread(target=work, daemon=True)
+        box["thread"].start()
+        return box
+
+    def __call__(self, ev) -> None:
+        t = self.trainer
+        if ev.kind != "step" or ev.step % t.steps_per_epoch or self.next is None or self.next["thread"].is_alive():
+            return
+        starting = ev.step // t.steps_per_epoch  # the epoch about to start (0-based)
+        if starting >= t.config.epochs:
+            return
+        if "error" in self.next:
+            t.stop(f"drawing new noise failed: {self.next['error']}")
+            self.next = None
+            return
+        a, b = self.next["pairs"]
+        t.dataset.train_input.copy_(a)
+        t.dataset.train_target.copy_(b)
+        self.draws += 1
+        self.next = self._draw(self.draws + 1) if starting + 1 < t.config.epochs else None
+
+
+class Budget:
+    """Sink: the wall-clock budget (``--minutes``; 0: none) and the run's progress, max(steps done / total, training
+    time / budget). While the time is ahead of the steps, the rate is set (``set_lr``) to the Trainer's own schedule
+    at the time's progress, times whatever scale other changes gave it (the loss guard's halvings); once the budget is
+    spent the run stops after the current step."""
+
+    def __init__(self, trainer: Trainer, minutes: float):
+        self.trainer, self.seconds = trainer, 60.0 * minutes
+        self.start = time.time()
+        self.ratio = 1.0     # the compression last asked of the Trainer's rate: factor(time's step) / factor(step)
+        self.spent = False
+
+    def restart(self) -> None:
+        """Training starts now (after the data, the model and the step-0 evaluation)."""
+        self.start = time.time()
+
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+    def progress(self, step: int) -> float:
+        t = self.trainer
+        return max(step / t.total_steps, self.elapsed() / self.seconds if self.seconds else 0.0)
+
+    def __call__(self, ev) -> None:
+        if ev.kind != "step" or not self.seconds or self.spent:
+            return
+        t = self.trainer
+        done = self.elapsed() / self.seconds
+        if done >= 1.0:
+            self.spent = True
+            t.stop(f"time budget of {self.seconds / 60:g} min spent")
+            return
+        # the next step is step ev.step (0-based); the time says the schedule should be at done * total
+        ahead = max(float(ev.step), done * t.total_steps)
+        factor = t.schedule.factor(ev.step, t.total_steps, t.steps_per_epoch)
+        ratio = t.schedule.factor(ahead, t.total_steps, t.steps_per_epoch) / factor if factor > 0 else 1.0
+        if not math.isclose(ratio, self.ratio, rel_tol=1e-6):
+            scale = t.lr_scale / self.ratio   # what is not ours: the guard's halvings, 1 otherwise
+            t.set_lr(t.base_lr * scale * ratio * factor)
+            self.ratio = ratio
+
+
+class Log:
+    """Sink: what the script prints, the ``--curve`` file, and the best weights at ``--out``."""
+
+    def __init__(self, trainer: Trainer, budget: Budget, out: str, curve):
+        self.trainer, self.budget, self.out, self.curve = trainer, budget, out, curve
+        self.losses: list[float] = []
+        self.seen = 0
+        self.best: float | None = None    # the best PSNR written to out
+        self.last_eval = 0                # the step of the last evaluation
+
+    def __call__(self, ev) -> None:
+        t = self.trainer
+        if ev.kind == "step":
+            self.losses.append(ev.loss)
+            n, bs = len(t.dataset), t.batch_size
+            self.seen = (ev.epoch - 1) * n + min((ev.step - (ev.epoch - 1) * t.steps_per_epoch) * bs, n)
+            if ev.step % PRINT_EVERY == 0:
+                print(f"  step {ev.step}/{t.total_steps}  progress {self.budget.progress(ev.step - 1):.3f}  lr "
+                      f"{ev.lr:.2e}  loss {self.recent_loss():.4f}  {self.seen / self.budget.elapsed():.0f} img/s",
+                      flush=True)
+        elif ev.kind == "eval" and ev.step == 0:
+            print(f"noisy input: val PSNR {ev.psnr_noisy:.2f} dB", flush=True)
+            self.budget.restart()
+        elif ev.kind == "eval":
+            mark = ""
+            if self.best is None or ev.best_psnr > self.best:   # the Trainer's best improved (or none written yet)
+                t.save_best(self.out)
+                self.best = ev.best_psnr
+                mark = self.saved(ev.psnr == ev.best_psnr)
+            self.report(ev.step, ev.epoch, ev.psnr, ev.psnr_noisy, mark)
+        elif ev.kind == "control" and ev.action in ("guard", "error"):
+            print(f"{ev.action} at step {ev.step}: {ev.detail.strip()}", flush=True)
+
+    def recent_loss(self) -> float:
+        recent = self.losses[-PRINT_EVERY:] or [float("nan")]
+        return sum(recent) / len(recent)
+
+    def final_eval(self) -> None:
+        """The weights the run ended with, when no evaluation saw them (a run the budget stopped mid-way)."""
+        t = self.trainer
+        if t.step == self.last_eval:
+            return
+        r = evaluate(t.model, t.dataset.val_input, t.dataset.val_target)
+        bar = self.best if self.best is not None else t.best_psnr   # step 0's, when nothing is written yet
+        mark = ""
+        if bar is None or r["psnr"] > bar:
+            t.model.save(self.out)
+            self.best, mark = r["psnr"], self.saved(True)
+        elif self.best is None:
+            t.save_best(self.out)
+            self.best, mark = t.best_psnr, self.saved(False)
+        self.report(t.step, t.epoch, r["psnr"], r["psnr_noisy"], mark, r["ssim"])
+
+    def saved(self, these: bool) -> str:
+        """The end of an evaluation's line that wrote --out: these weights, or the best ones of an earlier step."""
+        t = self.trainer
+        return f"  -> saved {self.out}" + ("" if these else f" (the best: step {t.best_step}, {t.best_psnr:.2f} dB)")
+
+    def report(self, step, epoch, psnr, psnr_noisy, mark, ssim=None) -> None:
+        t = self.trainer
+        self.last_eval = step
+        if ssim is None:
+            ssim = evaluate(t.model, t.dataset.val_input, t.dataset.val_target)["ssim"]
+        elapsed = self.budget.elapsed()
+        print(f"eval at step {step} (epoch {epoch}, {self.seen} images, {elapsed / 60:.1f} min): loss "
+              f"{self.recent_loss():.4f}  val PSNR {psnr:.2f} dB (noisy {psnr_noisy:.2f}, gain "
+              f"{psnr - psnr_noisy:+.2f})  SSIM {ssim:.3f}  {self.seen / max(elapsed, 1e-9):.0f} img/s{mark}",
+              flush=True)
+        if self.curve:
+            self.curve.write(json.dumps({"step": step, "images": self.seen, "seconds": round(elapsed, 1),
+                                         "psnr": psnr, "psnr_noisy": psnr_noisy, "lr": t.lr}) + "\n")
+            self.curve.flush()
 
 
 def main(engine: int, description: str, defaults: dict) -> int:
@@ -94,103 +259,66 @@ def main(engine: int, description: str, defaults: dict) -> int:
             or not 0 <= args.warmup < 1 or args.evals < 1 or args.minutes < 0:
         p.error("epochs, n-train, n-val, batch-size, evals must be >= 1, lr > 0, 0 <= warmup < 1, minutes >= 0")
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)  # the data's noise is drawn with them too
     if engine == 2:
         torch.set_grad_enabled(False)  # the framework computes its own gradients
     torch.manual_seed(args.seed)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.time()
-    ds = load_data(args.data, noise=args.noise, seed=args.seed, n_train=args.n_train, n_val=args.n_val)
+    try:
+        ds = load_data(args.data, noise=args.noise, seed=args.seed, n_train=args.n_train, n_val=args.n_val)
+    except DataError as e:
+        p.error(str(e))
     if args.renoise and ds.train_clean is None:
         p.error(f"--renoise needs a generated data source (sample, images:DIR), not {args.data}")
     print(f"data: {ds.source} {ds.noise}: {len(ds)} training pairs, {len(ds.val_input)} validation "
           f"({time.time() - t0:.0f} s)", flush=True)
+    if device.startswith("cuda"):  # the training pairs on the GPU before the Trainer sees them: Renoise rewrites these
+        ds = Dataset(ds.train_input.to(device), ds.train_target.to(device), ds.val_input, ds.val_target, ds.source,
+                     ds.noise, ds.train_clean)
 
-    model = _new_model(engine, args, args.device)
-    dev = model.device
-    n, bs = len(ds), model.batch_size
-    steps_per_epoch = math.ceil(n / bs)
-    total = steps_per_epoch * args.epochs
-    print(f"{_describe(model)}, batch {bs}, {args.epochs} epoch(s) of {n} pairs = {total} steps, lr {args.lr:g} "
-          f"(warm-up {args.warmup:g}, cosine), renoise {'on' if args.renoise else 'off'}, "
-          f"budget {f'{args.minutes:g} min' if args.minutes else 'none'}, torch threads {torch.get_num_threads()}",
-          flush=True)
-    base = evaluate(model, ds.val_input, ds.val_target)
-    print(f"noisy input: val PSNR {base['psnr_noisy']:.2f} dB", flush=True)
+    total = math.ceil(len(ds) / args.batch_size) * args.epochs
+    warmup = min(math.ceil(args.warmup * total), total - 1)  # the steps whose progress is under --warmup
+    config = RunConfig(engine=engine, data=args.data, noise=args.noise, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, subset=args.n_train, n_val=args.n_val,
+                       eval_every=math.ceil(total / args.evals), seed=args.seed, device=device, threads=threads,
+                       loss=args.loss, model=_model_options(engine, args), schedule="cosine", warmup=warmup,
+                       decay_to=DECAY_TO)
+    with tempfile.TemporaryDirectory(prefix="n2n-train-") as tmp:
+        try:
+            trainer = Trainer(config, run_dir=Path(tmp) / "run", dataset=ds)
+            trainer.prepare()
+        except ConfigError as e:
+            p.error(str(e))
+        if trainer.dataset is not ds or trainer.total_steps != total:
+            raise RuntimeError("the Trainer did not take the data set as given (sliced or moved): the warm-up, the "
+                               "evaluation cadence and --renoise assume it trains on exactly these tensors")
+        model = trainer.model
+        print(f"{_describe(model)}, batch {trainer.batch_size}, {args.epochs} epoch(s) of {len(ds)} pairs = {total} "
+              f"steps, lr {args.lr:g} (warm-up {args.warmup:g}, cosine), renoise {'on' if args.renoise else 'off'}, "
+              f"budget {f'{args.minutes:g} min' if args.minutes else 'none'}, torch threads {threads}", flush=True)
+        print(f"engine.Trainer: cosine schedule from engine.schedule (warm-up {warmup} steps, down to "
+              f"{DECAY_TO:g} x lr), validation every {config.eval_every} steps and at every epoch end", flush=True)
 
-    def prepare(draw: int) -> dict:
-        """Start drawing noise set ``draw`` (both noisy versions of every training crop) in a thread."""
-        box: dict = {}
-
-        def work():
-            g = torch.Generator().manual_seed(args.seed * 1_000_003 + draw)
-            a, b = corrupt(ds.train_clean, ds.noise, g), corrupt(ds.train_clean, ds.noise, g)
-            box["pairs"] = (a.to(dev), b.to(dev))
-        box["thread"] = threading.Thread(target=work, daemon=True)
-        box["thread"].start()
-        return box
-
-    best, step, seen, t_train, evals_done, draws = -math.inf, 0, 0, time.time(), 0, 0
-    curve = open(args.curve, "a") if args.curve else None
-    progress, losses = 0.0, []
-    x_all, y_all = ds.train_input.to(dev), ds.train_target.to(dev)
-    nxt = prepare(1) if args.renoise and args.epochs > 1 else None
-    for epoch in range(args.epochs):
-        # new noise when the thread has it ready; a fast (GPU) run does not wait for it, it repeats the last set
-        if epoch and nxt is not None and not nxt["thread"].is_alive():
-            x_all, y_all = nxt["pairs"]
-            draws += 1
-            nxt = prepare(draws + 1) if epoch + 1 < args.epochs else None
-        order = torch.randperm(n).to(dev)
-        for i in range(0, n, bs):
-            elapsed = time.time() - t_train
-            progress = max(step / total, elapsed / (60 * args.minutes) if args.minutes else 0.0)
-            if progress >= 1.0:
-                break
-            model.learning_rate = lr_at(progress, args.lr, args.warmup)
-            idx = order[i:i + bs]
-            losses.append(model.train_step(x_all[idx], y_all[idx]))
-            step += 1
-            seen += len(idx)
-            if step % 500 == 0:
-                print(f"  step {step}/{total}  progress {progress:.3f}  lr {model.learning_rate:.2e}  loss "
-                      f"{sum(losses[-500:]) / len(losses[-500:]):.4f}  {seen / (time.time() - t_train):.0f} img/s",
-                      flush=True)
-            done = min(1.0, max(step / total, (time.time() - t_train) / (60 * args.minutes) if args.minutes else 0))
-            if done >= (evals_done + 1) / args.evals and evals_done + 1 < args.evals:
-                best = _evaluate(model, ds, args, step, seen, t_train, epoch, best, curve, losses)
-                evals_done += 1
-        if progress >= 1.0:
-            break
-    best = _evaluate(model, ds, args, step, seen, t_train, epoch, best, curve, losses)
-    if curve:
-        curve.close()
+        budget = Budget(trainer, args.minutes)
+        renoise = Renoise(trainer, args.seed) if args.renoise else None
+        with open(args.curve, "a") if args.curve else contextlib.nullcontext() as curve:
+            log = Log(trainer, budget, args.out, curve)
+            for sink in (log, budget, renoise, auto_recover(trainer, MAX_RECOVERIES)):
+                if sink is not None:
+                    trainer.add_sink(sink)
+            final = trainer.run()
+            if final == "failed" or (final == "stopped" and not budget.spent):
+                print(f"training {final}: {trainer.message}", flush=True)
+                return 1
+            log.final_eval()
 
     check = model_module(engine).Model(**({} if args.device is None else {"device": args.device}))
     check.load_pretrained_model(args.out)
-    final = evaluate(check, ds.val_input, ds.val_target)
-    print(f"reloaded {args.out} in a fresh Model(): val PSNR {final['psnr']:.2f} dB, noisy input "
-          f"{final['psnr_noisy']:.2f} dB, gain {final['psnr'] - final['psnr_noisy']:+.2f} dB; {step} steps, "
-          f"{seen} images in {(time.time() - t_train) / 60:.1f} min"
-          + (f", {draws} new noise draws over {epoch + 1} epochs" if args.renoise else ""), flush=True)
+    result = evaluate(check, ds.val_input, ds.val_target)
+    print(f"reloaded {args.out} in a fresh Model(): val PSNR {result['psnr']:.2f} dB, noisy input "
+          f"{result['psnr_noisy']:.2f} dB, gain {result['psnr'] - result['psnr_noisy']:+.2f} dB; {trainer.step} steps, "
+          f"{log.seen} images in {budget.elapsed() / 60:.1f} min"
+          + (f", {renoise.draws} new noise draws over {trainer.epoch} epochs" if renoise else ""), flush=True)
     return 0
-
-
-def _evaluate(model, ds, args, step, seen, t_train, epoch, best, curve, losses) -> float:
-    r = evaluate(model, ds.val_input, ds.val_target)
-    elapsed = time.time() - t_train
-    mark = ""
-    if r["psnr"] > best:
-        best = r["psnr"]
-        model.save(args.out)
-        mark = f"  -> saved {args.out}"
-    recent = losses[-500:] or [float("nan")]
-    print(f"eval at step {step} (epoch {epoch + 1}, {seen} images, {elapsed / 60:.1f} min): loss "
-          f"{sum(recent) / len(recent):.4f}  val PSNR {r['psnr']:.2f} dB (noisy {r['psnr_noisy']:.2f}, gain "
-          f"{r['psnr'] - r['psnr_noisy']:+.2f})  SSIM {r['ssim']:.3f}  {seen / max(elapsed, 1e-9):.0f} img/s{mark}",
-          flush=True)
-    if curve:
-        curve.write(json.dumps({"step": step, "images": seen, "seconds": round(elapsed, 1), "psnr": r["psnr"],
-                                "psnr_noisy": r["psnr_noisy"], "lr": model.learning_rate}) + "\n")
-        curve.flush()
-    return best

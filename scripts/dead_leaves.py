@@ -15,9 +15,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 from skimage.io import imsave
 from skimage.transform import downscale_local_mean
-from scipy.ndimage import gaussian_filter
 
 
 def dead_leaves(size: int, rng: np.random.Generator, r_min: float = 6.0, r_max: float = 300.0) -> np.ndarray:

@@ -1,14 +1,14 @@
-"""Per-noise-family PSNR of a bestmodel.pth on the `sample` validation photographs (the README's weights table).
+"""Per-noise-family PSNR of a bestmodel.pth on the `sample` validation photographs (docs/training.md's weights table).
 
     python scripts/eval_families.py --engine 1                       # Miniproject_1/bestmodel.pth
     python scripts/eval_families.py --engine 2 --weights run/best.pth
-    python scripts/eval_families.py --engine 2 --markdown            # a table for the README
+    python scripts/eval_families.py --engine 2 --markdown            # a table for docs/training.md
 
-The clean images are the 1000 `sample` validation crops of seed 0 (the ones behind the README's `mix` figure). Each
-family corrupts them at a fixed mid strength, ``engine.noise.corrupt(..., level=(0.5, 0.5))``: gaussian sigma 25 of
+The clean images are the 1000 `sample` validation crops of seed 0 (the ones behind docs/training.md's `mix` figure).
+Each family corrupts them at a fixed mid strength, ``engine.noise.corrupt(..., level=(0.5, 0.5))``: gaussian sigma 25 of
 255, poisson 27.5 photons at full scale, impulse 21% of the pixels in 1-2 px blocks, pixelate 3 px blocks, blocky
 3 px blocks plus 11% wrong-colour pixels. The `mix` row is the standard validation set (a random family and strength
-per image), i.e. the number in the README's Shipped weights table. PSNR as the course grader measures it.
+per image), i.e. the number in docs/training.md's table of shipped weights. PSNR as the course grader measures it.
 """
 from __future__ import annotations
 
@@ -20,12 +20,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.data import load_data  # noqa: E402
-from engine.evaluate import evaluate  # noqa: E402
-from engine.models import bestmodel_path, model_module  # noqa: E402
-from engine.noise import corrupt  # noqa: E402
+from engine.data import load_data
+from engine.evaluate import evaluate
+from engine.models import bestmodel_path, model_module
+from engine.noise import corrupt
 
 FAMILIES = ("gaussian", "poisson", "impulse", "pixelate", "blocky")
 

@@ -8,8 +8,8 @@ best on a held-out slice of the training pairs: Miniproject_N/others/finetune.py
     python scripts/grader_check.py --engine 1 --data images:DIR --runs 3     # other photographs, three epochs
 
 Data: any data spec (`sample` by default, `images:DIR`, `course:DIR`) with `--noise` (default `mix`), seed 0, like
-the README's figures; the course's own data is not in the repository. Each run starts again from the file; runs
-differ in the training order and the held-out slice (torch seeds 0, 1, ...).
+the figures in docs/training.md; the course's own data is not in the repository. Each run starts again from the file;
+runs differ in the training order and the held-out slice (torch seeds 0, 1, ...).
 """
 from __future__ import annotations
 
@@ -20,11 +20,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.data import load_data  # noqa: E402
-from engine.evaluate import evaluate  # noqa: E402
-from engine.models import bestmodel_path, model_module  # noqa: E402
+from engine.data import load_data
+from engine.evaluate import evaluate
+from engine.models import bestmodel_path, model_module
 
 
 def main() -> int:

@@ -12,6 +12,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder for weights and logs}"
+# the scripts import engine/ and Miniproject_N/ from this working tree, whether the package is installed or not (a
+# GPU box's python3 may have only its dependencies; an editable install may point at another checkout)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT/Miniproject_1" "$OUT/Miniproject_2"
 PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python

@@ -1,7 +1,7 @@
 """Train Miniproject_2/bestmodel.pth (the from-scratch framework) on `sample` data with `mix` noise.
 
-    python scripts/train_mp2.py --device cuda          # the default recipe: ~47 000 steps, for a GPU (scripts/train_gpu.sh);
-                                                       # the shipped weights: 28.07 dB, 3.6 min on an H200
+    python scripts/train_mp2.py --device cuda          # the default recipe: ~47 000 steps, for a GPU;
+                                                       # scripts/train_gpu.sh runs it; shipped: 28.07 dB, 3.6 min, H200
     python scripts/train_mp2.py --n-train 60000 --epochs 4 --batch-size 64 --evals 8 --threads 1
                                                        # the CPU recipe before them: 240 000 images, 26.82 dB, 23 min
     python scripts/train_mp2.py --epochs 1 --n-train 300 --n-val 100 --out /tmp/m2.pth   # a smoke run

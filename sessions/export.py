@@ -15,12 +15,12 @@ from pathlib import Path
 
 from engine.config import RunConfig
 from engine.data import Dataset, load_data
+from engine.errors import first_line
 from engine.evaluate import predict_all
 from engine.fileio import SymlinkError, check_target, read_nofollow, temp_beside, umask, write_error
 from engine.metrics import psnr
 from engine.models import bestmodel_path, new_model
-from engine.trainer import BEST_FILE, read_best_meta
-from engine.errors import first_line
+from engine.train_state import BEST_FILE, read_best_meta
 
 from .store import Store, StoreError
 

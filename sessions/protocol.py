@@ -9,28 +9,28 @@ Runner -> viewer:
 - ``{"reply": ID, "ok": true, "result": {...}}`` or ``{"reply": ID, "ok": false, "error": "one line"}`` (plus
   ``"code": "better", "theirs", "ours"`` when a save would replace better weights) for each command.
 
-Viewer -> runner: ``{"id": ID, "cmd": "pause" | "resume" | "stop" | "lr" | "set" | "save" | "status", ...}`` with
-``"value"`` for ``lr``, ``"name"`` and ``"value"`` for ``set`` (a live hyper-parameter), optional ``"path"`` and
-``"force"`` for ``save``. Lines over ``MAX_LINE`` bytes, lines that are not JSON
-objects, and unknown commands get an error reply and change nothing.
+Viewer -> runner: ``{"id": ID, "cmd": "pause" | "resume" | "stop" | "set" | "save" | "status", ...}`` with
+``"name"`` and ``"value"`` (a number) for ``set`` (a live hyper-parameter: ``lr``, ``threads``, what the Model
+declares; the Model checks the value), optional ``"path"`` and ``"force"`` for ``save``. Lines over ``MAX_LINE``
+bytes, lines that are not JSON objects, and unknown commands get an error reply and change nothing.
 """
 from __future__ import annotations
 
-import base64
 import json
 import math
+import os
+from pathlib import Path
 
-import numpy
-
-from engine.events import (ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent, SystemEvent,
-                           patches_array)
-from engine.headless import event_dict
+from engine import patches
 from engine.errors import N2NError
+from engine.events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent, SystemEvent
+from engine.headless import event_dict
 
 PROTOCOL = 1
 MAX_LINE = 64 * 1024            # bytes in one command line
-COMMANDS = ("pause", "resume", "stop", "lr", "set", "save", "status")
+COMMANDS = ("pause", "resume", "stop", "set", "save", "status")
 SOCKET_NAME = "control.sock"
+UNIX_PATH_MAX = 100            # sun_path holds 108 bytes; longer paths go through /proc/self/fd
 
 
 class ProtocolError(N2NError, ValueError):
@@ -44,36 +44,17 @@ class ProtocolError(N2NError, ValueError):
 
 # ------------------------------------------------------------------------------------------------------ patches
 
-def patch_bytes(t) -> tuple[list[int], bytes]:
-    """uint8 (K, 3, H, W) patches, a torch tensor (on any device) or a numpy array, as (shape, raw bytes)."""
-    a = patches_array(t)
-    return list(a.shape), a.tobytes()
+def socket_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / SOCKET_NAME
 
 
-def patch_array(raw: bytes, shape: list[int]) -> numpy.ndarray:
-    """The numpy uint8 array of ``patch_bytes``'s output (viewers need no torch to show patches)."""
-    return numpy.frombuffer(bytearray(raw), dtype=numpy.uint8).reshape(shape)
-
-
-def pack_patches(t) -> dict | None:
-    if t is None:
-        return None
-    shape, raw = patch_bytes(t)
-    return {"shape": shape, "data": base64.b64encode(raw).decode("ascii")}
-
-
-def unpack_patches(d) -> numpy.ndarray | None:
-    if not isinstance(d, dict):
-        return None
-    try:
-        shape = [int(s) for s in d["shape"]]
-        raw = base64.b64decode(d["data"], validate=True)
-    except (KeyError, TypeError, ValueError):
-        raise ProtocolError("damaged sample patches") from None
-    if len(raw) != math.prod(shape) or any(s < 0 for s in shape):
-        raise ProtocolError("damaged sample patches")
-    return patch_array(raw, shape)
-
+def unix_address(path: Path) -> tuple[str, int | None]:
+    """An address for ``path`` that fits a Unix socket: the path itself, or ``/proc/self/fd/N/<name>`` through an
+    open descriptor of its folder (returned, to be closed by the caller) when the path is too long."""
+    if len(os.fsencode(path)) <= UNIX_PATH_MAX:
+        return str(path), None
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    return f"/proc/self/fd/{fd}/{path.name}", fd
 
 # ------------------------------------------------------------------------------------------------------- events
 
@@ -81,7 +62,7 @@ def encode_event(ev: Event) -> dict:
     d = event_dict(ev)
     if isinstance(ev, EvalEvent):
         for name in ("noisy", "denoised", "clean"):
-            d[name] = pack_patches(getattr(ev, name))
+            d[name] = patches.to_json(getattr(ev, name))
     return d
 
 
@@ -114,8 +95,8 @@ def decode_events(d: dict) -> list[Event]:
                               float(d["img_per_s"]), int(d.get("total_steps") or 0), **extra)]
         if kind == "eval":
             return [EvalEvent(run, int(d["step"]), int(d["epoch"]), _num(d["psnr"]), _num(d.get("best_psnr")),
-                              unpack_patches(d.get("noisy")), unpack_patches(d.get("denoised")),
-                              unpack_patches(d.get("clean")), d.get("psnr_noisy"), **extra)]
+                              *(patches.from_json(d.get(k)) for k in ("noisy", "denoised", "clean")),
+                              d.get("psnr_noisy"), **extra)]
         if kind == "state":
             return [StateEvent(run, str(d["state"]), str(d.get("message", "")), int(d.get("step", 0)),
                                int(d.get("epoch", 0)), **extra)]
@@ -161,10 +142,6 @@ def parse_command(raw: bytes) -> dict:
         raise ProtocolError("malformed message: no \"cmd\"", msg_id)
     if cmd not in COMMANDS:
         raise ProtocolError(f"unknown command {cmd[:40]!r} (known: {', '.join(COMMANDS)})", msg_id)
-    if cmd == "lr":
-        v = msg.get("value")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ProtocolError(f"lr: the learning rate must be a positive finite number, got {v!r}", msg_id)
     if cmd == "set":
         if not isinstance(msg.get("name"), str) or not msg["name"]:
             raise ProtocolError("set: name must be a hyper-parameter's name", msg_id)

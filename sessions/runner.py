@@ -7,7 +7,8 @@ dropped SSH connection never reaches it), stdin from /dev/null, stdout and stder
 folder (so nothing PyTorch's C++ code prints can garble a screen). SIGTERM and SIGINT stop it cleanly; SIGHUP is
 ignored: it has no terminal to lose.
 
-    python -m sessions.runner --runs-dir DIR (--config JSON | --resume RUN) [--device cpu|cuda] [--threads N|auto] [--status-fd FD]
+    python -m sessions.runner --runs-dir DIR (--config JSON | --resume RUN) [--device cpu|cuda] [--threads N|auto]
+                              [--status-fd FD]
 """
 from __future__ import annotations
 
@@ -15,22 +16,20 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.fileio import open_nofollow
 from engine.errors import first_line
-from engine.states import ACTIVE, CLEAN_END
+from engine.fileio import open_nofollow
+from engine.states import ACTIVE, CLEAN_END, RunState
 
-from .control import ControlServer
-from .store import Store, StoreError
+from .launch import open_run
+from .server import ControlServer
+from .store import Store
 
 LOG_NAME = "runner.log"
-START_TIMEOUT = 120.0
 
 
 class RunControl:
@@ -55,7 +54,7 @@ class RunControl:
         t, cmd = self.trainer, msg["cmd"]
         if cmd == "status":
             return self.status()
-        if cmd in ("pause", "resume", "stop", "lr", "set") and t.state not in ACTIVE:
+        if cmd in ("pause", "resume", "stop", "set") and t.state not in ACTIVE:
             raise ValueError(f"run {t.run_id} is {t.state}: it takes no more {cmd} commands")
         if cmd == "pause":
             t.pause()
@@ -63,9 +62,6 @@ class RunControl:
             t.resume()
         elif cmd == "stop":
             t.stop(msg.get("by") or "stopped by a viewer")
-        elif cmd == "lr":
-            t.set_lr(msg["value"])
-            return {"lr": float(msg["value"])}
         elif cmd == "set":
             t.set_hyperparameter(msg["name"], msg["value"])
             return {"name": msg["name"], "value": msg["value"]}
@@ -121,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status-fd", type=int, default=None, help="where to say which run started, or why not")
     args = p.parse_args(argv)
 
-    from .launch import open_run
-
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose
     try:
         config = RunConfig.from_dict(json.loads(args.config)) if args.config is not None else None
@@ -136,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         _to_log(trainer.run_dir / LOG_NAME, trainer.file_mode)
     except OSError as e:  # e.g. runner.log replaced by a symbolic link: refuse to write through it
         server.close()
-        store.set_state(trainer.run_id, "failed", str(e))
+        store.set_state(trainer.run_id, RunState.FAILED, str(e))
         store.close()
         _report(args.status_fd, ok=False, error=str(e))
         return 2
@@ -157,52 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {trainer.run_id} {final}"
           + (f": {trainer.message}" if trainer.message else ""), flush=True)
     return 0 if final in CLEAN_END else 1
-
-
-def spawn(runs_dir: str | os.PathLike, config: RunConfig | None = None, *, resume: str | None = None,
-          device: str | None = None, threads: str | None = None) -> dict:
-    """Start a runner in the background and wait until it has recorded its run: ``{"run", "pid"}``. Raises
-    StoreError with the runner's own one-line reason when it could not start (bad config, missing data ...)."""
-    read_fd, write_fd = os.pipe()
-    cmd = [sys.executable, "-m", "sessions.runner", "--runs-dir", str(Path(runs_dir).resolve()),
-           "--status-fd", str(write_fd)]
-    if config is not None:
-        cmd += ["--config", json.dumps(config.to_dict())]
-    if resume is not None:
-        cmd += ["--resume", resume]
-    if device:
-        cmd += ["--device", device]
-    if threads is not None and resume is not None:  # a new run's setting travels in its config
-        cmd += ["--threads", str(threads)]
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                pass_fds=(write_fd,), start_new_session=True, close_fds=True)
-    finally:
-        os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as f:
-        raw = _read_with_timeout(f, START_TIMEOUT)
-    try:
-        msg = json.loads(raw) if raw else None
-    except ValueError:
-        msg = None
-    if not msg or not msg.get("ok"):
-        if msg is None:  # it died before it could say why: its stderr says
-            proc.wait(START_TIMEOUT)
-            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
-            raise StoreError(f"the runner did not start: {err[-1] if err else f'exit status {proc.returncode}'}")
-        proc.wait(START_TIMEOUT)
-        raise StoreError(msg.get("error") or "the runner did not start")
-    proc.stderr.close()
-    # reap it when it ends (a long-lived viewer would otherwise keep a zombie); it is in its own session already
-    threading.Thread(target=proc.wait, name=f"reap-{msg['pid']}", daemon=True).start()
-    return {"run": msg["run"], "pid": msg["pid"]}
-
-
-def _read_with_timeout(f, timeout: float) -> bytes:
-    import select
-
-    ready, _, _ = select.select([f], [], [], timeout)
-    return f.readline() if ready else b""
 
 
 if __name__ == "__main__":

@@ -72,3 +72,21 @@ def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "narrow.pth"
     m.save(path)
     return path
+
+
+@pytest.fixture
+def trained_run(tiny_models, poisson_data, tmp_path):
+    """A finished engine-1 run recorded in a store, trained a little: (runs_dir, run_id, trainer). Shared by the
+    export, checkpoint, error-message and full-disk tests."""
+    from engine.config import RunConfig
+    from engine.trainer import Trainer
+    from sessions import Recorder, Store
+
+    runs = tmp_path / "runs"
+    config = RunConfig(engine=1, noise="poisson", epochs=1, batch_size=8, lr=3e-3, subset=64, n_val=64,
+                       eval_every=4, device="cpu")
+    with Store(runs) as s:
+        run = s.new_run(config)
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
+        assert t.run() == "finished"
+    return runs, run, t

@@ -54,7 +54,8 @@ class Terminal:
     def wait(self, timeout: float = 60.0) -> int:
         return self.proc.wait(timeout)
 
-    def wait_for_output(self, text: str, timeout: float = 60.0) -> bool:
+    def expect(self, text: str, timeout: float = 60.0) -> bool:
+        """True once the app has written ``text`` (escape sequences included), False after ``timeout`` seconds."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if text.encode() in self.output:

@@ -66,3 +66,16 @@ def test_data_make_into_a_file_path_is_refused(tmp_path, capsys):
     f.write_text("x")
     assert main(["data", "make", "--out", str(f), "--n-train", "4", "--n-val", "4"]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_data_make_refuses_to_overwrite_without_force(tmp_path, capsys):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "train_data.pkl").write_bytes(b"the course's own data")
+    argv = ["data", "make", "--out", str(out), "--n-train", "4", "--n-val", "4"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "train_data.pkl already there" in err and "--force" in err
+    assert (out / "train_data.pkl").read_bytes() == b"the course's own data" and not (out / "val_data.pkl").exists()
+    assert main(argv + ["--force"]) == 0
+    assert torch.load(out / "train_data.pkl", weights_only=True)[0].shape == (4, 3, 32, 32)

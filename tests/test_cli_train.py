@@ -1,5 +1,6 @@
-"""``n2n-tui train --headless``: JSON lines that parse, the rich progress output, Ctrl-C, and exit status 2 with one
-line for every bad option. Real subprocesses where the process boundary matters (signals, exit codes)."""
+"""``n2n-tui train --headless``: JSON lines that parse, the rich progress output, Ctrl-C and SIGHUP, and exit status 2
+with one line for every bad option (numbers past their limits too). Real subprocesses where the process boundary
+matters (signals, exit codes)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,11 @@ import time
 
 import pytest
 import torch
+from trainer_helpers import cfg
+from waiting import poll_last_run
 
+from engine.config import RunConfig
+from sessions import Store
 from tui.cli import main
 
 torch.set_num_threads(1)
@@ -136,6 +141,30 @@ def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
         assert s.get_run(run)["state"] == "stopped"
 
 
+def test_headless_sighup_stops_cleanly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="1")
+    small = ["--engine", "1", "--data", "sample", "--noise", "poisson", "--subset", "64", "--batch-size", "4",
+             "--n-val", "16", "--device", "cpu"]
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "train", "--headless", *small, "--epochs", "500",
+                             "--runs-dir", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        poll_last_run(runs, lambda r: r["step"] >= 3)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(60) == 128 + signal.SIGHUP
+    finally:
+        proc.kill()
+    with Store(runs) as s:
+        r = s.get_run("last")
+    assert r["state"] == "stopped" and "SIGHUP" in r["message"], r["message"]
+    assert [e["kind"] for e in r["events"]][-2:] == ["stop", "state"]
+    assert (runs / r["id"] / "state.pth").is_file()
+
+
 BAD = [
     (["--engine", "3"], "engine"),
     (["--lr", "-1"], "positive number"),
@@ -174,6 +203,28 @@ def test_bad_option_exits_2_with_one_line(argv, needle, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--epochs", "4611686018427387904"], "--epochs: expected a positive integer up to 100,000"),
+    (["train", "--batch-size", "99999999999"], "--batch-size: expected a positive integer up to"),
+    (["train", "--eval-every", "99999999999999"], "--eval-every: expected a non-negative integer up to"),
+    (["train", "--seed", "99999999999999999999"], "--seed: expected a non-negative integer up to"),
+])
+def test_huge_numbers_are_refused_up_front(argv, needle, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--headless", "--runs-dir", str(tmp_path)])
+    assert e.value.code == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "sessions.sqlite").exists()
+
+
+def test_run_config_limits_name_the_field():
+    from engine.config import ConfigError
+
+    for field, value in (("epochs", 2**62), ("batch_size", 10**9), ("seed", 2**63), ("eval_every", 10**12),
+                         ("epochs", True)):
+        with pytest.raises(ConfigError, match=f"^{field}: must be"):
+            RunConfig(**{field: value}).validate()
+
+
 def test_bad_store_and_resume_inputs(tmp_path, capsys):
     from engine.config import RunConfig
     from sessions import Store
@@ -198,6 +249,15 @@ def test_bad_store_and_resume_inputs(tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
 
 
+def test_resume_of_an_empty_reference_is_refused(tmp_path, capsys):
+    with Store(tmp_path) as s:
+        s.set_state(s.new_run(cfg()), "stopped")
+    assert main(["train", "--resume", "", "--headless", "--runs-dir", str(tmp_path)]) == 2
+    assert "empty run reference" in capsys.readouterr().err
+    with Store(tmp_path) as s:
+        assert len(s.list_runs()) == 1  # no new run was started
+
+
 def test_bad_input_in_a_real_process(tmp_path):
     r = cli("train", "--data", "course:/nonexistent/dir", "--headless", "--runs-dir", str(tmp_path))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("n2n-tui: error:")
@@ -205,7 +265,7 @@ def test_bad_input_in_a_real_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_issue_command_finishes_within_a_minute(tmp_path):
+def test_a_512_pair_headless_epoch_finishes_within_a_minute(tmp_path):
     """`n2n-tui train --engine 1 --data sample --subset 512 --epochs 1 --eval-every 4 --headless --json`."""
     t0 = time.time()
     r = cli("train", "--engine", "1", "--data", "sample", "--subset", "512", "--epochs", "1", "--eval-every", "4",

@@ -5,6 +5,7 @@ import torch
 from engine.data import DataError, load_data, load_pair_file, make_crops, parse_spec
 from engine.metrics import psnr, psnr_per_image, ssim
 from engine.noise import NOISES, corrupt, get_noise
+from sessions import Store
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +108,31 @@ def test_corrupt_and_missing_course_files(tmp_path):
         load_data(f"course:{tmp_path}")
 
 
+def _course(tmp_path, name, train_shape, val_shape):
+    d = tmp_path / name
+    d.mkdir()
+    torch.save((torch.zeros(train_shape, dtype=torch.uint8),) * 2, d / "train_data.pkl")
+    torch.save((torch.zeros(val_shape, dtype=torch.uint8),) * 2, d / "val_data.pkl")
+    return d
+
+
+@pytest.mark.parametrize("train_shape, val_shape, needle", [
+    ((0, 3, 32, 32), (4, 3, 32, 32), "train_data.pkl: holds 0 image pairs"),
+    ((4, 3, 32, 32), (0, 3, 32, 32), "val_data.pkl: holds 0 image pairs"),
+    ((4, 3, 2, 2), (4, 3, 2, 2), "images are 2x2, at least 4x4 are needed"),
+])
+def test_unusable_course_files_are_refused_at_load(tmp_path, capsys, train_shape, val_shape, needle):
+    from tui.cli import main
+
+    d = _course(tmp_path, "c", train_shape, val_shape)
+    assert main(["train", "--headless", "--data", f"course:{d}", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or Store(tmp_path / "runs").list_runs() == []
+
+
 def test_images_folder(tmp_path):
-    from skimage import io
     import numpy as np
+    from skimage import io
 
     rng = np.random.default_rng(0)
     for i in range(3):

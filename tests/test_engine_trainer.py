@@ -1,5 +1,6 @@
-"""The trainer: a run of each engine, live control (pause, resume, stop, set_lr, save_best), the explosion guard,
-broken sinks, and exact resumption from a full training state. In-process, tiny networks, a few seconds each."""
+"""The trainer: a run of each engine, live control (pause, resume, stop, set_lr, save_best), the explosion guard and
+its rollback target, broken sinks, full states written on a time basis, and exact resumption from a full training
+state (a tampered one refused). In-process, tiny networks, a few seconds each."""
 from __future__ import annotations
 
 import math
@@ -8,10 +9,12 @@ import time
 
 import pytest
 import torch
+from trainer_helpers import Log, cfg
+from waiting import wait_until
 
 from engine.events import ControlEvent, EvalEvent, SavedEvent, StateEvent, StepEvent
-from engine.trainer import CheckpointError, Trainer, read_best_meta
-from trainer_helpers import Log, cfg, wait_for
+from engine.train_state import CheckpointError, read_best_meta
+from engine.trainer import Trainer
 
 torch.set_num_threads(1)
 
@@ -64,7 +67,7 @@ def test_pause_stops_steps_until_resume(tiny_models, poisson_data, tmp_path):
     t = Trainer(cfg(epochs=2), run_dir=tmp_path, dataset=poisson_data, sinks=[log])
     t.add_sink(lambda e: t.pause() if e.kind == "step" and e.step == 3 else None)
     t.start()
-    wait_for(lambda: t.state == "paused")
+    wait_until(lambda: t.state == "paused")
     assert t.step == 3
     time.sleep(0.4)
     assert t.step == 3 and len(log.of("step")) == 3
@@ -98,7 +101,7 @@ def test_stop_ends_the_thread_promptly_and_saves_state(tiny_models, poisson_data
     log = Log()
     t = Trainer(cfg(epochs=50), run_dir=tmp_path, dataset=poisson_data, sinks=[log])
     t.start()
-    wait_for(lambda: t.step >= 3)
+    wait_until(lambda: t.step >= 3)
     t0 = time.time()
     t.stop()
     t.join(10)
@@ -115,11 +118,24 @@ def test_stop_wakes_a_paused_run(tiny_models, poisson_data, tmp_path):
     t = Trainer(cfg(epochs=50), run_dir=tmp_path, dataset=poisson_data)
     t.pause()  # before it starts: it pauses before the first step
     t.start()
-    wait_for(lambda: t.state == "paused")
+    wait_until(lambda: t.state == "paused")
     assert t.step == 0
     t.stop()
     t.join(5)
     assert t.state == "stopped"
+
+
+def test_full_state_is_written_on_a_time_basis(tiny_models, poisson_data, tmp_path, monkeypatch):
+    import engine.trainer
+
+    monkeypatch.setattr(engine.trainer, "STATE_SECONDS", 0.0)  # every step is "a few minutes later"
+    log = Log()
+    t = Trainer(cfg(subset=64), run_dir=tmp_path, dataset=poisson_data, sinks=[log])
+    assert t.run() == "finished"
+    states = [e.step for e in log.of("saved") if e.what == "state"]
+    assert states == list(range(1, 9)), states  # not only at the epoch end (step 8)
+    state = torch.load(tmp_path / "state.pth", weights_only=True)
+    assert state["step"] == 8 and state["good"]["step"] <= 8
 
 
 def test_nan_loss_pauses_and_rolls_back(tiny_models, poisson_data, tmp_path, monkeypatch):
@@ -148,7 +164,7 @@ def test_nan_loss_pauses_and_rolls_back(tiny_models, poisson_data, tmp_path, mon
 
     t.model.train_step = poisoned
     t.start()
-    wait_for(lambda: t.state == "paused")
+    wait_until(lambda: t.state == "paused")
     assert t.step == 7 and "nan" in t.message and "rolled back to the weights of step 5" in t.message
     guard = [e for e in log.of("control") if e.action == "guard"]
     assert len(guard) == 1 and guard[0].step == 7
@@ -169,10 +185,46 @@ def test_exploding_loss_triggers_the_guard(tiny_models, poisson_data, tmp_path):
 
     t.model.train_step = lambda x, y: next(losses)
     t.start()
-    wait_for(lambda: t.state == "paused")
+    wait_until(lambda: t.state == "paused")
     assert t.step == 26 and "over 10x its recent median" in t.message
     t.stop()
     t.join(5)
+
+
+def test_rollback_target_is_never_weights_a_bad_step_produced(tiny_models, poisson_data, tmp_path, monkeypatch):
+    """A step whose own loss looks fine can still ruin the weights (the loss is measured before the update): the
+    next snapshot must not keep them."""
+    import engine.trainer
+
+    monkeypatch.setattr(engine.trainer, "SNAPSHOT_SECONDS", 0.0)  # as after a pause of more than 5 s: snapshot now
+    log = Log()
+    t = Trainer(cfg(epochs=3, subset=128), run_dir=tmp_path, dataset=poisson_data, sinks=[log])
+    real_step = t.model.train_step
+    before_bad = {}
+
+    def step(x, y):
+        if t.step + 1 == 30:
+            before_bad.update(_weights(t))
+        loss = real_step(x, y)
+        if t.step + 1 == 30:  # lr 10 at step 30: a fine loss, ruined weights
+            with torch.no_grad():
+                for p in t.model.net.parameters():
+                    p.mul_(1e6)
+        return loss
+
+    t.model.train_step = step
+    t.start()
+    wait_until(lambda: any(e.what == "state" and e.step == 31 for e in log.of("saved")))  # paused, state written
+    assert t.state == "paused" and t.step == 31 and "rolled back to the weights of step 29" in t.message, t.message
+    now = _weights(t)
+    assert all(torch.equal(now[k], before_bad[k]) for k in now)  # the weights step 30's loss judged good
+    state = torch.load(tmp_path / "state.pth", weights_only=True)  # the pause wrote the rolled-back weights
+    assert all(torch.equal(state["model"]["model"][k], before_bad[k]) for k in before_bad)
+    t.set_lr(1e-3)
+    t.resume()
+    t.join(30)
+    assert t.state == "finished"
+    assert len([e for e in log.of("control") if e.action == "guard"]) == 1  # it does not fire again on resume
 
 
 def test_a_broken_sink_does_not_kill_training(tiny_models, poisson_data, tmp_path):
@@ -264,6 +316,21 @@ def test_resume_refuses_a_corrupt_or_foreign_state(tiny_models, poisson_data, tm
     t.run()
     with pytest.raises(CheckpointError, match="engine 1"):
         Trainer(cfg(engine=2), run_dir=tmp_path / "ok", dataset=poisson_data, resume_from=tmp_path / "ok")
+
+
+class _NotAState:  # a Python object: what a tampered state.pth might hold
+    pass
+
+
+def test_a_tampered_training_state_is_one_line_naming_the_file(trained_run, poisson_data):
+    runs, run, t = trained_run
+    state = runs / run / "state.pth"
+    torch.save({"format": "n2n-tui/train-state", "evil": _NotAState()}, state)
+    with pytest.raises(CheckpointError) as e:
+        Trainer(t.config, run_dir=runs / run, dataset=poisson_data, resume_from=runs / run)
+    msg = str(e.value)
+    assert msg == (f"{state}: not a readable training state (it holds Python objects besides tensors and plain "
+                   "values, so n2n-tui did not write it; refused unread)"), msg
 
 
 def test_events_are_plain_and_json_ready(tiny_models, poisson_data, tmp_path):

@@ -1,5 +1,5 @@
 """``n2n-tui eval --full``: whole photographs of a folder at a fixed noise, per-image PSNR and SSIM, BM3D on the same
-noisy images; and SSIM defined on tiny images (T5)."""
+noisy images; and SSIM defined on tiny images."""
 from __future__ import annotations
 
 import json
@@ -82,7 +82,7 @@ def test_eval_full_bad_input(tmp_path, capsys, argv, why):
     assert why in err and len(err.strip().splitlines()) == 1
 
 
-def test_t5_ssim_on_tiny_images_is_defined(tmp_path, capsys):
+def test_ssim_on_tiny_images_is_defined(tmp_path, capsys):
     for side in (1, 2, 4, 5, 6):
         x = torch.randint(0, 256, (3, 3, side, side), dtype=torch.uint8)
         assert ssim(x, x) == pytest.approx(1.0)

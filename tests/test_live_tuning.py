@@ -1,7 +1,7 @@
 """Live tweaking beyond the learning rate: each Model's declared hyper-parameters reach its optimizer at the next
 step (both engines), bad names and values are refused, schedules equal their closed forms (PyTorch's schedulers),
-a learning rate set by hand rescales the rest of a schedule, a resumed run keeps the live values, the system pane's
-numbers match psutil's, and the runs table filters, sorts and overlays any number of runs."""
+a learning rate set by hand rescales the rest of a schedule, a warmup longer than the run is refused, a resumed run
+keeps the live values, the store keeps their history, and the dashboard's `h` edits them."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +13,7 @@ import torch
 from engine.config import RunConfig
 from engine.schedule import Schedule
 from engine.trainer import Trainer
+from sessions.handle import LocalRun
 
 torch.set_num_threads(1)
 
@@ -185,6 +186,19 @@ def test_the_step_schedule_decays_every_step_every_steps_when_given():
     assert [s.factor(t, 100, epoch_steps=2) for t in range(5)] == [1, 1, 0.5, 0.5, 0.25]
 
 
+def test_a_warmup_longer_than_the_run_is_refused_naming_both(tmp_path, capsys):
+    from tui.cli import main
+
+    argv = ["train", "--headless", "--engine", "1", "--data", "sample", "--subset", "64", "--batch-size", "8",
+            "--n-val", "16", "--epochs", "2", "--warmup", "500", "--runs-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("n2n-tui: error: warmup: 500 steps, but the whole run is 16 steps (2 epochs of 8): the learning "
+                   "rate would never reach its base; give a shorter --warmup"), err
+
+
+# ----------------------------------------------------------------------------- kept across a resume, recorded, edited
+
 def test_resume_restores_the_live_values_not_the_launch_values(tiny_models, poisson_data, tmp_path):
     config = cfg(epochs=3, schedule="cosine", lr=3e-3)
     a = Trainer(config, run_dir=tmp_path, dataset=poisson_data)
@@ -206,10 +220,8 @@ def test_resume_restores_the_live_values_not_the_launch_values(tiny_models, pois
 def test_the_settings_history_is_in_the_store(tiny_models, poisson_data, tmp_path):
     from types import SimpleNamespace
 
-    from sessions import Store
-    from tui.commands.train_cmd import make_trainer
-
     import engine.data
+    from tui.run_args import make_trainer
 
     args = SimpleNamespace(runs_dir=str(tmp_path / "runs"), resume=None, engine=1, data="sample", noise="poisson",
                            epochs=1, batch_size=8, lr=1e-3, subset=64, n_val=16, eval_every=0, seed=0, device="cpu")
@@ -227,195 +239,11 @@ def test_the_settings_history_is_in_the_store(tiny_models, poisson_data, tmp_pat
     assert beta2 == [(0, pytest.approx(0.99)), (3, pytest.approx(0.97))]  # at the start, then the change
 
 
-# --------------------------------------------------------------------------------------------- system, log
-
-def test_the_system_numbers_match_psutils(tmp_path):
-    import os
-    import shutil
-
-    import psutil
-
-    from engine.system import sample
-
-    psutil.cpu_percent(interval=None)
-    s = sample("r", 7, tmp_path)
-    rss = psutil.Process().memory_info().rss
-    free = shutil.disk_usage(tmp_path).free
-    assert s.step == 7 and 0.0 <= s.cpu <= 100.0 * (os.cpu_count() or 1)
-    assert abs(s.rss - rss) / rss < 0.05
-    assert abs(s.disk_free - free) / free < 0.01
-    assert s.gpu_util is None and s.gpu_mem is None  # no GPU in use here
-
-
-def test_without_psutil_a_run_loses_only_the_cpu_and_memory_numbers(tmp_path, monkeypatch):
-    """A broken install (psutil missing) once printed a traceback from the sampling thread into every run's output."""
-    import sys
-    import threading
-
-    from engine.system import SystemMonitor, sample
-
-    monkeypatch.setitem(sys.modules, "psutil", None)  # ``import psutil`` now raises ImportError
-    s = sample("r", 1, tmp_path)
-    assert s.cpu is None and s.rss is None and s.disk_free > 0
-
-    class Trainer:
-        run_id, step, device, _started, _done = "r", 1, "cpu", True, False
-
-        def __init__(self):
-            self.got = threading.Event()
-
-        def publish(self, event):
-            self.got.set()
-
-    t = Trainer()
-    errors = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
-    m = SystemMonitor(t, tmp_path, interval=0.01).start()
-    assert t.got.wait(5), errors
-    m.stop()
-    assert errors == []
-
-
-def in_app(widget, body):
-    """Run ``body(widget, pilot)`` with ``widget`` mounted in a bare app."""
-    from textual.app import App
-
-    class One(App):
-        def compose(self):
-            yield widget
-
-    async def go():
-        async with One().run_test() as pilot:
-            await body(widget, pilot)
-
-    asyncio.run(go())
-
-
-def test_the_system_pane_shows_the_numbers():
-    from engine.events import SystemEvent
-    from tui.widgets.system_pane import SystemPane
-
-    async def body(pane, pilot):
-        pane.show_sample(SystemEvent("r", cpu=63.4, rss=8.5e8, disk_free=5.12e10))
-        text = pane.line.plain
-        assert "cpu 63%" in text and "rss 850M" in text and "disk 51G free" in text and "gpu –" in text
-
-    in_app(SystemPane(), body)
-
-
-def test_the_log_pane_tails_the_run_log(tmp_path):
-    from tui.widgets.log_pane import LogPane
-
-    log = tmp_path / "runner.log"
-    log.write_text("runner started\n")
-
-    async def body(pane, pilot):
-        pane.follow(log)
-        assert pane.lines_read == 1
-        with open(log, "a") as f:
-            f.write("UserWarning: something torch said\npartial")
-        assert pane.poll() == 1 and pane.lines_read == 2  # the partial line waits for its end
-        with open(log, "a") as f:
-            f.write(" line\n")
-        assert pane.poll() == 1
-
-    in_app(LogPane(), body)
-
-
-# -------------------------------------------------------------------------------------------------- many runs
-
-def many_runs(tmp_path):
-    from engine.events import EvalEvent, SavedEvent, StateEvent, StepEvent
-    from sessions import Recorder, Store
-
-    store = Store(tmp_path / "runs")
-    ids = []
-    for i, (engine, noise, state, tag) in enumerate([(1, "mix", "finished", "baseline"), (2, "gaussian:25", "finished",
-                                                     "wide net"), (1, "poisson", "stopped", ""),
-                                                    (2, "mix", "finished", "baseline again"), (1, "mix", "failed", "")]):
-        run = store.new_run(RunConfig(engine=engine, noise=noise))
-        rec = Recorder(store, run)
-        rec(StateEvent(run, "running"))
-        for s in range(1, 31):
-            rec(StepEvent(run, s, 1, 0.1 / (s + i), 1e-3, 100.0, 30))
-            if s % 10 == 0:
-                rec(EvalEvent(run, s, 1, 20 + i + s / 10, 20 + i + s / 10))
-                rec(SavedEvent(run, "best.pth", 20 + i + s / 10, s, "best"))
-        rec(StateEvent(run, state))
-        if tag:
-            store.set_tag(run, tag)
-        ids.append(run)
-    return store, ids
-
-
-def test_runs_filter_sort_and_overlay_any_number(tmp_path):
-    from test_tui_fakes import train_args, wait_for
-    from tui.app import N2NApp
-    from tui.screens import RunCurvesScreen, RunsScreen
-    from tui.widgets import LossPlot, PsnrPlot, RunsTable
-
-    store, ids = many_runs(tmp_path)
-
-    async def go():
-        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store)
-        async with app.run_test(size=(120, 30)) as pilot:
-            await pilot.press("ctrl+r")
-            assert isinstance(app.screen, RunsScreen)
-            table = app.screen.query_one(RunsTable)
-            assert table.row_count == 5
-            rows = lambda: [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]  # noqa
-            for query, expect in (("engine:2", {ids[1], ids[3]}), ("state:finished engine:1", {ids[0]}),
-                                  ("noise:gauss", {ids[1]}), ("baseline", {ids[0], ids[3]}),
-                                  ("BASELINE again", {ids[3]}), ("", set(ids))):
-                app.screen.query_one("#runs-filter").value = query
-                await pilot.pause()
-                assert set(rows()) == expect, query
-            table.sort_by("best PSNR")
-            assert rows() == list(reversed(ids))  # best first: the later runs score higher here
-            table.sort_by("best PSNR")
-            assert rows() == ids
-            table.focus()
-            for i in range(4):  # mark four, overlay them
-                table.move_cursor(row=i)
-                await pilot.press("m")
-            assert len(table.marked) == 4
-            await pilot.press("c")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, RunCurvesScreen))
-            assert len(app.screen.query_one(LossPlot)._runs) == 4
-            assert len(app.screen.query_one(PsnrPlot)._runs) == 4
-            await pilot.press("escape")
-            await pilot.press("escape")
-            await pilot.press("ctrl+q")
-
-    asyncio.run(go())
-    store.close()
-
-
-def test_tag_shows_in_runs(tmp_path, capsys):
-    import json
-
-    from sessions import Store
-    from tui.cli import main
-
-    with Store(tmp_path) as s:
-        run = s.new_run(RunConfig())
-        s.set_state(run, "stopped")
-    assert main(["tag", run[:10], "lr sweep winner", "--runs-dir", str(tmp_path)]) == 0
-    assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert json.loads(out.strip().splitlines()[-1])[0]["tag"] == "lr sweep winner"
-    # ... and where people read: the runs table and show (the README says they do)
-    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
-    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(run)]
-    assert row and row[0].endswith("\u00ablr sweep winner\u00bb"), row
-    assert main(["show", run, "--runs-dir", str(tmp_path)]) == 0
-    assert "tag     lr sweep winner" in capsys.readouterr().out.splitlines()
-    assert main(["tag", "nope", "x", "--runs-dir", str(tmp_path)]) == 2
-
-
 def test_h_edits_the_live_hyperparameters_of_a_run(tiny_models, poisson_data, tmp_path):
+    from fakes import train_args
+    from waiting import wait_for
+
     from sessions import Recorder, Store
-    from test_tui_fakes import train_args, wait_for
     from tui.app import N2NApp
     from tui.screens.hyper import HyperScreen
 
@@ -425,7 +253,7 @@ def test_h_edits_the_live_hyperparameters_of_a_run(tiny_models, poisson_data, tm
     t = Trainer(config, run_id=run, run_dir=store.run_dir(run), dataset=poisson_data, sinks=[Recorder(store, run)])
 
     async def go():
-        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=t)
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=LocalRun(t, store))
         async with app.run_test(size=(80, 24)) as pilot:
             assert await wait_for(pilot, lambda: t.step > 2)
             await pilot.press("h")
@@ -449,55 +277,3 @@ def test_h_edits_the_live_hyperparameters_of_a_run(tiny_models, poisson_data, tm
     names = [h["name"] for h in store.settings(run) if h["step"] > 0]
     assert sorted(names) == ["beta2", "grad_clip"]
     store.close()
-
-
-def test_a_warmup_longer_than_the_run_is_refused_naming_both(tmp_path, capsys):
-    from tui.cli import main
-
-    argv = ["train", "--headless", "--engine", "1", "--data", "sample", "--subset", "64", "--batch-size", "8",
-            "--n-val", "16", "--epochs", "2", "--warmup", "500", "--runs-dir", str(tmp_path)]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == ("n2n-tui: error: warmup: 500 steps, but the whole run is 16 steps (2 epochs of 8): the learning "
-                   "rate would never reach its base; give a shorter --warmup"), err
-
-
-def test_the_log_pane_wraps_long_lines_at_its_own_width(tmp_path):
-    """`v` on a narrow side column: a long runner.log line is wrapped whole, not shown as a slice of a line laid out
-    78 cells wide; it is laid out again when the pane (hidden at first) is shown or resized."""
-    import asyncio
-
-    from textual.app import App
-    from textual.containers import Horizontal
-    from textual.widgets import Static
-
-    from tui.widgets.log_pane import LogPane
-
-    log = tmp_path / "runner.log"
-    words = ("2026-12-07 00:42:14 runner pid 11218 serving run 20261207-004214-3c5f (new run) "
-             "and then the rest of a long line")
-    log.write_text(words + "\n")
-
-    class Side(App):
-        CSS = "#side { width: 40; } LogPane { height: 12; }"
-
-        def compose(self):
-            with Horizontal():
-                yield Static("main")
-                with Horizontal(id="side"):
-                    yield LogPane()
-
-    async def go():
-        async with Side().run_test(size=(100, 20)) as pilot:
-            pane = pilot.app.query_one(LogPane)
-            pane.display = False
-            await pilot.pause()
-            pane.follow(log)      # read while hidden, as the dashboard does at start
-            pane.display = True   # v
-            await pilot.pause()
-            await pilot.pause()
-            texts = [strip.text.rstrip() for strip in pane.lines]
-            assert texts and all(len(t) <= pane.scrollable_content_region.width for t in texts), texts
-            assert " ".join(texts).split() == words.split()
-
-    asyncio.run(go())

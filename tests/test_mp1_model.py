@@ -1,5 +1,6 @@
 """Miniproject_1: the course grader's flow and the engine extras."""
 import importlib
+import math
 import sys
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def test_predict_any_size_and_dtype():
     (torch.zeros(1, 1, 32, 32), r"\(N, 3, H, W\)"),
     (torch.zeros(1, 3, 8, 8, dtype=torch.int64), "dtype"),
     ([[1.0]], "torch.Tensor"),
+    (torch.zeros(1, 3, 0, 8), "is empty"),
 ])
 def test_bad_input_raises_value_error(bad, msg):
     m = Model()
@@ -69,6 +71,14 @@ def test_train_step_lowers_the_loss_and_lr_is_settable():
     for bad in (0, -1, float("nan"), float("inf")):
         with pytest.raises(ValueError):
             m.learning_rate = bad
+
+
+def test_training_on_sizes_that_are_not_multiples_of_4():
+    m = Model(widths=(8, 16), device="cpu")
+    for h, w in ((5, 7), (33, 65), (4, 4)):
+        x = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8)
+        assert math.isfinite(m.train_step(x, x))
+        assert m.predict(x).shape == (2, 3, h, w)
 
 
 def test_save_load_round_trip_with_weights_only(tmp_path):

@@ -14,8 +14,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from Miniproject_2.model import (Adam, Conv2d, L1Loss, LeakyReLU, MSE, NearestUpsampling, ReLU, SGD, Sequential,
-                                 Sigmoid, TransposeConv2d, Upsampling)
+from Miniproject_2.model import (
+    MSE,
+    SGD,
+    Adam,
+    Conv2d,
+    L1Loss,
+    LeakyReLU,
+    NearestUpsampling,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    TransposeConv2d,
+    Upsampling,
+)
 
 MP2 = Path(__file__).resolve().parent.parent / "Miniproject_2"
 TOL = dict(rtol=1e-9, atol=1e-10)
@@ -109,7 +121,8 @@ def test_conv2d_matches_torch(case, fast):
 
 
 @pytest.mark.parametrize("policy", [(x, g) for x in ("flat", "full") for g in ("flat", "row", "full")])
-@pytest.mark.parametrize("case", [(2, 3, 4, 9, 8, 3, 1, 1, 1, True), (3, 2, 3, 7, 11, (2, 3), 1, (0, 2), (2, 1), False)])
+@pytest.mark.parametrize("case", [(2, 3, 4, 9, 8, 3, 1, 1, 1, True),
+                                  (3, 2, 3, 7, 11, (2, 3), 1, (0, 2), (2, 1), False)])
 def test_stride1_paths(case, policy, monkeypatch):
     """The stride-1 path gathers x and/or the output gradient into an im2col when a side has few channels; force
     each combination, for Conv2d and TransposeConv2d."""

@@ -137,7 +137,7 @@ def test_state_dict_round_trip_with_optimizer():
     a.augment = False
     a.train_step(x, y)
     state = a.state_dict(with_optimizer=True)
-    assert all(t.device.type == "cpu" for t in state["params"])
+    assert all(t.device.type == "cpu" for t in state["model"])
     b = Model(device="cpu")
     b.augment = False
     b.load_state_dict(state)
@@ -147,6 +147,27 @@ def test_state_dict_round_trip_with_optimizer():
         torch.testing.assert_close(p, q)
     with pytest.raises(ValueError):
         b.load_state_dict({"format": "something else"})
+
+
+def test_checkpoints_with_the_old_params_key_still_load(tmp_path):
+    """Until the keys matched Miniproject_1's, the weights sat under "params": runs' best.pth and state.pth files
+    written then load as they did, optimizer state included."""
+    torch.manual_seed(6)
+    a = Model(device="cpu", c1=8, c2=12)
+    a.train_step(torch.rand(4, 3, 16, 16) * 255, torch.rand(4, 3, 16, 16) * 255)
+    state = a.state_dict(with_optimizer=True)
+    old = {"format": state["format"], "config": state["config"], "params": state["model"],
+           "optimizer": state["optimizer"]}
+    checkpoint.save(old, tmp_path / "old.pth")
+    b = Model(device="cpu")
+    b.load_pretrained_model(tmp_path / "old.pth")
+    x = torch.rand(2, 3, 20, 24) * 255
+    assert torch.equal(a.predict(x), b.predict(x)) and b.optimizer.t == a.optimizer.t == 1
+    assert list(b.state_dict()) == ["format", "config", "model", "optimizer"]       # written with the new key
+    with pytest.raises(ValueError, match="no list of weights"):
+        b.load_state_dict({"format": state["format"], "config": state["config"]})
+    with pytest.raises(ValueError, match="a Miniproject_1 checkpoint"):
+        b.load_state_dict({"format": "n2n-tui/miniproject1", "config": {}, "model": {}})
 
 
 def test_load_pretrained_default_path_and_missing_file(tmp_path, monkeypatch):
@@ -195,8 +216,17 @@ def test_checkpoints_carry_their_network(tmp_path):
     torch.testing.assert_close(m.predict(x), new.predict(x))
     with pytest.raises(ValueError):
         Model(device="cpu", k=4)
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):                                    # an unknown option, as in any Python call
         Model(device="cpu", width=3)
+
+
+def test_the_defaults_are_default_config():
+    """The constructor's network options are keywords with defaults (as Miniproject_1's): the network they build is
+    DEFAULT_CONFIG, which the engine reads for the option names."""
+    assert Model(device="cpu").config == mp2.DEFAULT_CONFIG
+    Model.check_options()
+    with pytest.raises(ValueError, match="odd"):
+        Model.check_options(k=2)
 
 
 # ----------------------------------------------------------------------------------------- checkpoint safety

@@ -103,7 +103,7 @@ def test_run_config_keeps_the_spec_string_and_old_runs_still_load():
 
 def test_train_options_reach_the_model():
     from engine.trainer import Trainer
-    from tui.commands.train_cmd import config_from_args
+    from tui.run_args import config_from_args
 
     args = build_parser().parse_args(["train", "--noise", "gaussian:25.0", "--loss", "l2", "--data", "sample"])
     cfg = config_from_args(args)

@@ -76,7 +76,7 @@ def test_write_keeps_mode_and_depth_exactly(tmp_path, name, arr):
         assert torch.equal(again.alpha, pic.alpha)
 
 
-def test_d8_cmyk_jpeg_read_as_rgb(tmp_path):
+def test_a_cmyk_jpeg_is_read_as_rgb(tmp_path):
     rgb = photo(64, 64)
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
     Image.fromarray(rgb).save(tmp_path / "other.png")
@@ -87,7 +87,7 @@ def test_d8_cmyk_jpeg_read_as_rgb(tmp_path):
     assert load_images(tmp_path, noise="gaussian:10", n_train=4, n_val=2).val_target.shape == (2, 3, 32, 32)
 
 
-def test_w7_grey_alpha_png_is_read_with_alpha_dropped(tmp_path):
+def test_a_grey_alpha_png_is_read_with_alpha_dropped(tmp_path):
     la = photo(64, 64)[..., :2]
     Image.fromarray(la).save(tmp_path / "la.png")  # mode LA: was rejected as shape (64, 64, 2)
     got = _read_image(tmp_path / "la.png")
@@ -97,7 +97,7 @@ def test_w7_grey_alpha_png_is_read_with_alpha_dropped(tmp_path):
 
 @pytest.mark.parametrize("content, why", [(b"\x89PNG\r\n\x1a\nnot really", "corrupt or truncated"),
                                           (b"hello", "not an image"), ("truncated", "corrupt or truncated")])
-def test_w7_corrupt_image_is_one_line_exit_2(tmp_path, capsys, content, why):
+def test_a_corrupt_image_is_one_line_exit_2(tmp_path, capsys, content, why):
     bad = tmp_path / "bad.png"
     if content == "truncated":
         Image.fromarray(photo(64, 64)).save(tmp_path / "good.png")
@@ -125,7 +125,8 @@ def test_16_bit_colour_png_is_refused_where_depth_matters(tmp_path):
     def chunk(kind, payload):
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    (tmp_path / "rgb16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 6, 16, 2, 0, 0, 0))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 6, 16, 2, 0, 0, 0))
+    (tmp_path / "rgb16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + header
                                          + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     assert read_image(tmp_path / "rgb16.png").bits == 8  # training crops: the high byte is plenty
     with pytest.raises(ImageError, match="16-bit colour PNG.*TIFF"):

@@ -13,8 +13,8 @@ import pytest
 
 from engine.config import RunConfig
 from sessions import Store
-from sessions.control import RemoteRun
-from sessions.runner import spawn
+from sessions.launch import spawn
+from sessions.remote import RemoteRun
 from sessions.store import StoreError
 
 SHORT = RunConfig(engine=1, data="sample", noise="poisson", epochs=2, batch_size=8, subset=32, n_val=8, eval_every=2,

@@ -10,25 +10,19 @@ import time
 
 import pytest
 import torch
+from waiting import poll_last_run, wait_until
 
 from engine.config import RunConfig
 from sessions import Store
-from sessions.control import ControlError, ControlServer, RemoteRun, socket_path
-from sessions.runner import spawn
+from sessions.launch import spawn
+from sessions.protocol import socket_path
+from sessions.remote import ControlError, RemoteRun
+from sessions.server import ControlServer
 
 torch.set_num_threads(1)
 
 TINY = RunConfig(engine=1, data="sample", noise="poisson", epochs=2000, batch_size=4, subset=64, n_val=16,
                  eval_every=8, device="cpu")
-
-
-def wait_until(cond, timeout=60.0, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 class Log(list):
@@ -98,16 +92,17 @@ def test_a_runner_is_watched_and_steered_through_its_socket(runner, tmp_path):
     a.pause()
     wait_until(lambda: a.state == "paused" and b.state == "paused")
     frozen = a.step
-    a.set_lr(5e-4)
+    a.set_hyperparameter("lr", 5e-4)
     wait_until(lambda: b.lr == 5e-4)  # the other viewer sees the change too
-    with pytest.raises(ValueError, match="positive"):
-        a.set_lr(-1)
+    with pytest.raises(ValueError, match=r"lr must be in \(0, 10\], got -1"):  # the runner's Model checks it
+        a.set_hyperparameter("lr", -1)
     # malformed, oversized and unknown messages: an error reply each, the run untouched
     replies = raw_exchange(run_dir, b"this is not json\n" + b'{"id": 7, "cmd": "explode"}\n'
-                           + b'{"id": 8, "cmd": "lr", "value": "fast"}\n' + b"x" * (70 * 1024) + b"\n", replies=4)
+                           + b'{"id": 8, "cmd": "set", "name": "lr", "value": "fast"}\n' + b"x" * (70 * 1024) + b"\n",
+                           replies=4)
     assert [d["ok"] for d in replies] == [False] * 4
     assert replies[0]["error"] == "malformed message: not valid JSON" and replies[1]["reply"] == 7
-    assert "unknown command" in replies[1]["error"] and "positive" in replies[2]["error"]
+    assert "unknown command" in replies[1]["error"] and "must be a number" in replies[2]["error"]
     assert "over 65536 bytes" in replies[3]["error"]
     time.sleep(0.5)
     assert a.step == frozen and a.state == "paused" and a.lr == 5e-4
@@ -143,7 +138,7 @@ def test_ctl_and_attach_json_from_a_shell(runner, tmp_path, capsys):
     assert "pause sent" in capsys.readouterr().out
     assert main(["ctl", run_id, "lr", "0.002", "--runs-dir", str(runs)]) == 0
     assert main(["ctl", run_id, "lr", "-3", "--runs-dir", str(runs)]) == 2
-    assert "positive" in capsys.readouterr().err
+    assert "lr must be in (0, 10], got -3" in capsys.readouterr().err  # the runner's Model says why
     def status():
         assert main(["ctl", run_id, "status", "--runs-dir", str(runs)]) == 0
         return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -314,11 +309,74 @@ def test_a_viewer_that_connects_after_the_run_ended_is_told_so(tmp_path):
         server.close()
 
 
+def test_a_run_that_ends_before_its_dashboard_attaches_says_how(tmp_path, monkeypatch):
+    """On a busy machine the runner can fail (its data would not load) and close its socket before the dashboard
+    connects: seen in CI as "the runner did not say hello", exit 2. The real runner and socket; only the viewer's
+    connection is held back until the runner is gone."""
+    import sessions.launch as launch
+    from tui.parser import build_parser
+    from tui.run_args import start_from_args
+
+    runs, images = tmp_path / "runs", tmp_path / "imgs"
+    images.mkdir()
+    real_attach = launch.attach_run
+
+    def late_attach(runs_dir, run_id):
+        poll_last_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        wait_until(lambda: not (runs / run_id / "control.sock").exists(), timeout=30)
+        return real_attach(runs_dir, run_id)
+
+    monkeypatch.setattr(launch, "attach_run", late_attach)
+    args = build_parser().parse_args(["train", "--data", f"images:{images}", "--runs-dir", str(runs)])
+    with pytest.raises(launch.RunEnded, match=r"run \S+ failed: .*imgs") as e:
+        start_from_args(args)
+    assert e.value.status == 1
+    _wait_runner_gone(runs)
+
+
+def _wait_runner_gone(runs, timeout=60.0):
+    """A failed run's runner exits just after closing its socket; on a loaded machine that can take seconds (a
+    zombie until reaped counts as gone)."""
+    pid = poll_last_run(runs, lambda r: True)["pid"]
+
+    def gone():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(") ")[1][0] == "Z"
+        except OSError:
+            return True
+
+    wait_until(gone, timeout=timeout)
+
+
+def test_a_run_that_fails_in_the_dashboard_exits_1(tmp_path):
+    from terminal import Terminal
+
+    runs = tmp_path / "runs"
+    images = tmp_path / "imgs"  # exists, so the up-front check passes; the trainer's own load then fails
+    images.mkdir()
+    term = Terminal("train", "--data", f"images:{images}", "--runs-dir", str(runs))
+    try:
+        poll_last_run(runs, lambda r: r["state"] == "failed", timeout=60)
+        # the dashboard shows it even when its viewer connected only after the runner had failed (a loaded machine)
+        assert term.expect("failed", timeout=30), term.text()
+        term.send("q")
+        try:
+            rc = term.wait(30)
+        except Exception:
+            raise AssertionError(f"the dashboard did not exit after q: {term.text()}") from None
+        assert rc == 1
+        _wait_runner_gone(runs)
+    finally:
+        term.close()
+
+
 def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeypatch):
     """A viewer that stops reading: publishing stays instant, its queue stays bounded, and when it reads again it
     is told to reload from the store (a resync hello)."""
-    import sessions.control as control
+    import sessions.server as control
     from engine.events import StepEvent
+    from sessions.remote import connect
 
     # a small bound, so the stalled viewer (30 000 steps, ~1.5 MB) overflows it, with room for the reading follower's
     # bursts on a slow machine (at 64 KB, one CI run resynced the follower too)
@@ -327,7 +385,7 @@ def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeyp
     deep.mkdir(parents=True)
     server = control.ControlServer(deep, FakeHandler()).start()
     try:
-        stalled = control.connect(deep)
+        stalled = connect(deep)
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         follower = RemoteRun(deep)
         got = Log()
@@ -367,9 +425,11 @@ def test_a_stalled_viewer_never_blocks_the_run_and_is_resynced(tmp_path, monkeyp
 def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
     import asyncio
 
-    from test_tui_fakes import train_args, wait_for
+    from fakes import train_args
+    from waiting import wait_for
+
+    from sessions.launch import attach_run
     from tui.app import N2NApp
-    from tui.commands.attach_cmd import attach_run
     from tui.screens import DashboardScreen, LrScreen, QuitScreen
     from tui.widgets import EventLog, LossPlot, PsnrPlot, SamplePatches
 
@@ -382,7 +442,7 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
         app = N2NApp(train_args(runs_dir=str(runs), export_to=str(target)), store=store, trainer=handle)
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
-            assert isinstance(screen, DashboardScreen) and screen.remote
+            assert isinstance(screen, DashboardScreen) and screen.trainer.lives_on
             # backfilled from the store: the curve from step 1, the evaluations, the latest patches
             assert screen.query_one(LossPlot).n_points >= 12 and screen.query_one(PsnrPlot).n_points >= 1
             assert screen.query_one(SamplePatches).has_samples
@@ -424,7 +484,9 @@ def test_every_dashboard_key_works_on_an_attached_run(runner, tmp_path):
 def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
     import asyncio
 
-    from test_tui_fakes import train_args, wait_for
+    from fakes import train_args
+    from waiting import wait_for
+
     from tui.app import N2NApp
     from tui.screens import DashboardScreen, LauncherScreen, RunsScreen
     from tui.widgets import RunsTable
@@ -446,7 +508,7 @@ def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
             table.move_cursor(row=table.get_row_index(run_id))
             await pilot.press("enter")
             assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=20)
-            assert app.screen.run_id == run_id and app.screen.remote
+            assert app.screen.run_id == run_id and app.screen.trainer.lives_on
             assert await wait_for(pilot, lambda: app.trainer.step > 0, timeout=30)
             await pilot.press("q", "d")
             assert await wait_for(pilot, lambda: not app.is_running, timeout=20)
@@ -468,26 +530,20 @@ runs, run_id = sys.argv[1], sys.argv[2]
 
 from tui.app import N2NApp
 from tui.cli import main
-from tui.commands.attach_cmd import attach_run
+from sessions.launch import attach_run
 from tui.parser import build_parser
 from tui.screens import DashboardScreen, ZoomScreen
 from tui.widgets import LossPlot, SamplePatches, ZoomView
+from waiting import wait_for
 
 assert main(["--runs-dir", runs, "ctl", run_id, "status"]) == 0
 # starting a run is a viewer's job too: the runner it spawns imports torch, this process does not
 assert main(["--runs-dir", runs, "train", "--detach", "--engine", "1", "--subset", "64", "--n-val", "16",
              "--epochs", "100"]) == 0
-from tui.commands.attach_cmd import live_run
+from sessions.launch import live_run
 started = live_run(runs, None)
 assert started["id"] != run_id and main(["--runs-dir", runs, "ctl", started["id"], "stop"]) == 0
 print("started", started["pid"])
-
-async def wait_for(pilot, cond, timeout):
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return True
-        await pilot.pause(0.05)
-    return cond()
 
 async def go():
     handle, store = attach_run(runs, run_id)
@@ -582,7 +638,7 @@ def test_odd_commands_on_the_socket_get_a_one_line_reason(runner):
     """Whatever a viewer sends, the answer is one line that says what is wrong, never an internal error's name:
     a save into /proc or onto a device, JSON nested 20 000 deep, an id that is not a number or a string, a number
     of 5 000 digits."""
-    import sessions.control as control
+    import sessions.remote as control
 
     runs, run_id, pid = runner
     wait_until(lambda: _steps_seen(runs, run_id) > 0)
@@ -605,7 +661,7 @@ def test_odd_commands_on_the_socket_get_a_one_line_reason(runner):
     assert not r["ok"] and r["error"] == "malformed message: nested too deeply", r
     r = ask(b'{"id": {"a": 1}, "cmd": "status"}')
     assert r["reply"] is None and not r["ok"] and '"id" must be a number or a string' in r["error"], r
-    r = ask(b'{"id": 3, "cmd": "lr", "value": ' + b"1" * 5000 + b"}")
+    r = ask(b'{"id": 3, "cmd": "set", "name": "lr", "value": ' + b"1" * 5000 + b"}")
     assert not r["ok"] and r["error"] == "malformed message: a number too long", r
     assert ask(b'{"id": 4, "cmd": "status"}')["ok"]  # and the connection still works
     sock.close()

@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from waiting import wait_until
 
 from sessions import Store
 
@@ -30,15 +31,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(cond, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def state(runs, run_id) -> str:
     with Store(runs, create=False, readonly=True) as s:
         return s.get_run(run_id, metrics=False, events=False)["state"]
@@ -46,8 +38,8 @@ def state(runs, run_id) -> str:
 
 def test_the_app_in_a_browser_attaches_to_a_live_run(tmp_path):
     playwright = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
-    from sessions.runner import spawn
     from engine.config import RunConfig
+    from sessions.launch import spawn
 
     runs = tmp_path / "runs"
     config = RunConfig(engine=1, data="sample", noise="poisson", epochs=1000, batch_size=4, subset=64, n_val=16,
@@ -63,7 +55,7 @@ def test_the_app_in_a_browser_attaches_to_a_live_run(tmp_path):
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
 
-        wait_until(listening, timeout=30)
+        wait_until(listening, timeout=30, every=0.2)
 
         async def browse():
             async with playwright.async_playwright() as p:
@@ -88,7 +80,7 @@ def test_the_app_in_a_browser_attaches_to_a_live_run(tmp_path):
                     if distinct_colours(await page.screenshot()) > 2000:
                         break
                 await page.keyboard.press(" ")  # pause it from the browser
-                await asyncio.to_thread(wait_until, lambda: state(runs, run["run"]) == "paused", 30)
+                await asyncio.to_thread(wait_until, lambda: state(runs, run["run"]) == "paused", 30, 0.2)
                 await asyncio.sleep(1)
                 await page.screenshot(path=str(shot))
                 await browser.close()  # the tab goes away ...
@@ -106,7 +98,7 @@ def test_the_app_in_a_browser_attaches_to_a_live_run(tmp_path):
         server.wait(30)
         subprocess.run([sys.executable, "-m", "tui.cli", "ctl", run["run"], "stop", "--runs-dir", str(runs)],
                        capture_output=True, env=env)
-        wait_until(lambda: state(runs, run["run"]) == "stopped", timeout=30)
+        wait_until(lambda: state(runs, run["run"]) == "stopped", timeout=30, every=0.2)
         _wait_gone(run["pid"])
 
 
@@ -117,7 +109,7 @@ def _wait_gone(pid: int) -> None:
                 return f.read().split()[2] == "Z"
         except OSError:
             return True
-    wait_until(gone, timeout=30)
+    wait_until(gone, timeout=30, every=0.2)
 
 
 def distinct_colours(png: bytes) -> int:

@@ -1,14 +1,18 @@
 """The session store: runs, batched metric points, events, run references, crash detection, corrupt and foreign
-databases, and the ``runs`` / ``show`` / ``export`` commands (export's verification and its refusal)."""
+databases, and the ``runs`` / ``show`` / ``tag`` / ``export`` commands (a resumed run's active time, tags where
+people read, export's verification and its refusals)."""
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
 import subprocess
+import time
 
 import pytest
 import torch
+from trainer_helpers import cfg
+from waiting import wait_until
 
 from engine.config import RunConfig
 from engine.events import ControlEvent, EvalEvent, SavedEvent, StateEvent, StepEvent
@@ -77,6 +81,24 @@ def test_recorder_batches_and_records_everything(tmp_path):
     assert kinds == [("state", "running"), ("lr", "0.001 -> 0.0005"), ("state", "finished")]
     assert all(set(e) >= {"time", "kind", "detail"} for e in r["events"])
     assert [c["kind"] for c in r["checkpoints"]] == ["best"]
+
+
+def test_an_lr_changed_while_paused_reaches_the_runs_table(tiny_models, poisson_data, tmp_path):
+    runs = tmp_path / "runs"
+    config = cfg(epochs=5)
+    with Store(runs) as s:
+        run = s.new_run(config)
+        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
+        t.add_sink(lambda e: t.pause() if e.kind == "step" and e.step == 2 else None)
+        t.start()
+        wait_until(lambda: t.state == "paused")
+        t.set_lr(0.002)
+        t.set_lr(0.004)
+        with Store(runs) as viewer:
+            wait_until(lambda: viewer.get_run(run, metrics=False, events=False)["lr"] == 0.004, timeout=5)
+        t.stop()
+        t.join(10)
+        assert s.get_run(run)["lr"] == 0.004 and t.lr == 0.004
 
 
 def test_foreign_or_corrupt_database_is_refused_and_left_alone(tmp_path):
@@ -163,17 +185,42 @@ def test_runs_and_show_commands(tmp_path, capsys):
     assert "no run matches" in capsys.readouterr().err
 
 
-@pytest.fixture
-def trained_run(tiny_models, poisson_data, tmp_path):
-    """A finished engine-1 run recorded in a store: (runs_dir, run_id, trainer)."""
-    runs = tmp_path / "runs"
-    config = RunConfig(engine=1, noise="poisson", epochs=1, batch_size=8, lr=3e-3, subset=64, n_val=64,
-                       eval_every=4, device="cpu")
-    with Store(runs) as s:
-        run = s.new_run(config)
-        t = Trainer(config, run_id=run, run_dir=s.run_dir(run), dataset=poisson_data, sinks=[Recorder(s, run)])
-        assert t.run() == "finished"
-    return runs, run, t
+def test_runs_time_of_a_resumed_run_leaves_out_the_time_it_sat_stopped(tmp_path, capsys, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    with Store(tmp_path) as s:
+        run = s.new_run(cfg())
+        rec = Recorder(s, run)
+        rec(StateEvent(run, "running"))
+        clock[0] += 60
+        rec(StateEvent(run, "stopped"))
+        clock[0] += 86400  # a day later
+        rec2 = Recorder(s, run)
+        s.begin_resume(run, 0)
+        rec2(StateEvent(run, "running"))
+        clock[0] += 30
+        rec2(StateEvent(run, "finished"))
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    assert " 1m30s " in capsys.readouterr().out
+    assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["active"] == pytest.approx(90)
+
+
+def test_tag_shows_in_runs(tmp_path, capsys):
+    with Store(tmp_path) as s:
+        run = s.new_run(RunConfig())
+        s.set_state(run, "stopped")
+    assert main(["tag", run[:10], "lr sweep winner", "--runs-dir", str(tmp_path)]) == 0
+    assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1])[0]["tag"] == "lr sweep winner"
+    # ... and where people read: the runs table and show (the README says they do)
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(run)]
+    assert row and row[0].endswith("\u00ablr sweep winner\u00bb"), row
+    assert main(["show", run, "--runs-dir", str(tmp_path)]) == 0
+    assert "tag     lr sweep winner" in capsys.readouterr().out.splitlines()
+    assert main(["tag", "nope", "x", "--runs-dir", str(tmp_path)]) == 2
 
 
 def test_export_writes_a_verified_grader_file(trained_run, tmp_path, capsys, monkeypatch):
@@ -260,6 +307,79 @@ def test_export_refuses_weights_no_better_than_the_noisy_input(tiny_models, pois
     assert not target.exists()
     assert main(["export", run, "--to", str(target), "--force", "--runs-dir", str(runs)]) == 0
     assert target.is_file()
+
+
+def _better_weights(tmp_path, trained_run, poisson_data) -> tuple:
+    """A bestmodel.pth that measures better than the run's best on the run's validation images."""
+    from engine.evaluate import predict_all
+    from engine.metrics import psnr
+    from Miniproject_1.model import Model
+
+    runs, run, t = trained_run
+    m = Model(widths=(8, 16), device="cpu", lr=3e-3)
+    torch.manual_seed(1)
+    for _ in range(3):
+        for i in range(0, 256, 16):
+            m.train_step(poisson_data.train_input[i:i + 16], poisson_data.train_target[i:i + 16])
+    theirs = psnr(predict_all(m, poisson_data.val_input), poisson_data.val_target)
+    assert theirs > t.best_psnr + 0.1, (theirs, t.best_psnr)
+    target = tmp_path / "keep.pth"
+    m.save(target)
+    return target, theirs
+
+
+def test_export_never_replaces_better_weights_without_force(trained_run, poisson_data, tmp_path, capsys):
+    runs, run, t = trained_run
+    target, theirs = _better_weights(tmp_path, trained_run, poisson_data)
+    before = target.read_bytes()
+    assert main(["export", run, "--to", str(target), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert f"already scores {theirs:.2f} dB" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert target.read_bytes() == before
+    target_garbage = tmp_path / "notes.pth"
+    target_garbage.write_bytes(b"my notes, not weights")
+    assert main(["export", run, "--to", str(target_garbage), "--runs-dir", str(runs)]) == 2
+    assert "does not hold engine-1 weights" in capsys.readouterr().err
+    assert target_garbage.read_bytes() == b"my notes, not weights"
+    assert main(["export", run, "--to", str(target), "--force", "--runs-dir", str(runs)]) == 0
+    assert f"replaced weights that scored {theirs:.2f} dB" in capsys.readouterr().out
+    assert target.read_bytes() == (runs / run / "best.pth").read_bytes()
+
+
+def test_headless_export_to_refuses_better_weights(tiny_models, poisson_data, tmp_path, capsys, monkeypatch,
+                                                     trained_run):
+    """``train --headless --export-to`` exports at the end through the same verified, refusing export."""
+    import engine.data
+
+    target, theirs = _better_weights(tmp_path, trained_run, poisson_data)
+    before = target.read_bytes()
+    monkeypatch.setattr(engine.data, "load_sample", lambda *a, **k: poisson_data)
+    argv = ["train", "--headless", "--engine", "1", "--noise", "poisson", "--subset", "16", "--batch-size", "8",
+            "--n-val", "64", "--device", "cpu", "--export-to", str(target), "--runs-dir", str(tmp_path / "r2")]
+    assert main(argv) == 2
+    assert "already scores" in capsys.readouterr().err and target.read_bytes() == before
+
+
+@pytest.mark.parametrize("make", ["device", "fifo", "dir"])
+def test_export_refuses_targets_that_are_not_regular_files(trained_run, tmp_path, capsys, make):
+    import os
+
+    runs, run, _ = trained_run
+    if make == "device":
+        target = "/dev/null"
+    elif make == "fifo":
+        target = str(tmp_path / "fifo")
+        os.mkfifo(target)
+    else:
+        target = str(tmp_path / "adir")
+        os.mkdir(target)
+    assert main(["export", run, "--to", target, "--force", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert ("not a regular file" in err or "is a directory" in err) and len(err.strip().splitlines()) == 1
+    if make == "device":
+        assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    if make == "dir":
+        assert os.listdir(target) == []
 
 
 def test_an_export_killed_mid_way_leaves_no_temporary_file_for_ever(trained_run, tmp_path, capsys):

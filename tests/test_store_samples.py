@@ -12,7 +12,7 @@ from engine.config import RunConfig
 from engine.events import EvalEvent, StateEvent
 from engine.trainer import Trainer
 from sessions import Recorder, Store, StoreError
-from sessions.store import SCHEMA_VERSION
+from sessions.store_file import SCHEMA_VERSION
 
 torch.set_num_threads(1)
 

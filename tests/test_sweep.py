@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sessions import Store
-from sessions.sweep import SpecError, check_spec
+from sessions.sweep_spec import SpecError, check_spec
 
 ray = pytest.importorskip("ray", reason="Ray Tune is an optional extra (pip install 'n2n-tui[sweep]')")
 
@@ -172,7 +172,9 @@ def test_a_local_sweep_records_each_trial_and_asha_stops_the_bad_one(tmp_path):
 def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     from ray.cluster_utils import Cluster
 
-    from sessions.sweep import SweepDriver, connect_ray, load_spec
+    from sessions.ray_cluster import connect_ray
+    from sessions.sweep import SweepDriver
+    from sessions.sweep_spec import load_spec
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
@@ -239,9 +241,12 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
     """The view on a driver whose trials are already recorded (no Ray): ranking, the leader's curves, x, S, open."""
     import asyncio
 
+    from fakes import train_args
+    from waiting import wait_for
+
     from engine.config import RunConfig
-    from sessions.sweep import SweepDriver, TrialView, check_spec
-    from test_tui_fakes import train_args, wait_for
+    from sessions.sweep import SweepDriver, TrialView
+    from sessions.sweep_spec import check_spec
     from tui.app import N2NApp
     from tui.screens import DashboardScreen
     from tui.screens.sweep import SweepScreen

@@ -11,10 +11,10 @@ import time
 import pytest
 
 from engine.config import RunConfig
-from engine.threads import (AUTO, BACKOFF, CHECK_SECONDS, ThreadGovernor, cpus, parse_threads, pick, threads_value)
+from engine.threads import AUTO, BACKOFF, CHECK_SECONDS, ThreadGovernor, cpus, parse_threads, pick, threads_value
 from sessions import Store
-from sessions.control import RemoteRun
-from sessions.runner import spawn
+from sessions.launch import spawn
+from sessions.remote import RemoteRun
 from sessions.store import settings_changes
 from tui.screens.hyper import check
 

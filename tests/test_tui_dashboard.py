@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from fakes import FakeStore, FakeTrainer, patches, scripted_events, stored_run, train_args
+from waiting import wait_for
 
 from sessions.export import BetterTargetError
-from test_tui_fakes import FakeStore, FakeTrainer, patches, scripted_events, stored_run, train_args, wait_for
+from sessions.handle import LocalRun
 from tui.app import N2NApp
 from tui.screens import ConfirmScreen, DashboardScreen, LrScreen, RunCurvesScreen, RunsScreen
 from tui.widgets import EventLog, LossPlot, PsnrPlot, RunStatus, SamplePatches
@@ -57,7 +60,7 @@ def test_event_pump_coalesces_steps_into_few_redraws():
     async def go():
         app, trainer, store = make_app()
         app.start_training = False
-        async with app.run_test() as pilot:
+        async with app.run_test():
             screen = app.screen
             plot = screen.query_one(LossPlot)
             redraws = []
@@ -289,13 +292,15 @@ def test_r_shows_past_runs_opens_one_and_compares_two():
 
 
 def test_trainer_crash_is_shown_not_raised():
+    """A run in this process whose ``run`` itself raises: its handle says it failed, the dashboard shows why."""
     async def go():
-        app, trainer, store = make_app(total_steps=100000, delay=0.01)
+        _, trainer, store = make_app(total_steps=100000, delay=0.01)
 
         def boom():
             raise RuntimeError("CUDA out of memory")
 
         trainer.run = boom
+        app = N2NApp(train_args(), store=store, trainer=LocalRun(trainer, store))
         async with app.run_test() as pilot:
             assert await wait_for(pilot, lambda: app.screen.state == "failed")
             assert "CUDA out of memory" in log_text(app)
@@ -326,4 +331,80 @@ def test_samples_widget_draws_half_blocks_with_pixel_colours():
             strip = w.render_line(1)
             cells = [s for s in strip if s.text and set(s.text) == {"▀"}]
             assert cells and all(s.style.color.triplet and s.style.bgcolor.triplet for s in cells)
+    asyncio.run(go())
+
+
+def test_resizing_while_points_arrive_never_crashes():
+    from tui.widgets import LossPlot, PsnrPlot
+
+    async def go():
+        app, trainer, store = make_app(total_steps=100000, delay=0.002, every=20)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            for size in [(79, 24), (40, 12), (120, 40), (41, 13), (80, 24), (200, 60), (40, 12), (80, 24)] * 2:
+                await pilot.resize_terminal(*size)
+                screen.drain(force_plots=True)  # new points drawn at this size, then rendered again on resize
+                await pilot.pause(0.05)
+            assert app.is_running and screen.query_one(LossPlot).n_points > 20
+            assert screen.query_one(PsnrPlot).n_points >= 1
+            trainer.stop()
+    asyncio.run(go())
+
+
+def test_loss_axis_labels_read_top_down_at_40x12():
+    """Larger losses above smaller ones, at the smallest size too (the labels were upside down at 40x12): in the
+    dashboard, where the plot is only a few rows high, and in a plot of its own."""
+    import re
+
+    from test_tui_snapshots import dashboard_app, feed_history
+    from textual.app import App
+
+    from tui.widgets import LossPlot
+
+    def labels(plot) -> list[float]:
+        lines = [line.plain for line in plot.render().split()]
+        return [float(m.group(1)) for line in lines if (m := re.match(r"^\s*([0-9.e+-]+)\s*┤", line))]
+
+    class One(App):
+        def compose(self):
+            yield LossPlot(id="p")
+
+    async def go():
+        app = dashboard_app()
+        async with app.run_test(size=(40, 12)) as pilot:
+            await feed_history(pilot)
+            await pilot.pause(0.1)
+            found = labels(app.screen.query_one(LossPlot))
+            assert found == sorted(found, reverse=True), found
+        app = One()
+        async with app.run_test(size=(40, 12)) as pilot:
+            plot = app.query_one(LossPlot)
+            plot.add_points([(i, 0.5 / i) for i in range(1, 200)])
+            plot.redraw()
+            await pilot.pause(0.1)
+            found = labels(plot)
+            assert len(found) >= 2 and found == sorted(found, reverse=True), found
+    asyncio.run(go())
+
+
+def test_the_replace_question_fits_at_80x24():
+    from textual.app import App
+
+    question = ("/home/user/project/Miniproject_1/bestmodel.pth already scores 28.11 dB, better than this run's "
+                "best 21.02 dB on the same validation images. Replace it?")
+
+    import tui.app
+
+    class Styled(App):
+        CSS_PATH = str(Path(tui.app.__file__).parent / "app.tcss")
+
+    async def go():
+        app = Styled()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await app.push_screen(ConfirmScreen(question))
+            await pilot.pause(0.1)
+            label = app.screen.query_one("#confirm-question")
+            text = "".join(str(s.text) for s in label.render_lines(label.region.reset_offset))
+            assert "Replace it?" in text.replace("\n", " ") or "Replace it?" in " ".join(text.split())
+            assert label.region.height >= 3 and app.screen.region.contains_region(label.region)
     asyncio.run(go())

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fakes import train_args
+from waiting import wait_for
 
-from test_tui_fakes import train_args
-from test_tui_fakes import wait_for as fakes_wait_for
+from sessions.handle import LocalRun
 
 torch = pytest.importorskip("torch")
 Trainer = pytest.importorskip("engine.trainer").Trainer
@@ -51,10 +52,6 @@ def new_run(tmp_path, dataset, epochs=200):
     return trainer, store
 
 
-async def wait_for(pilot, cond, timeout=60.0):  # a real trainer: allow for a loaded machine
-    return await fakes_wait_for(pilot, cond, timeout)
-
-
 def event_kinds(store, run_id):
     return [e["kind"] for e in store.get_run(run_id)["events"]]
 
@@ -66,7 +63,7 @@ def test_every_key_on_a_real_run(tmp_path, dataset, tiny_models):
     args = train_args(runs_dir=str(tmp_path / "runs"), export_to=str(target))
 
     async def go():
-        app = N2NApp(args, store=store, trainer=trainer)
+        app = N2NApp(args, store=store, trainer=LocalRun(trainer, store))
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
             assert isinstance(screen, DashboardScreen)
@@ -129,8 +126,8 @@ def test_every_key_on_a_real_run(tmp_path, dataset, tiny_models):
         assert kind in kinds, (kind, kinds)
     assert [e["detail"] for e in run["events"] if e["kind"] == "lr"][-1].endswith("0.0003")
 
-    from engine.models import new_model
     from engine.metrics import psnr
+    from engine.models import new_model
 
     model = new_model(1, "cpu")
     model.load_pretrained_model(str(target))
@@ -145,7 +142,7 @@ def test_x_stops_and_then_q_quits_without_asking(tmp_path, dataset, tiny_models)
     trainer, store = new_run(tmp_path, dataset)
 
     async def go():
-        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=trainer)
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, trainer=LocalRun(trainer, store))
         async with app.run_test(size=(120, 40)) as pilot:
             assert await wait_for(pilot, lambda: trainer.step >= 1)
             await pilot.press("x", "y")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fakes import FakeStore, FakeTrainer, train_args
+from waiting import wait_for
 
-from test_tui_fakes import FakeStore, FakeTrainer, train_args, wait_for
 from tui.app import N2NApp
 from tui.screens import DashboardScreen, LauncherScreen
 
@@ -27,7 +28,7 @@ def test_defaults_are_filled_in(size, monkeypatch, tmp_path):
 
     async def go():
         app = N2NApp(train_args(), store=FakeStore())
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size):
             assert isinstance(app.screen, LauncherScreen)
             assert (value(app, "engine"), value(app, "data"), value(app, "noise")) == (1, "course:data", "mix")
             assert (value(app, "epochs"), value(app, "batch_size"), value(app, "lr"), value(app, "seed")) == \
@@ -111,7 +112,8 @@ def test_a_load_error_is_shown_on_the_launcher():
 
 
 def test_ctrl_r_shows_past_runs_from_the_launcher():
-    from test_tui_fakes import stored_run
+    from fakes import stored_run
+
     from tui.screens import RunsScreen
 
     async def go():

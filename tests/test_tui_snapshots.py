@@ -2,7 +2,8 @@
 history, fixed stored runs, no clock on screen. After an intended layout change: pytest --snapshot-update."""
 from __future__ import annotations
 
-from test_tui_fakes import FakeStore, FakeTrainer, scripted_events, stored_run, train_args
+from fakes import FakeStore, FakeTrainer, scripted_events, stored_run, train_args
+
 from tui.app import N2NApp
 
 

@@ -6,11 +6,12 @@ import asyncio
 from pathlib import Path
 
 import torch
+from fakes import patches
+from test_tui_dashboard import make_app
 from textual.app import App
+from waiting import wait_for
 
 import tui
-from test_tui_fakes import patches, wait_for
-from test_tui_dashboard import make_app
 from tui.screens import DashboardScreen, ZoomScreen
 from tui.widgets import ZoomView
 from tui.widgets.zoom_view import error_map

@@ -14,11 +14,11 @@ import sys
 import time
 
 import pytest
+from terminal import Terminal
 
 from engine.config import RunConfig
 from sessions import Store
-from sessions.runner import spawn
-from terminal import Terminal
+from sessions.launch import spawn
 
 TINY = RunConfig(engine=1, data="sample", noise="poisson", epochs=5000, batch_size=4, subset=64, n_val=16,
                  eval_every=8, device="cpu")
@@ -88,7 +88,7 @@ def close_terminals_mid_drawing(tmp_path, rounds: int, at_once: int = 3) -> dict
                 batch.append((kind, Terminal(*args, "--runs-dir", str(runs), cols=100, rows=30)))
                 started += 1
             for kind, term in batch:
-                drawn = term.wait_for_output("\x1b[", timeout=60)  # its first frame is being drawn
+                drawn = term.expect("\x1b[", timeout=60)  # its first frame is being drawn
                 time.sleep(rng.uniform(0.0, 1.5) if drawn else 0)
                 term.hang_up()
             deadline = time.time() + GONE_WITHIN
@@ -128,7 +128,7 @@ def test_sigterm_always_ends_a_viewer(tmp_path):
     watched = spawn(runs, TINY)
     term = Terminal("attach", watched["run"], "--runs-dir", str(runs))
     try:
-        assert term.wait_for_output("loss (log scale)", timeout=60)  # the dashboard is up
+        assert term.expect("loss (log scale)", timeout=60)  # the dashboard is up
         term.proc.send_signal(signal.SIGTERM)
         assert term.wait(15) == 128 + signal.SIGTERM
         assert alive(watched["pid"])

@@ -1,7 +1,6 @@
-"""What the in-process trainer tests share: a small run's config, a sink that keeps every event, a polling wait."""
+"""What the in-process trainer tests share: a small run's config and a sink that keeps every event (the polling
+wait is ``waiting.wait_until``)."""
 from __future__ import annotations
-
-import time
 
 from engine.config import RunConfig
 
@@ -20,11 +19,3 @@ class Log(list):
 
     def of(self, kind):
         return [e for e in self if e.kind == kind]
-
-
-def wait_for(cond, timeout=20.0):
-    t0 = time.time()
-    while not cond():
-        if time.time() - t0 > timeout:
-            raise AssertionError("timed out")
-        time.sleep(0.01)

@@ -1,5 +1,6 @@
 """The Textual app: ``n2n-tui`` opens the launcher; ``n2n-tui train`` and ``n2n-tui attach`` open the dashboard on a
-run handle (a ``RemoteRun`` of a runner process, or a ``LocalRun`` with ``--in-process``)."""
+run handle (``sessions.handle.RunHandle``: a ``RemoteRun`` of a runner process, or a ``LocalRun`` with
+``--in-process``)."""
 from __future__ import annotations
 
 import argparse
@@ -13,15 +14,17 @@ from typing import Callable
 
 from textual import work
 from textual.app import App
+
 from engine.errors import first_line
+from engine.states import ACTIVE, RunState
+from sessions.handle import LocalRun, RunHandle
 
 from .screens import DashboardScreen, LauncherScreen
-from engine.states import ACTIVE
 
 
 class N2NApp(App[int]):
     """One app, two ways in: with a ``trainer`` (a run handle) it shows its dashboard; without, the launcher, which
-    starts one with ``make_trainer(args) -> (handle, store)`` (default: ``tui.commands.train_cmd.start_run``)."""
+    starts one with ``make_trainer(args) -> (handle, store)`` (default: ``tui.run_args.start_from_args``)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "n2n-tui"
@@ -60,14 +63,7 @@ class N2NApp(App[int]):
 
             self.push_screen(LauncherScreen(train_defaults(getattr(self.args, "runs_dir", None)), self.store))
 
-    def open_dashboard(self, trainer, store) -> None:
-        # A bare Trainer gets a run handle's face. A Trainer exists only once its module is loaded, and a viewer of
-        # a runner never loads it (nor torch: attaching stays fast), so look the class up instead of importing it.
-        trainers = sys.modules.get("engine.trainer")
-        if trainers is not None and isinstance(trainer, trainers.Trainer):
-            from sessions.launch import LocalRun
-
-            trainer = LocalRun(trainer, store)
+    def open_dashboard(self, trainer: RunHandle, store) -> None:
         self.trainer, self.store = trainer, store
         self.dashboard = DashboardScreen(trainer, store, export_to=getattr(self.args, "export_to", None),
                                          start=self.start_training)
@@ -85,7 +81,7 @@ class N2NApp(App[int]):
         """Load the data and build the model off the UI thread; report failures on the launcher."""
         make = self.make_trainer
         if make is None:
-            from .commands.train_cmd import start_run as make
+            from .run_args import start_from_args as make
         try:
             trainer, store = make(args)
         except Exception as e:  # bad data, unwritable runs folder...: one line on the launcher, never a traceback
@@ -98,11 +94,11 @@ class N2NApp(App[int]):
         try:
             self.call_from_thread(self.open_dashboard, trainer, store)
         except RuntimeError:  # the app was closed while the data loaded: the run never started
-            if getattr(trainer, "remote", False):
+            if trainer.lives_on:
                 trainer.close()  # its runner goes on: n2n-tui attach finds it
                 return
             try:
-                store.set_state(trainer.run_id, "stopped", "the app was closed before the run started")
+                store.set_state(trainer.run_id, RunState.STOPPED, "the app was closed before the run started")
             except Exception:
                 pass
 
@@ -112,14 +108,14 @@ class N2NApp(App[int]):
         if current is not None and current.run_id == message.run_id:
             self.pop_screen()
             return
-        if current is not None and not getattr(current, "remote", False) and current.state in ACTIVE:
+        if current is not None and not current.lives_on and current.state in ACTIVE:
             self.notify("this window's own run (--in-process) is still training: quit it first", severity="warning")
             return
         self._attach(message.run_id)
 
     @work(thread=True, exclusive=True, group="launch")
     def _attach(self, run_id: str) -> None:
-        from .commands.attach_cmd import attach_run
+        from sessions.launch import attach_run
 
         try:
             handle, store = attach_run(self.store.root, run_id)
@@ -131,7 +127,7 @@ class N2NApp(App[int]):
 
     def _switch_to(self, handle, store) -> None:
         old = self.trainer
-        if old is not None and getattr(old, "remote", False):
+        if old is not None and old.lives_on:
             old.close()  # detach: that run goes on
         while len(self.screen_stack) > 1:
             self.pop_screen()
@@ -155,28 +151,28 @@ class N2NApp(App[int]):
     def on_unmount(self) -> None:
         # Whatever way the app ends: a runner's run goes on (we only let go of it); a run in this process is stopped,
         # or the process would not exit.
-        if getattr(self.trainer, "remote", False):
+        if self.trainer is not None and self.trainer.lives_on:
             self.trainer.close()
         else:
             stop_active(self.trainer)
 
 
-def stop_active(trainer, reason: str = "") -> None:
+def stop_active(trainer: RunHandle | None, reason: str = "") -> None:
     """Stop a run that lives in this process; a runner's run is never stopped by a viewer going away."""
-    if getattr(trainer, "remote", False):
+    if trainer is None or trainer.lives_on:
         return
-    if trainer is not None and getattr(trainer, "state", None) in ACTIVE:
+    if trainer.state in ACTIVE:
         try:
             trainer.stop(reason)
         except Exception:
             pass
 
 
-def wait_until_done(trainer, timeout: float = 120.0) -> None:
+def wait_until_done(trainer: RunHandle | None, timeout: float = 120.0) -> None:
     """Wait for a stopping trainer's thread to save its state and close the run (it is a daemon thread: leaving
     the process earlier would kill it half-way)."""
     deadline = time.monotonic() + timeout
-    while getattr(trainer, "alive", False) and time.monotonic() < deadline:
+    while trainer is not None and trainer.alive and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -220,7 +216,7 @@ class ExitWatchdog:
         if self.done.wait(self.grace):
             return
         trainer = self.app.trainer
-        if trainer is not None and not getattr(trainer, "remote", False):
+        if trainer is not None and not trainer.lives_on:
             stop_active(trainer, "the terminal went away")
             wait_until_done(trainer)   # its state saved: it reads stopped, not crashed
         if self.app.sweep is not None:  # the sweep's driver: its Ray processes go with it
@@ -231,9 +227,8 @@ class ExitWatchdog:
             except Exception:
                 pass
         try:
-            close = getattr(trainer, "close", None)
-            if callable(close) and getattr(trainer, "remote", False):
-                close()   # the runner sees its viewer go at once
+            if trainer is not None and trainer.lives_on:
+                trainer.close()   # the runner sees its viewer go at once
         except Exception:
             pass
         os._exit(code)
@@ -280,8 +275,8 @@ def _run_app(app: "N2NApp") -> None:
             terminal.close()
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
-        if not getattr(app.trainer, "remote", False):
-            stop_active(app.trainer)
+        stop_active(app.trainer)
+        if app.trainer is not None and not app.trainer.lives_on:
             wait_until_done(app.trainer)
 
 
@@ -293,17 +288,16 @@ def _has_tty() -> bool:
         return False
 
 
-def _stderr_to_run_log(handle) -> int | None:
+def _stderr_to_run_log(handle: RunHandle | None) -> int | None:
     """A run in this process: what C++ code (PyTorch's warnings) writes to stderr goes to the run's log, where the
     dashboard shows it, instead of over the screen. Returns the saved stderr descriptor to restore."""
-    run_dir = getattr(handle, "run_dir", None)
-    if handle is None or getattr(handle, "remote", False) or not run_dir or os.environ.get("TEXTUAL_DRIVER"):
+    if not isinstance(handle, LocalRun) or os.environ.get("TEXTUAL_DRIVER"):
         return None
     from engine.fileio import open_nofollow
 
     try:
-        fd = open_nofollow(os.path.join(run_dir, "runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                           getattr(handle, "file_mode", 0o600))
+        fd = open_nofollow(os.path.join(handle.run_dir, "runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                           handle.trainer.file_mode)
     except OSError:  # a link planted there included: C++ warnings then stay on the terminal
         return None
     sys.stderr.flush()
@@ -320,7 +314,7 @@ def _stderr_to_run_log(handle) -> int | None:
 def _exit_status(app: "N2NApp") -> int:
     if app.return_code:
         return app.return_code
-    return 1 if getattr(app.trainer, "state", None) == "failed" else 0
+    return 1 if app.trainer is not None and app.trainer.state == RunState.FAILED else 0
 
 
 def run_dashboard(trainer, store, args: argparse.Namespace) -> int:
@@ -336,9 +330,8 @@ def run_sweep_view(driver, store, args: argparse.Namespace) -> int:
     app = N2NApp(args, store=store, sweep=driver)
     _run_app(app)
     driver.stop()
-    thread = getattr(getattr(app, "sweep_screen", None), "thread", None)
-    if thread is not None:
-        thread.join(60)
+    if app.sweep_screen is not None and app.sweep_screen.thread is not None:
+        app.sweep_screen.thread.join(60)
     return _exit_status(app)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from tui.parser import EXIT_BAD_INPUT, build_parser
 from engine.errors import N2NError, first_line
+from tui.parser import EXIT_BAD_INPUT, build_parser
 
 
 def _dispatch(args) -> int:

@@ -118,8 +118,8 @@ def _add_runs_dir(p: argparse.ArgumentParser, top: bool = False) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.config import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_SEED
-    from engine.specs import FAMILIES, MAX_PAIRS, SPEC_FORMS
     from engine.schedule import SCHEDULES
+    from engine.specs import FAMILIES, MAX_PAIRS, SPEC_FORMS
 
     epochs = _int_type(1, MAX_EPOCHS, "a positive integer")
     batch = _int_type(1, MAX_BATCH, "a positive integer")
@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--export-to", metavar="PATH", type=_path, default=None, help="target of the dashboard's save key")
     _add_runs_dir(a)
 
-    c = sub.add_parser("ctl", help="steer a live run: pause, resume, stop, lr VALUE, set NAME VALUE, save [PATH], status")
+    c = sub.add_parser("ctl", help="steer a live run: pause, resume, stop, lr VALUE, set NAME VALUE, save [PATH], "
+                                   "status")
     c.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
     c.add_argument("action", metavar="COMMAND", choices=["pause", "resume", "stop", "lr", "set", "save", "status"],
                    help="pause | resume | stop | lr VALUE | set NAME VALUE | save [PATH] | status")

@@ -20,8 +20,8 @@ Two ways of doing each, picked once per shape by `ConvGeometry`:
   the gradient's kw taps of a kernel row are gathered (a "row im2col": kh products with K = kw*O), as kernel
   rows differ by a plain column offset. Few, large operations also keep the cost down when other processes
   compete for the cores (every operation ends at a barrier of its worker threads): a column-chunked variant
-  (taps of a cache-sized chunk back to back) was up to 1.5x faster on an idle machine but many times slower on
-  a loaded one.
+  (taps of a cache-sized chunk back to back) was faster on an idle machine but much slower on a loaded one
+  (docs/benchmarks.md).
 * any stride ("unfold" path): classic im2col with torch's unfold, one batched matrix product, and fold (col2im,
   a scatter-add) for the input gradient.
 
@@ -330,7 +330,8 @@ class OutputSideConv:
         self.ws = Workspace()
 
     def forward(self, x, w, bias):
-        # P[n, s, t, i, j, o] = sum_c x_pad[n, s, t, c] w[o, c, i, j],  y[n, u, v] = bias + sum_ij P[n, u+di, v+dj, i, j]
+        # P[n, s, t, i, j, o] = sum_c x_pad[n, s, t, c] w[o, c, i, j]
+        # y[n, u, v] = bias + sum_ij P[n, u+di, v+dj, i, j]
         g, ws = self.geo, self.ws
         xp = padded(ws, "xp", x, self.size, (g.ph, g.pw))
         P = ws.get("P", (g.N, *self.size, g.kh, g.kw, g.O), x)

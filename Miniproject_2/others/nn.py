@@ -10,8 +10,16 @@ import math
 
 from torch import empty
 
-from .conv import (ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, conv_op, pair,
-                   prepare_input, prepare_output)
+from .conv import (
+    ConvGeometry,
+    conv2d_forward,
+    conv2d_input_grad,
+    conv2d_weight_grad,
+    conv_op,
+    pair,
+    prepare_input,
+    prepare_output,
+)
 from .exact import ExactTransposeConv
 
 
@@ -312,7 +320,8 @@ class Sigmoid(Module):
 
 
 class MSE(Module):
-    """Mean squared error: forward(prediction, target) -> mean((prediction - target)^2); backward() -> dloss/dprediction."""
+    """Mean squared error: forward(prediction, target) -> mean((prediction - target)^2);
+    backward() -> dloss/dprediction."""
 
     def forward(self, prediction, target):
         if prediction.shape != target.shape:
@@ -326,7 +335,8 @@ class MSE(Module):
 
 
 class L1Loss(Module):
-    """Mean absolute error: forward(prediction, target) -> mean(|prediction - target|); backward() -> sign(d) / numel."""
+    """Mean absolute error: forward(prediction, target) -> mean(|prediction - target|);
+    backward() -> sign(d) / numel."""
 
     def forward(self, prediction, target):
         if prediction.shape != target.shape:

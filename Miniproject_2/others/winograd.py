@@ -19,29 +19,26 @@ the backward pass runs the adjoint of each step in reverse, in the same domain:
 
 i.e. the exact gradient of the computed forward. The transforms are small matrices applied to all tiles at once
 (``transform``). Rounding: the products in the transform domain are larger than the outputs they cancel down to,
-so float32 rounding grows: on the 32-96 channel layers of benchmarks/bench_mp2_conv.py --accuracy (batch 64,
-outputs up to ~3), the largest error against float64 is 6e-6 to 1.1e-5 for y and 4e-6 to 7e-6 for dx, where
-torch's float32 conv2d has ~1e-6 on the CPU (and ~8e-4 on CUDA, where it computes in TF32 by default; our products
-stay float32 there too, with the same errors as on the CPU); both stay inside torch.testing's default float32
-tolerance against the exact result (a test checks 16-128 channels). Weight gradients are as accurate as torch's
-(1e-3 to 3e-3 on values ~1000).
+so float32 rounding grows: the errors of y and dx against float64 are several times those of torch's float32
+conv2d on the CPU, and both stay inside torch.testing's default float32 tolerance against the exact result (a test
+checks 16-128 channels). On CUDA torch computes conv2d in TF32 by default while our products stay float32, so there
+ours are the more accurate. Weight gradients are as accurate as torch's. Figures: benchmarks/bench_mp2_conv.py
+--accuracy, recorded in docs/benchmarks.md.
 
 Threads: torch splits an elementwise copy between its threads by contiguous ranges of the output, and a batched
 matrix product by contiguous ranges of the batch. So the batch of images is cut into PARTS parts that lead the layout
 of every buffer (part, Winograd position, tiles, channels), and every product is batched over (part, ...): with two
 threads, thread k works on part k in every step, reading what it wrote itself the step before. Without this each step
 read about half of its input from the other core's caches. That costs little when the two cores share a cache, and a
-lot when they do not: on the 2-core development VM the host sometimes runs the two CPUs on different dies (a
-core-to-core round trip of ~350 ns instead of ~80 ns, benchmarks/probe_conv_modes.py), and the 64x32x16x16 -> 32
-layer's forward+backward then took 14.0-14.8 ms unsplit and 7.1-7.6 ms split (three interleaved rounds); on one die
-the split is a little faster too (median of 12 rounds: 6.0 against 8.1 ms).
+lot when they do not, as when a virtual machine's host runs its two CPUs on different dies (the core-to-core round
+trip: benchmarks/probe_conv_modes.py); on one die the split is a little faster too (docs/benchmarks.md).
 """
 
 from .tiles import Workspace, nhwc, overlap_add, padded, windows
 
-# Interpolation points 0, 1, -1, 1/2, -2 (and infinity): the float32 error is 2.5x smaller than with the usual
-# 0, +-1, +-2 (Lavin & Gray), whose larger entries (up to 8 in A^T) cancel more (Barabasz et al., "Error analysis
-# and improving the accuracy of Winograd convolution for deep neural networks", 2020; measured on random layers).
+# Interpolation points 0, 1, -1, 1/2, -2 (and infinity): a smaller float32 error than the usual 0, +-1, +-2 (Lavin &
+# Gray), whose larger entries (up to 8 in A^T) cancel more (Barabasz et al., "Error analysis and improving the
+# accuracy of Winograd convolution for deep neural networks", 2020; docs/benchmarks.md).
 BT = ((1, -3 / 2, -2, 3 / 2, 1, 0),
       (0, -1, 1 / 2, 5 / 2, 1, 0),
       (0, 1, -5 / 2, 1 / 2, 1, 0),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 def run(args) -> int:
     from sessions import Store
-
     from tui.app import require_terminal, run_launcher
     from tui.parser import threads_setting
 

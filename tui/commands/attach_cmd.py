@@ -7,46 +7,11 @@ import os
 from pathlib import Path
 
 from engine.headless import event_dict
-from engine.threads import threads_text, threads_value
+from engine.states import ACTIVE, CLEAN_END
+from engine.threads import threads_text
 from sessions import Store
-from sessions.control import ControlError, RemoteRun, live_elsewhere
-from sessions.store import StoreError
-from engine.states import ACTIVE, CLEAN_END, LIVE
-
-
-def live_run(runs_dir, ref: str | None) -> dict:
-    """The run ``ref`` (default: the newest live one), which must be live. A runner the store has lost (its -wal
-    file deleted under it) is still found through its socket."""
-    try:
-        return _live_run(runs_dir, ref)
-    except StoreError:
-        lost = [r for r in live_elsewhere(runs_dir) if ref in (None, "last") or r["id"].startswith(ref)]
-        if len(lost) == 1 or (lost and ref in (None, "last")):
-            return lost[0]
-        raise
-
-
-def _live_run(runs_dir, ref: str | None) -> dict:
-    with Store(runs_dir, create=False, readonly=True) as store:
-        if ref is None:
-            live = [r for r in store.list_runs() if r["state"] in LIVE]
-            if not live:
-                raise StoreError(f"no live run in {store.root}: start one with n2n-tui train, or see n2n-tui runs")
-            return max(live, key=lambda r: (r["started"], r["id"]))
-        run = store.get_run(ref, metrics=False, events=False)
-    if run["state"] not in LIVE:
-        raise StoreError(f"run {run['id']} is {run['state']}, not live (see n2n-tui show {run['id']})")
-    return run
-
-
-def attach_run(runs_dir, run_id: str):
-    """``(RemoteRun, Store)`` of a live run: its runner's control socket, and the store to backfill from."""
-    store = Store(runs_dir)
-    try:
-        return RemoteRun(store.run_dir(run_id)), store
-    except BaseException:
-        store.close()
-        raise
+from sessions.launch import attach_run, live_run
+from sessions.remote import ControlError, RemoteRun, wire_value
 
 
 def attach(args) -> int:
@@ -92,15 +57,15 @@ def ctl(args) -> int:
         usage = {"lr": "lr VALUE", "set": "set NAME VALUE", "save": "save [PATH]"}.get(action, action)
         raise ControlError(f"{action} takes {usage.partition(' ')[2] or 'no value'}, got {' '.join(values) or 'none'}"
                            f" (usage: n2n-tui ctl RUN {usage})")
-    fields = {}
-    if action in ("lr", "set"):
+    fields, command = {}, action
+    if action in ("lr", "set"):  # ``lr VALUE``: the command line's alias of ``set lr VALUE``
+        name, command = ("lr" if action == "lr" else values[0]), "set"
         try:
-            fields["value"] = float(threads_value(values[-1]) if values[:1] == ["threads"] else values[-1])
-        except ValueError as e:
-            raise ControlError(f"{action}: {e}" if values[:1] == ["threads"]
-                               else f"{action}: expected a number, got {values[-1]!r}") from None
-        if action == "set":
-            fields["name"] = values[0]
+            fields = {"name": name, "value": wire_value(name, values[-1])}
+        except ControlError:
+            raise
+        except ValueError as e:  # threads: neither a count nor auto
+            raise ControlError(f"{action}: {e}") from None
     elif action == "stop":
         fields["by"] = f"stopped by n2n-tui ctl (pid {os.getpid()}, user {_user()})"
     elif action == "save":
@@ -109,7 +74,7 @@ def ctl(args) -> int:
         fields["force"] = args.force
     handle = RemoteRun(run_dir)
     try:
-        result = handle.call(action, timeout=600, **fields)
+        result = handle.call(command, timeout=600, **fields)
     finally:
         handle.close()
     if action == "status" or args.json:
@@ -118,7 +83,7 @@ def ctl(args) -> int:
         print(f"wrote {result['path']}: run {result['run']}, {result['psnr']:.2f} dB on {result['n_val']} validation "
               "images, verified by reloading")
     elif action == "lr":
-        print(f"run {run['id']}: learning rate {result['lr']:g}")
+        print(f"run {run['id']}: learning rate {result['value']:g}")
     elif action == "set":
         shown = threads_text(int(result["value"])) if result["name"] == "threads" else f"{result['value']:g}"
         print(f"run {run['id']}: {result['name']} {shown} (from its next step)")

@@ -115,7 +115,8 @@ def run(args) -> int:
             g = torch.Generator().manual_seed(args.seed)
             write_image(noisy_path, Picture(corrupt_float(clean.pixels[None], args.add_noise, g)[0], clean.alpha,
                                             clean.bits))
-            source = read_image(noisy_path, exact=True, any_size=True)  # what the file holds: quantised (and JPEG-compressed)
+            # what the file holds: quantised (and JPEG-compressed)
+            source = read_image(noisy_path, exact=True, any_size=True)
             psnr_noisy = _psnr_db(source, clean)
         write_image(dst, denoise_picture(model, source))
         p = _psnr_db(read_image(dst, exact=True, any_size=True), clean)

@@ -7,8 +7,16 @@ import math
 import sys
 from pathlib import Path
 
-from engine.data import (SAMPLE_VAL, DataError, default_spec, load_data, not_a_folder, parse_spec, sample_dir,
-                         size_problem)
+from engine.data import (
+    SAMPLE_VAL,
+    DataError,
+    default_spec,
+    load_data,
+    not_a_folder,
+    parse_spec,
+    sample_dir,
+    size_problem,
+)
 from engine.evaluate import evaluate, evaluate_photos
 from engine.images import IMAGE_SUFFIXES
 from engine.threads import use_threads

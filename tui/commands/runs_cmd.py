@@ -6,11 +6,11 @@ import math
 import sys
 import time
 
+from engine.states import LIVE
 from engine.threads import threads_text
 from sessions import Store
-from sessions.control import live_elsewhere
+from sessions.remote import live_elsewhere
 from sessions.store import StoreError, settings_changes
-from engine.states import LIVE
 
 
 def _open(args) -> Store:
@@ -136,7 +136,7 @@ def export(args) -> int:
         store.close()
     if r.get("unrecorded") and why_unwritable:
         r["unrecorded"] = why_unwritable
-    replaced = f"; it replaced weights that scored {r['replaced_psnr']:.2f} dB" if r["replaced_psnr"] is not None else ""
+    replaced = "" if r["replaced_psnr"] is None else f"; it replaced weights that scored {r['replaced_psnr']:.2f} dB"
     print(f"wrote {r['path']}: run {r['run']} (engine {r['engine']}, step {r['step']}), "
           f"{r['psnr']:.2f} dB on {r['n_val']} validation images of {r['data']}, verified by reloading{replaced}")
     if r.get("unrecorded"):

@@ -23,7 +23,6 @@ from urllib.parse import urlencode, urlsplit
 
 from tui.errors import UsageError
 
-LOOPBACK = "127.0.0.1"
 COOKIE = "n2n_token"
 TOKEN_ENV = "N2N_SERVE_TOKEN"
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 
+from engine.states import CLEAN_END, PENDING_OR_RUNNING
 from sessions import Store
-from sessions.sweep import (SpecError, SweepDriver, SweepSpec, check_resources, connect_ray, load_spec,
-                            ray_session)
+from sessions.ray_cluster import check_resources, connect_ray, ray_session
+from sessions.sweep import SweepDriver
+from sessions.sweep_spec import SpecError, SweepSpec, load_spec
 from tui.errors import UsageError
-from engine.states import CLEAN_END
 
 
 def _driver(args) -> tuple[SweepDriver, Store]:
@@ -19,7 +20,7 @@ def _driver(args) -> tuple[SweepDriver, Store]:
     try:
         if args.resume is not None:
             row = store.get_sweep(args.resume)
-            if row["state"] in ("pending", "running"):
+            if row["state"] in PENDING_OR_RUNNING:
                 raise UsageError(f"sweep {row['id']} is {row['state']} in another process (pid {row['pid']})")
             if row["state"] == "finished":
                 raise UsageError(f"sweep {row['id']} has finished: nothing to resume")
@@ -34,7 +35,7 @@ def sweep(args) -> int:
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:
-        from sessions.sweep import INSTALL
+        from sessions.ray_cluster import INSTALL
 
         raise UsageError(INSTALL)
     driver, store = _driver(args)  # the spec is checked before Ray starts

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.errors import first_line
 from engine.models import bestmodel_path, new_model
 from tui.errors import UsageError
-from engine.errors import first_line
 
 
 def resolve_weights(ref: str | None, engine: int | None, runs_dir: str) -> tuple[int, Path]:

@@ -1,7 +1,8 @@
 """``DashboardScreen``: watch and steer one training run.
 
-The run is a *handle* with the Trainer's face: a ``RemoteRun`` (a runner process, through its control socket) or a
-``LocalRun`` (a Trainer in this process, ``train --in-process``); the screen does not care which. Its events reach our
+The run is a ``RunHandle`` (``sessions.handle``): a ``RemoteRun`` (a runner process, through its control socket), a
+``LocalRun`` (a Trainer in this process, ``train --in-process``) or a sweep's ``TrialRun``; the screen does not care
+which. Its events reach our
 sink from another thread; the sink only puts them on a queue. A timer on the UI side drains the queue a few times per
 second, coalesces it (many step events become one status update and one batch of plot points) and redraws: the run
 never waits for the screen. What happened before the screen opened (an attach, a resume) is read from the store.
@@ -9,7 +10,6 @@ never waits for the screen. What happened before the screen opened (an attach, a
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -20,11 +20,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
-from engine.errors import described, first_line
-from engine.states import ACTIVE
+
+from engine.errors import first_line
+from engine.states import ACTIVE, RunState
+from sessions.handle import RunHandle
 
 from ..widgets import EventLog, LogPane, LossPlot, PsnrPlot, RunStatus, SamplePatches, SystemPane
+from ..widgets.event_log import STATE_LOG_STYLE, backfill_entries, eval_entry, one_line
 from .confirm import ConfirmScreen
+from .export_flow import ExportFlow
 from .hyper import HyperScreen
 from .lr_input import LrScreen
 from .quit import QuitScreen
@@ -36,49 +40,7 @@ PLOT_INTERVAL = 2.0                        # seconds between loss-plot redraws w
 PLOT_BUDGET = 0.02                         # ... or more: it may take at most 2% of the time (big terminals)
 
 
-def export_target(engine: int, export_to: str | None) -> Path:
-    """Where ``s`` writes: ``--export-to`` when given, else the grader's ``Miniproject_<engine>/bestmodel.pth``."""
-    if export_to:
-        return Path(export_to)
-    from engine.models import bestmodel_path
-
-    return bestmodel_path(engine)
-
-
-STATE_LOG_STYLE = {"paused": "yellow", "stopped": "red", "failed": "bold red", "finished": "cyan", "running": "green"}
-
-
-def one_line(text: str) -> str:
-    """A multi-line detail (a traceback) as its most telling line: the last non-empty one."""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
-def eval_entry(psnr: float, best: float | None) -> tuple[str, str]:
-    """The event log's line for an evaluation (``best``: the best PSNR so far, this one included) and its style."""
-    new_best = best is None or psnr >= best
-    return f"eval {psnr:.2f} dB" + (" ★ best" if new_best else f" (best {best:.2f})"), "bold" if new_best else ""
-
-
-def backfill_entries(events: list[dict], evals: list[tuple[int, float]]) -> list[tuple[str, int | None, str]]:
-    """The event log of a run as the store holds it: its events and its evaluations (written as the live log
-    writes them), in step order; a state change comes before an evaluation at the same step, other events after."""
-    entries, best = [], None
-    for step, value in evals:
-        best = value if best is None else max(best, value)
-        entries.append(((step, 1), *eval_entry(value, best), step))
-    at = -1
-    for ev in events:
-        detail = one_line(ev.get("detail") or "")
-        step = ev.get("step")
-        at = step if step is not None else at  # an event without a step stays after the one before it
-        order = 0 if ev["kind"] in ("state", "restart") else 2
-        entries.append(((at, order), f"{ev['kind']}" + (f" {detail}" if detail else ""), "", step))
-    entries.sort(key=lambda e: e[0])  # stable: events keep their recorded order within a step
-    return [(text, step, style) for _, text, style, step in entries]
-
-
-class DashboardScreen(Screen):
+class DashboardScreen(ExportFlow, Screen):
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause"),
         Binding("l", "set_lr", "LR"),
@@ -93,7 +55,7 @@ class DashboardScreen(Screen):
         Binding("q", "quit_run", "Quit"),
     ]
 
-    def __init__(self, trainer, store, *, export_to: str | None = None, start: bool = True,
+    def __init__(self, trainer: RunHandle, store, *, export_to: str | None = None, start: bool = True,
                  refresh_hz: float = REFRESH_HZ, plot_interval: float = PLOT_INTERVAL, on_leave=None) -> None:
         super().__init__()
         self.on_leave = on_leave  # called with this screen when the user leaves it (default: the app exits)
@@ -104,7 +66,7 @@ class DashboardScreen(Screen):
         self.refresh_hz = refresh_hz
         self.plot_interval = plot_interval
         self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.state = getattr(trainer, "state", "idle") or "idle"
+        self.state = trainer.state or RunState.IDLE
         self.quitting = False
         self._last_loss_step = 0           # steps at or before it are on the plot already (backfill, resync)
         self._last_psnr_step = -1
@@ -139,27 +101,20 @@ class DashboardScreen(Screen):
     def engine(self) -> int:
         return self.trainer.config.engine
 
-    @property
-    def remote(self) -> bool:
-        """A run in a runner process (it outlives this screen) rather than in this one."""
-        return bool(getattr(self.trainer, "remote", False))
-
     def on_mount(self) -> None:
         t = self.trainer
         status = self.query_one(RunStatus)
-        status.show_run(t.run_id, t.config.engine, str(getattr(t, "device", "") or ""), t.config.epochs,
-                        getattr(t, "total_steps", 0) or 0)
-        status.show_state(self.state, getattr(t, "message", "") or "")
-        status.show_step(getattr(t, "step", 0) or 0, getattr(t, "epoch", 0) or 0, t.lr, None)
-        if getattr(t, "total_steps", 0):
-            self.query_one(ProgressBar).update(total=t.total_steps, progress=getattr(t, "step", 0) or 0)
-        if getattr(t, "best_psnr", None) is not None:
+        status.show_run(t.run_id, t.config.engine, str(t.device or ""), t.config.epochs, t.total_steps or 0)
+        status.show_state(self.state, t.message or "")
+        status.show_step(t.step or 0, t.epoch or 0, t.lr, None)
+        if t.total_steps:
+            self.query_one(ProgressBar).update(total=t.total_steps, progress=t.step or 0)
+        if t.best_psnr is not None:
             status.show_best(t.best_psnr, t.best_step)
         t.add_sink(self.events.put)
         self.backfill()
         self.query_one(LogPane).display = False
-        run_dir = getattr(t, "run_dir", None)
-        self.query_one(LogPane).follow(Path(run_dir) / "runner.log" if run_dir else None)
+        self.query_one(LogPane).follow(Path(t.run_dir) / "runner.log" if t.run_dir else None)
         self.set_interval(1 / self.refresh_hz, self.drain, name="drain")
         self.set_interval(1.0, self._poll_log, name="log")
         if self.start_on_mount:
@@ -196,8 +151,7 @@ class DashboardScreen(Screen):
             log.clear_entries()
             for text, step, style in backfill_entries(run.get("events") or [], evals)[-BACKFILL_EVENTS:]:
                 log.add_event(text, step, style)
-        latest = getattr(self.trainer, "latest_patches", None)
-        patches = latest() if callable(latest) else None
+        patches = self.trainer.latest_patches()
         if patches is not None:
             self.query_one(SamplePatches).show_samples(*patches)
         loss.redraw()
@@ -207,25 +161,10 @@ class DashboardScreen(Screen):
         """Follow the run (a runner: start reading its socket; in-process: start the trainer's thread)."""
         cfg = self.trainer.config
         noise = "" if cfg.data.startswith("course:") else f", {cfg.noise} noise"  # course data comes noisy
-        where = getattr(self.trainer, "where", None) or (f"runner pid {self.trainer.pid}" if self.remote
-                                                         else "in this process")
-        self.log_event(f"run {self.run_id}: engine {cfg.engine}, {cfg.data}{noise} ({where})")
-        if self.state == "idle":
+        self.log_event(f"run {self.run_id}: engine {cfg.engine}, {cfg.data}{noise} ({self.trainer.where})")
+        if self.state == RunState.IDLE:
             self.query_one(RunStatus).show_state("loading")
-        if self.remote:
-            self.trainer.start()
-        else:
-            threading.Thread(target=self._run_here, name=f"trainer-{self.run_id}", daemon=True).start()
-
-    def _run_here(self) -> None:
-        """The in-process run's thread; should ``run`` itself ever raise, the screen says so instead of hanging."""
-        from engine.events import StateEvent
-
-        try:
-            self.trainer.run()
-        except Exception as e:
-            self.events.put(StateEvent(self.run_id, "failed", described(e),
-                                       getattr(self.trainer, "step", 0) or 0))
+        self.trainer.start()
 
     # --------------------------------------------------------------------------------------------- event pump
     def drain(self, force_plots: bool = False) -> int:
@@ -241,7 +180,7 @@ class DashboardScreen(Screen):
         if self._psnr_dirty:  # evaluations are rare: show them at once
             self.query_one(PsnrPlot).redraw()
             self._psnr_dirty = False
-        if self._loss_dirty and (force_plots or self.state != "running"
+        if self._loss_dirty and (force_plots or self.state != RunState.RUNNING
                                  or time.monotonic() - self._last_plot >= self._plot_gap()):
             self.query_one(LossPlot).redraw()
             self._loss_dirty = False
@@ -287,7 +226,7 @@ class DashboardScreen(Screen):
                                STATE_LOG_STYLE.get(e.state, ""))
                 if e.message and e.state in ("paused", "failed"):  # the NaN guard, a crash: say it loudly
                     self.notify(e.message, title=f"run {e.state}", timeout=15,
-                                severity="error" if e.state == "failed" else "warning")
+                                severity="error" if e.state == RunState.FAILED else "warning")
             elif kind == "control":
                 self.log_event(f"{e.action}" + (f" {one_line(e.detail)}" if e.detail else ""), e.step or None)
                 if e.action == "lr":
@@ -304,8 +243,9 @@ class DashboardScreen(Screen):
         if last_step is not None:
             self._pending_step = last_step
         now = time.monotonic()
-        if self._pending_step is not None and (now - self._last_step_shown >= STEP_INTERVAL or self.state != "running"
-                                               or any(e.kind != "step" for e in batch)):
+        due = now - self._last_step_shown >= STEP_INTERVAL or self.state != RunState.RUNNING \
+            or any(e.kind != "step" for e in batch)
+        if self._pending_step is not None and due:
             e, self._pending_step, self._last_step_shown = self._pending_step, None, now
             status.show_step(e.step, e.epoch, e.lr, e.img_per_s, e.total_steps, eta=self._eta(e.total_steps))
             if e.total_steps:
@@ -321,7 +261,7 @@ class DashboardScreen(Screen):
         best = self.query_one(PsnrPlot).best
         if best is not None and abs(best[1] - e.best_psnr) < 1e-6:
             return e.best_psnr, best[0]
-        return e.best_psnr, getattr(self.trainer, "best_step", None) or e.step
+        return e.best_psnr, self.trainer.best_step or e.step
 
     def _eta(self, total_steps: int) -> float | None:
         if len(self._rate) < 2 or not total_steps:
@@ -337,7 +277,7 @@ class DashboardScreen(Screen):
     def record(self, kind: str, detail: str) -> None:
         """Record an action only the UI knows about (export, quit) in the sessions store."""
         try:
-            self.store.add_event(self.run_id, kind, detail, getattr(self.trainer, "step", None))
+            self.store.add_event(self.run_id, kind, detail, self.trainer.step)
         except Exception as e:  # the store must never take the dashboard down
             self.log_event(f"could not record {kind}: {e}")
 
@@ -345,13 +285,13 @@ class DashboardScreen(Screen):
     def active(self) -> bool:
         """Whether the run still trains: what the screen last drew, and what the run's handle knows now (its events
         reach the handle at once, the screen at the next drain: a run that just ended must not ask to be stopped)."""
-        return self.state in ACTIVE and (getattr(self.trainer, "state", None) or self.state) in ACTIVE
+        return self.state in ACTIVE and (self.trainer.state or self.state) in ACTIVE
 
     # ------------------------------------------------------------------------------------------------- actions
     def _control(self, call, *args) -> None:
         """A control call; a refusal is shown, not raised. A runner answers over its socket, so its calls go off the
         UI thread; a run in this process takes them at once."""
-        if self.remote:
+        if self.trainer.lives_on:
             self._control_in_thread(call, *args)
             return
         try:
@@ -370,11 +310,10 @@ class DashboardScreen(Screen):
         if not self.active:
             self.notify("the run is not active", severity="warning")
             return
-        self._control(self.trainer.resume if self.trainer.state == "paused" else self.trainer.pause)
+        self._control(self.trainer.resume if self.trainer.state == RunState.PAUSED else self.trainer.pause)
 
     def action_hyper(self) -> None:
-        read = getattr(self.trainer, "hyperparameters", None)
-        hyper = read() if callable(read) else {}
+        hyper = self.trainer.hyperparameters()
         if not hyper:
             self.notify("this run declares no live hyper-parameters", severity="warning")
             return
@@ -409,10 +348,10 @@ class DashboardScreen(Screen):
 
     def _set_lr(self, lr: float) -> None:
         try:
-            self.trainer.set_lr(lr)
+            self.trainer.set_hyperparameter("lr", lr)
         except ValueError as e:
             raise ValueError(f"learning rate: {e}") from None
-        if self.remote:
+        if self.trainer.lives_on:
             self.app.call_from_thread(self.query_one(RunStatus).show_lr, lr)
         else:
             self.query_one(RunStatus).show_lr(lr)
@@ -444,7 +383,7 @@ class DashboardScreen(Screen):
         if not self.active:
             self.record("quit", f"dashboard closed, run {self.state}")
             self.leave()
-        elif self.remote:
+        elif self.trainer.lives_on:
             hint = "back to the sweep" if self.on_leave is not None else "n2n-tui attach brings you back"
             self.app.push_screen(QuitScreen(self.run_id, hint), self._quit_answer)
         else:
@@ -470,48 +409,3 @@ class DashboardScreen(Screen):
         self.quitting = True
         self.query_one(RunStatus).show_state("stopping", "")
         self._control(self.trainer.stop, "stopped from the dashboard (q)")
-
-    # ------------------------------------------------------------------------------------------------- save
-    def action_save(self) -> None:
-        if getattr(self.trainer, "best_psnr", None) is None:
-            self.notify("nothing to save yet: no evaluation has run", severity="warning")
-            return
-        target = export_target(self.engine, self.export_to)
-        self.log_event(f"exporting best weights to {target}…")
-        self._check_and_export(target)
-
-    @work(thread=True, exclusive=True, group="export")
-    def _check_and_export(self, target: Path, force: bool = False) -> None:
-        """The verified export (done by the run's own process); it refuses to replace better weights, and then we
-        ask."""
-        from sessions.export import BetterTargetError
-
-        try:
-            result = self.trainer.export(target, force=force)
-        except BetterTargetError as e:
-            question = (f"{target} already scores {e.theirs:.2f} dB, better than this run's best {e.ours:.2f} dB "
-                        f"on the same validation images. Replace it?")
-            self.app.call_from_thread(self.app.push_screen, ConfirmScreen(question),
-                                      lambda yes: self._check_and_export(target, True) if yes
-                                      else self._export_cancelled(target))
-            return
-        except Exception as e:
-            msg = first_line(e)
-            self.app.call_from_thread(self._export_done, None, f"export failed: {msg}")
-            return
-        self.app.call_from_thread(self._export_done, result, None)
-
-    def _export_cancelled(self, target: Path) -> None:
-        self.log_event(f"export cancelled: {target} kept")
-        self.record("export-cancelled", f"{target} kept (better PSNR)")
-
-    def _export_done(self, result: dict | None, error: str | None) -> None:
-        if error:
-            self.log_event(error)
-            self.notify(error, severity="error")
-            self.record("export-failed", error)
-            return
-        psnr = result.get("psnr")
-        text = f"saved {result['path']}" + (f" ({psnr:.2f} dB, verified)" if psnr is not None else " (verified)")
-        self.log_event(text)
-        self.notify(text)  # export_run itself records the "export" event in the store

@@ -54,7 +54,8 @@ class HyperScreen(ModalScreen[dict | None]):
                     rng = f"auto or {rng}"
                 with Horizontal(classes="hyper-row"):
                     yield Label(name, classes="hyper-name")
-                    yield Input(_shown(spec.get("value"), spec), id=f"hyper-{name}", compact=True, classes="hyper-input")
+                    yield Input(_shown(spec.get("value"), spec), id=f"hyper-{name}", compact=True,
+                                classes="hyper-input")
                     yield Label(rng, classes="hyper-range", id=f"hint-{name}")
             yield Label("", id="hyper-message")
 

@@ -38,8 +38,8 @@ class RunsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Label("Runs · enter: attach (◉ live) or curves · m: mark · c: overlay marked · /: filter · o: sort",
                     id="runs-title")
-        yield Input(placeholder="filter: engine:1 state:finished noise:mix sweep:ID or words of a tag", id="runs-filter",
-                    compact=True)
+        yield Input(placeholder="filter: engine:1 state:finished noise:mix sweep:ID or words of a tag",
+                    id="runs-filter", compact=True)
         yield RunsTable(id="runs-table")
         yield Footer()
 

@@ -15,7 +15,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label
+
 from engine.errors import first_line
+from engine.states import PENDING_OR_RUNNING
 
 from ..widgets import EventLog, LossPlot, PsnrPlot, TrialsTable
 from .confirm import ConfirmScreen
@@ -104,7 +106,7 @@ class SweepScreen(Screen):
     def _title(self) -> None:
         d = self.driver
         trials = list(d.trials.values())
-        done = sum(t.state not in ("pending", "running") for t in trials)
+        done = sum(t.state not in PENDING_OR_RUNNING for t in trials)
         best = d.best()
         lead = f" · leader {best.trial} {best.best_psnr:.2f} dB" if best and best.best_psnr is not None else ""
         self.query_one("#sweep-title", Label).update(

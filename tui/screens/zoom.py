@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label
 
-from engine.events import patches_array
+from engine.patches import as_array
 
 from ..widgets import ZoomView
 
@@ -104,7 +104,7 @@ class ZoomScreen(Screen):
         noisy, denoised, clean = patches
         self.sample %= len(clean)
         i = self.sample
-        noisy, denoised, clean = (patches_array(t[i]) for t in (noisy, denoised, clean))
+        noisy, denoised, clean = (as_array(t[i]) for t in (noisy, denoised, clean))
         view.show_sample(noisy, denoised, clean)
         p_noisy, p_den = psnr(noisy, clean), psnr(denoised, clean)
         where = "latest evaluation" if step == LATEST else f"step {step}"

@@ -7,6 +7,7 @@ import math
 
 from rich.text import Text
 from textual.widgets import DataTable
+
 from engine.states import LIVE  # a run in one of these states has a runner: enter attaches to it
 
 COLUMNS = ("", "run", "engine", "state", "step", "best PSNR", "started", "lr", "noise", "tag")

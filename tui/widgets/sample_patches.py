@@ -18,7 +18,7 @@ from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-from engine.events import patches_array
+from engine.patches import as_array
 
 KINDS = ("noisy", "denoised", "clean")
 H_GAP = 1        # columns between tiles
@@ -63,7 +63,7 @@ def _resize_axis(x: np.ndarray, axis: int, size: int) -> np.ndarray:
 
 def resize(images, side: int) -> np.ndarray:
     """(K, 3, H, W) uint8 -> (K, side, side, 3) uint8: area average when shrinking, nearest when enlarging."""
-    x = patches_array(images).astype(np.float64)
+    x = as_array(images).astype(np.float64)
     x = _resize_axis(_resize_axis(x, 2, side), 3, side)
     return np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
@@ -93,7 +93,7 @@ class SamplePatches(Widget):
         return self._images
 
     def show_samples(self, noisy, denoised, clean) -> None:
-        self._images = tuple(patches_array(t) for t in (noisy, denoised, clean))
+        self._images = tuple(as_array(t) for t in (noisy, denoised, clean))
         self._built_for = None
         self.refresh()
 

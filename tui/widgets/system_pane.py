@@ -43,14 +43,14 @@ class SystemPane(Static):
         self._rss: list[float] = []
 
     def show_sample(self, sample) -> None:
-        """A ``SystemEvent`` (or anything with its fields)."""
+        """A ``SystemEvent``."""
         self.last = sample
         if sample.rss is not None:
             self._rss = (self._rss + [sample.rss])[-TREND:]
         line = Text()
         line.append("cpu ", "dim")
         line.append(f"{sample.cpu:.0f}%" if sample.cpu is not None else "–")
-        threads, busy = getattr(sample, "threads", None), getattr(sample, "busy", None)
+        threads, busy = sample.threads, sample.busy
         if threads is not None:
             line.append(f" {threads} thr", "dim")
         if busy is not None and busy >= 0.5:  # someone else's work competes for the cores: say so

@@ -16,7 +16,7 @@ from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-from engine.events import patches_array
+from engine.patches import as_array
 
 GAP = 2          # columns between tiles
 ERROR_GAIN = 4   # the error map shows |denoised - clean| x 4
@@ -24,7 +24,7 @@ ERROR_GAIN = 4   # the error map shows |denoised - clean| x 4
 
 def error_map(denoised, clean, gain: int = ERROR_GAIN) -> np.ndarray:
     """(3, H, W) uint8 heat map of the mean absolute error x ``gain``: black, red, yellow, white as it grows."""
-    d, c = (patches_array(t).astype(np.float32) for t in (denoised, clean))
+    d, c = (as_array(t).astype(np.float32) for t in (denoised, clean))
     e = np.clip(np.abs(d - c).mean(0) * (gain / 255.0), 0, 1)
     heat = np.clip(np.stack([3 * e, 3 * e - 1, 3 * e - 2]), 0, 1)
     return np.rint(heat * 255).astype(np.uint8)
@@ -45,7 +45,7 @@ class ZoomView(Widget):
         self.per_row = 0  # tiles side by side in the last layout (4: all in one row)
 
     def show_sample(self, noisy, denoised, clean) -> None:
-        noisy, denoised, clean = (patches_array(t) for t in (noisy, denoised, clean))
+        noisy, denoised, clean = (as_array(t) for t in (noisy, denoised, clean))
         self._tiles = [("noisy", noisy), ("denoised", denoised), ("clean", clean),
                        (f"|error| x{ERROR_GAIN}", error_map(denoised, clean))]
         self._built_for = None

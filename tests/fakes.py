@@ -1,11 +1,14 @@
-"""Stand-ins for the trainer and the sessions store, for fast and deterministic dashboard tests (no torch work).
+"""Stand-ins for the trainer and the sessions store, for fast and deterministic dashboard tests (no torch work); a
+helper module, not a test file (the waiting helpers are in ``waiting.py``).
 
-``FakeTrainer`` honours the real control interface (pause, resume, stop, set_lr, add_sink, run) and emits the real
-event classes from ``engine.events``; ``FakeStore`` records what ``sessions.Store`` would.
+``FakeTrainer`` is a whole ``RunHandle`` (pause, resume, stop, set_hyperparameter, add_sink, run...) and emits the real
+event classes from ``engine.events``; ``FakeStore`` records what ``sessions.Store`` would; ``scripted_events`` and
+``stored_run`` are fixed histories; ``train_args`` is the launcher's default arguments with some replaced.
 """
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from types import SimpleNamespace
@@ -95,7 +98,7 @@ class FakeTrainer:
         self.sinks = [store.recorder(run_id)] if store is not None else []
         self._cmd = threading.Condition()
         self._pause = self._stop = False
-        self.dataset = None
+        self.message, self.pid, self.where, self.lives_on = "", os.getpid(), "in this process", False
         self._thread = None
 
     def add_sink(self, sink):
@@ -112,6 +115,8 @@ class FakeTrainer:
     def emit(self, e):
         for s in self.sinks:
             s(e)
+
+    publish = emit  # the Trainer's name for an event from elsewhere in the run's process
 
     def _state(self, state, message=""):
         self.state = state
@@ -132,11 +137,23 @@ class FakeTrainer:
             self._stop = True
             self._cmd.notify_all()
 
-    def set_lr(self, lr):
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"learning rate must be a positive number, got {lr!r}")
-        old, self.lr = self.lr, float(lr)
-        self.emit(ControlEvent(self.run_id, "lr", f"{old:g} -> {lr:g}", step=self.step))
+    def hyperparameters(self):
+        return {}
+
+    def set_hyperparameter(self, name, value):
+        if name != "lr" or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"lr must be a positive number, got {value!r}")
+        old, self.lr = self.lr, float(value)
+        self.emit(ControlEvent(self.run_id, "lr", f"{old:g} -> {value:g}", step=self.step))
+
+    def export(self, path=None, force=False):
+        raise ValueError("a fake run has no weights to export")
+
+    def latest_patches(self):
+        return None
+
+    def close(self):
+        pass
 
     def run(self):
         self._state("running")
@@ -175,12 +192,3 @@ def train_args(**kw) -> SimpleNamespace:
     for k, v in kw.items():
         setattr(args, k, v)
     return args
-
-
-async def wait_for(pilot, cond, timeout=10.0):
-    """Let the app run until ``cond()`` holds, or ``timeout`` seconds pass; returns the final ``cond()``."""
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return True
-        await pilot.pause(0.05)
-    return cond()
