@@ -14,6 +14,9 @@ A database that is corrupt or belongs to something else raises :class:`StoreErro
 opened ``readonly`` (``n2n-tui runs``, ``show``) never writes either, so it can be read from a read-only folder; runs
 whose process is gone then read ``crashed`` without being marked so. Older schemas are upgraded in place by the
 first store that opens them for writing (``MIGRATIONS``).
+
+Its parts: ``sessions.store_file`` (the schema, its migrations, opening the database safely) and
+``sessions.run_locks`` (which process drives a run); the recorder writes through ``write_batch``.
 """
 from __future__ import annotations
 
