@@ -116,6 +116,12 @@ def _add_runs_dir(p: argparse.ArgumentParser, top: bool = False) -> None:
                    help="where sessions are stored (default: ./runs, or $N2N_RUNS_DIR)")
 
 
+def _add_marks(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mark", action="append", default=[], metavar='PSNR:LABEL',
+                   help='a reference line on the PSNR plots, e.g. 24:"course 8-layer net" (repeatable; also '
+                        '[[mark]] tables in RUNS/marks.toml)')
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.config import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_SEED
     from engine.schedule import SCHEDULES
@@ -168,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the best weights are exported: by the dashboard's save key, and at the end of a "
                         "--headless run (never over better weights without --force)")
     t.add_argument("--force", action="store_true", help="let --export-to replace weights that measure better")
+    _add_marks(t)
     _add_runs_dir(t)
 
     a = sub.add_parser("attach", help="the dashboard of a live run (or --json: its events as JSON lines)")
@@ -175,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run id, unique id prefix, or 'last' (default: the newest live run)")
     a.add_argument("--json", action="store_true", help="follow the run's events as JSON lines, no dashboard")
     a.add_argument("--export-to", metavar="PATH", type=_path, default=None, help="target of the dashboard's save key")
+    _add_marks(a)
     _add_runs_dir(a)
 
     c = sub.add_parser("ctl", help="steer a live run: pause, resume, stop, lr VALUE, set NAME VALUE, save [PATH], "
@@ -271,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--step", type=every, default=None,
                     help="the evaluation whose samples to show (default: the best one)")
     rp.add_argument("--force", action="store_true", help="replace existing files in DIR")
+    _add_marks(rp)
     _add_runs_dir(rp)
 
     d = sub.add_parser("data", help="data sets")
