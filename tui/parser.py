@@ -116,6 +116,16 @@ def _add_runs_dir(p: argparse.ArgumentParser, top: bool = False) -> None:
                    help="where sessions are stored (default: ./runs, or $N2N_RUNS_DIR)")
 
 
+def _eval_every(s: str) -> int | str:
+    from engine.cadence import eval_every_text, parse_eval_every
+
+    try:
+        text = eval_every_text(parse_eval_every(s))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("eval_every ")) from None
+    return text if text == "auto" else int(text)
+
+
 def _add_marks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mark", action="append", default=[], metavar='PSNR:LABEL',
                    help='a reference line on the PSNR plots, e.g. 24:"course 8-layer net" (repeatable; also '
@@ -157,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--gamma", type=_fraction, default=0.5, help="step: the factor of each decay (default 0.5)")
     t.add_argument("--subset", type=pairs, default=None, help="train on the first N pairs only")
     t.add_argument("--n-val", type=pairs, default=1000, help="validation pairs (default 1000)")
-    t.add_argument("--eval-every", type=every, default=0, help="evaluate every N steps (0: epoch ends)")
+    t.add_argument("--eval-every", type=_eval_every, default="auto", metavar="N|auto",
+                   help="evaluate every N steps (0: epoch ends only); auto: about 20 evaluations per run and at least "
+                        "one a minute")
     t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--device", choices=["cpu", "cuda"], default=None)
     _add_threads(t)

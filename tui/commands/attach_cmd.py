@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from engine.headless import event_dict
+from engine.live_control import setting_text
 from engine.states import ACTIVE, CLEAN_END
-from engine.threads import threads_text
 from sessions import Store
 from sessions.launch import attach_run, live_run
 from sessions.remote import ControlError, RemoteRun, wire_value
@@ -85,7 +85,7 @@ def ctl(args) -> int:
     elif action == "lr":
         print(f"run {run['id']}: learning rate {result['value']:g}")
     elif action == "set":
-        shown = threads_text(int(result["value"])) if result["name"] == "threads" else f"{result['value']:g}"
+        shown = setting_text(result["name"], result["value"])
         print(f"run {run['id']}: {result['name']} {shown} (from its next step)")
     else:
         print(f"run {run['id']}: {action} sent")
