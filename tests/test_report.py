@@ -1,5 +1,7 @@
 """``n2n-tui report``: loss and PSNR figures (PNG and PDF), the samples grid of any recorded evaluation,
-metrics.csv matching the store row for row, summary.md; one-line errors for unknown runs and existing files."""
+metrics.csv matching the store row for row (with the best so far and the noisy baseline), summary.md with the tag, the
+baseline and the marks; one-line errors for unknown runs, existing files and bad marks. What the figures plot:
+tests/test_report_figures.py."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +12,7 @@ import torch
 from PIL import Image
 
 from engine.config import RunConfig
-from engine.events import EvalEvent, StateEvent, StepEvent
+from engine.events import ControlEvent, EvalEvent, StateEvent, StepEvent
 from sessions import Recorder, Store
 from tui.cli import main
 
@@ -23,18 +25,29 @@ def patches(step: int):
     return noisy, denoised, clean
 
 
-def record_run(store: Store, steps: int = 120, every: int = 40, scale: float = 1.0, samples: bool = True) -> str:
+NOISY = 18.25  # the noisy validation input's PSNR the trainer reports
+
+
+def record_run(store: Store, steps: int = 120, every: int = 40, scale: float = 1.0, samples: bool = True,
+               changes: dict | None = None, noisy: float | None = NOISY) -> str:
+    """A finished run as the trainer records it; ``changes``: {step: (name, new value)} set by hand after that step
+    (the lr by ``ctl lr``, anything else by ``ctl set``)."""
     run = store.new_run(RunConfig(noise="gaussian:25", loss="l2"))
+    store.record_settings(run, 0, {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 32})
     rec = Recorder(store, run)
     rec(StateEvent(run, "running"))
-    best = None
+    best, lr, changes = None, 1e-3, changes or {}
     for s in range(0, steps + 1):
         if s:
-            rec(StepEvent(run, s, 1 + s // 100, scale * (0.05 * math.exp(-s / 40) + 0.01), 1e-3, 500.0, steps))
+            rec(StepEvent(run, s, 1 + s // 100, scale * (0.05 * math.exp(-s / 40) + 0.01), lr, 500.0, steps))
         if s % every == 0:
             p = 20 + 6 * (1 - math.exp(-s / 50)) - (1.0 if s == steps else 0)  # the last one is not the best
             best = p if best is None else max(best, p)
-            rec(EvalEvent(run, s, 1 + s // 100, p, best, *(patches(s) if samples else (None,) * 3)))
+            rec(EvalEvent(run, s, 1 + s // 100, p, best, *(patches(s) if samples else (None,) * 3), psnr_noisy=noisy))
+        if s in changes:
+            name, value = changes[s]
+            lr = value if name == "lr" else lr
+            rec(ControlEvent(run, "lr" if name == "lr" else "set", f"-> {value:g}", s, value=value, name=name))
     rec(StateEvent(run, "finished", step=steps))
     return run
 
@@ -69,12 +82,19 @@ def test_report_of_one_run(tmp_path, capsys, runs):
     rows = list(csv.DictReader((tmp_path / "rep" / "metrics.csv").open()))
     stored = store.get_run(run)["metrics"]
     assert len(rows) == len(stored) == 121
+    best = None
     for row, m in zip(rows, stored):
-        assert list(row) == ["step", "epoch", "loss", "lr", "psnr"]
-        for k in row:
+        assert list(row) == ["step", "epoch", "loss", "lr", "psnr", "best_psnr", "psnr_noisy"]
+        for k in ("step", "epoch", "loss", "lr", "psnr"):
             assert (row[k] == "") if m[k] is None else float(row[k]) == pytest.approx(m[k], rel=1e-12)
+        if m["psnr"] is None:  # a training step: no evaluation, no baseline
+            assert row["best_psnr"] == row["psnr_noisy"] == ""
+        else:  # an evaluation: the best so far and the noisy input's PSNR on the same images beside it
+            best = m["psnr"] if best is None else max(best, m["psnr"])
+            assert float(row["best_psnr"]) == pytest.approx(best) and float(row["psnr_noisy"]) == NOISY
     summary = (tmp_path / "rep" / "summary.md").read_text()
-    assert f"## Run {run}" in summary and "best PSNR | 24.79 dB at step 80" in summary
+    assert f"## Run {run}" in summary and "best PSNR | 24.79 dB at step 80 (+6.54 dB over the noisy input)" in summary
+    assert "| noisy input PSNR | 18.25 dB, recorded by the trainer |" in summary
     assert "noise gaussian:25" in summary and "images/s" in summary and "![samples.png](samples.png)" in summary
 
 
@@ -104,3 +124,4 @@ def test_report_errors_are_one_line(tmp_path, capsys, runs):
     status, out = report(capsys, run, "--step", 41, "--out", tmp_path / "r2", "--runs-dir", runs_dir)
     assert status == 2 and "no sample patches at step 41" in out.err
     assert len(out.err.strip().splitlines()) == 1
+
