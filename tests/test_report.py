@@ -125,3 +125,26 @@ def test_report_errors_are_one_line(tmp_path, capsys, runs):
     assert status == 2 and "no sample patches at step 41" in out.err
     assert len(out.err.strip().splitlines()) == 1
 
+
+def test_report_names_the_tag_and_draws_the_marks(tmp_path, capsys, runs):
+    store, runs_dir = runs
+    run = record_run(store, changes={60: ("lr", 3e-3), 90: ("weight_decay", 1e-4)})
+    store.set_tag(run, "lr 3x at step 60")
+    (runs_dir / "marks.toml").write_text('[[mark]]\npsnr = 27.5\nlabel = "BM3D"\n')
+    status, out = report(capsys, "last", "--out", tmp_path / "rep", "--mark", "24:course net", "--runs-dir", runs_dir)
+    assert status == 0, out.err
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert f"## Run {run} «lr 3x at step 60»" in summary
+    assert "reference marks: course net 24 dB; BM3D 27.5 dB" in summary
+    assert "| lr | 0.001 (0) → 0.003 (60) |" in summary and "| weight_decay | 0 (0) → 0.0001 (90) |" in summary
+
+
+def test_a_bad_mark_is_one_line_and_writes_nothing(tmp_path, capsys, runs):
+    store, runs_dir = runs
+    record_run(store, samples=False)
+    status, out = report(capsys, "last", "--out", tmp_path / "rep", "--mark", "240:too high", "--runs-dir", runs_dir)
+    assert status == 2 and "--mark '240:too high'" in out.err and len(out.err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+    (runs_dir / "marks.toml").write_text("[[mark]]\npsnr = 'x'\n")
+    status, out = report(capsys, "last", "--out", tmp_path / "rep", "--runs-dir", runs_dir)
+    assert status == 2 and "marks.toml, mark 1" in out.err and not (tmp_path / "rep").exists()
