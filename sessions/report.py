@@ -15,7 +15,7 @@ Writes, as PNG and PDF (matplotlib, Agg backend, imported on first use; the figu
 and ``metrics.csv`` (``metrics-<run>.csv``: one row per step: step, epoch, loss, lr, psnr, and on evaluation rows the
 best PSNR so far and the noisy input's PSNR) and ``summary.md`` (configuration, best PSNR and its gain over the noisy
 input, the changes, time, images/s). Runs are named by their tag (``n2n-tui tag``) where they have one, else by id.
-Every file is written atomically; existing ones only with ``force``.
+Every file is written atomically; existing ones only with ``force``. How to read them: docs/report.md.
 """
 from __future__ import annotations
 
@@ -63,6 +63,8 @@ def noisy_baseline(run: dict, cache: dict | None = None) -> tuple[float | None, 
     already recomputed, by data settings."""
     if run.get("psnr_noisy") is not None:
         return run["psnr_noisy"], "recorded by the trainer"
+    if not any(m["psnr"] is not None for m in run.get("metrics", [])):
+        return None, "not known (no evaluation recorded)"
     how = "recomputed from the run's data settings (the run was recorded before the store kept it)"
     try:
         cfg = RunConfig.from_dict(run["config"])
