@@ -46,12 +46,16 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 
 def hand_changes(run: dict) -> list[tuple[int, list[tuple[str, float, float]]]]:
-    """The hyper-parameters set during the run, by step: ``[(step, [(name, old, new), ...]), ...]``."""
+    """The hyper-parameters set during the run, by step: ``[(step, [(name, old, new), ...]), ...]``. The learning
+    rate's old value is the one its last step used (under a schedule, not the base rate the settings history holds)."""
+    lr_at = {m["step"]: m["lr"] for m in run.get("metrics", []) if m["lr"] is not None}
     by_step: dict[int, list] = {}
     for name, values in settings_changes(run.get("settings") or []).items():
         if name in NOT_DRAWN:
             continue
         for (_, old), (step, new) in zip(values, values[1:]):
+            if name == "lr":
+                old = lr_at.get(max((s for s in lr_at if s <= step), default=-1), old)
             by_step.setdefault(step, []).append((name, old, new))
     return sorted(by_step.items())
 

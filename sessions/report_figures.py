@@ -116,7 +116,7 @@ def _kind_colour(run_colour: str, kind: str, several: bool) -> str:
 
 
 def change_text(changes: list[tuple[str, float, float]]) -> str:
-    return ", ".join(f"{name} {old:g} → {new:g}" for name, old, new in changes)
+    return ", ".join(f"{name} {old:.3g} → {new:.3g}" for name, old, new in changes)
 
 
 def _markers(ax, run: dict, colour: str, several: bool, *, legend: bool, best_line: bool, first: int = 1) -> int:

@@ -18,7 +18,7 @@ from engine.metrics import psnr
 from sessions import Recorder, Store
 from sessions import report_figures as figures
 from sessions.marks import Mark
-from sessions.report import prepare
+from sessions.report import hand_changes, prepare
 from sessions.store_file import SCHEMA, SCHEMA_VERSION
 
 
@@ -183,3 +183,11 @@ def test_a_run_recorded_without_the_baseline_gets_it_recomputed_from_its_data(st
     row["config"]["data"] = "course:/nonexistent"
     [r] = prepare([row])
     assert r["baseline"] is None and r["baseline_source"].startswith("not known (")
+
+
+def test_a_rate_set_under_a_schedule_changes_from_the_rate_its_last_step_used():
+    run = {"metrics": [dict(step=s, lr=1e-3 * (1 - s / 200)) for s in range(1, 121)],
+           "settings": [dict(step=0, name="lr", value=1e-3), dict(step=0, name="threads", value=1.0),
+                        dict(step=120, name="lr", value=5e-4), dict(step=130, name="threads", value=4.0)]}
+    assert hand_changes(run) == [(120, [("lr", pytest.approx(4e-4), 5e-4)])]  # threads: not a hyper-parameter
+    assert figures.change_text(hand_changes(run)[0][1]) == "lr 0.0004 → 0.0005"
