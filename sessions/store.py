@@ -58,12 +58,13 @@ class RunBatch:
     progress: tuple | None = None                    # (step, epoch, lr, total_steps)
     lr: float | None = None                          # a learning rate set after the buffered steps
     best: tuple | None = None                        # (psnr, step)
+    psnr_noisy: float | None = None                  # the noisy validation input's PSNR (the baseline)
     state: tuple | None = None                       # (state, message, time)
     active: float | None = None                      # seconds the run has been live, all its sessions together
 
     def __bool__(self) -> bool:
         return any((self.steps, self.evals, self.settings, self.system, self.samples, self.events, self.checkpoints,
-                    self.progress, self.lr is not None, self.best, self.state))
+                    self.progress, self.lr is not None, self.best, self.state, self.psnr_noisy is not None))
 
 
 def settings_changes(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -302,6 +303,8 @@ class Store(StoreFile, RunLocks):
                              (*b.progress, run_id))
             if b.lr is not None:  # after progress: the change came after the buffered steps
                 conn.execute("UPDATE runs SET lr = ? WHERE id = ?", (b.lr, run_id))
+            if b.psnr_noisy is not None:
+                conn.execute("UPDATE runs SET psnr_noisy = ? WHERE id = ?", (b.psnr_noisy, run_id))
             if b.best:
                 conn.execute("UPDATE runs SET best_psnr = ?, best_step = ? WHERE id = ?", (*b.best, run_id))
             if b.state:
