@@ -5,8 +5,8 @@ by the Model's own ``check_hyperparameter``) and torch's CPU thread count (``thr
 ``engine.threads``). A learning rate set by hand rescales the rest of the schedule so that it continues from it."""
 from __future__ import annotations
 
-from . import cadence
-from .cadence import MAX_EVAL_EVERY
+from .cadence import AUTO as EVAL_AUTO
+from .cadence import AUTO_EVALS, MAX_EVAL_EVERY, eval_every_text, parse_eval_every
 from .events import ControlEvent
 from .states import RunState
 from .threads import AUTO, MAX_THREADS, threads_text, threads_value
@@ -48,9 +48,9 @@ class LiveControl:
                           "min_open": False, "auto": AUTO,
                           "help": "torch CPU threads, or auto: fits what the machine has free, adapting as it trains"}
         out["eval_every"] = {"value": self.evals.setting, "type": "int", "min": 0, "max": MAX_EVAL_EVERY,
-                             "min_open": False, "auto": cadence.AUTO,
+                             "min_open": False, "auto": EVAL_AUTO,
                              "help": "steps between evaluations (0: epoch ends only), or auto: about "
-                                     f"{cadence.AUTO_EVALS} per run and at least one a minute"}
+                                     f"{AUTO_EVALS} per run and at least one a minute"}
         return out
 
     def set_hyperparameter(self, name: str, value) -> None:
@@ -59,7 +59,7 @@ class LiveControl:
         if name == "threads":
             value = threads_value(value)
         elif name == "eval_every":
-            value = cadence.parse_eval_every(value)
+            value = parse_eval_every(value)
         else:
             value = self.model.check_hyperparameter(name, value)
         with self._cv:
@@ -83,7 +83,7 @@ class LiveControl:
             if name == "eval_every":
                 if value != self.evals.setting:
                     old, self.evals.setting = self.evals.setting, value
-                    detail = f"eval_every {cadence.eval_every_text(old)} -> {cadence.eval_every_text(value)}"
+                    detail = f"eval_every {eval_every_text(old)} -> {eval_every_text(value)}"
                     self._emit(ControlEvent(self.run_id, action="set", detail=detail, step=self.step,
                                             value=float(value), name=name))
                 continue
@@ -146,5 +146,5 @@ def setting_text(name: str, value) -> str:
     if name == "threads":
         return threads_text(int(value))
     if name == "eval_every":
-        return cadence.eval_every_text(int(value))
+        return eval_every_text(int(value))
     return f"{value:g}"

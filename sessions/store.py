@@ -35,7 +35,7 @@ from engine.fileio import make_dir, pid_alive, run_modes
 from engine.states import LIVE, PENDING_OR_RUNNING, STORED, RunState
 
 from .run_locks import RunLocks
-from .store_file import DB_NAME, RUN_COLUMNS, SWEEP_COLUMNS, StoreError, StoreFile
+from .store_file import DB_NAME, RUN_COLUMNS, SWEEP_COLUMNS, OlderStoreError, StoreError, StoreFile
 
 _UPSERT_STEP = ("INSERT INTO metrics (run, step, epoch, loss, lr, img_per_s) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run, step) DO UPDATE SET epoch = excluded.epoch, loss = excluded.loss, "
@@ -92,7 +92,13 @@ class Store(StoreFile, RunLocks):
         if not self.db_path.exists() and (not create or readonly):
             return  # nothing recorded yet: an empty, read-only view
         if readonly:
-            self._conn = self._open_readonly()
+            try:
+                self._conn = self._open_readonly()
+            except OlderStoreError:
+                if not os.access(self.root, os.W_OK) or not os.access(self.db_path, os.W_OK):
+                    raise
+                self._open().close()  # an older schema in a folder we may write: upgrade it once, then only read
+                self._conn = self._open_readonly()
             return
         if not self.root.exists():
             try:

@@ -93,6 +93,10 @@ class StoreError(N2NError, ValueError):
     """The store cannot be used as asked (corrupt or foreign database, unknown run, ...)."""
 
 
+class OlderStoreError(StoreError):
+    """A store of an older schema met by a read-only view (which may upgrade it first where the folder allows)."""
+
+
 def _disk_full(folder: Path) -> bool:
     """Whether the file system of ``folder`` has (next to) no room left: SQLite reports a full disk met while
     creating its -wal or -shm file as a plain I/O error."""
@@ -167,8 +171,8 @@ class StoreFile:
                     raise StoreError(f"{db}: an SQLite database that is not an n2n-tui session store; refusing to "
                                      "touch it")
                 if self._check_meta(conn) != SCHEMA_VERSION:
-                    raise StoreError(f"{db}: an older session store that a read-only view cannot upgrade; open it "
-                                     "once from a writable folder (e.g. n2n-tui train)")
+                    raise OlderStoreError(f"{db}: an older session store that a read-only view cannot upgrade; open "
+                                          "it once from a writable folder (e.g. n2n-tui train)")
             except StoreError:
                 conn.close()
                 raise

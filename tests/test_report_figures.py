@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 
 import pytest
@@ -169,6 +170,33 @@ def test_an_older_store_is_upgraded_and_then_keeps_the_baseline(tmp_path):
     assert conn.execute("SELECT value FROM n2n_meta WHERE key = 'schema'").fetchone() == (str(SCHEMA_VERSION),)
     assert SCHEMA_VERSION == 7
     conn.close()
+
+
+def test_runs_and_show_read_an_older_store_after_an_upgrade_and_say_why_where_they_cannot(tmp_path, capsys):
+    """A read-only view (``runs``, ``show``, ``report``) of a schema-6 store upgrades it once where the folder may
+    be written, instead of refusing until a training command came by; in a read-only folder it says what to do."""
+    from tui.cli import main
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    conn = sqlite3.connect(root / "sessions.sqlite")
+    conn.executescript(SCHEMA.replace(",\n    psnr_noisy REAL", ""))
+    conn.executemany("INSERT INTO n2n_meta VALUES (?, ?)", [("app", "n2n-tui"), ("schema", "6")])
+    conn.execute("INSERT INTO runs (id, engine, config, state, started, updated) VALUES "
+                 "('20240101-000000-aaaa', 1, ?, 'finished', 1, 2)", (json.dumps(RunConfig().to_dict()),))
+    conn.commit()
+    conn.close()
+    os.chmod(root, 0o500)
+    try:
+        if not os.access(root, os.W_OK):  # (root writes into read-only folders: nothing to see there)
+            assert main(["runs", "--runs-dir", str(root)]) == 2
+            assert "an older session store" in capsys.readouterr().err
+    finally:
+        os.chmod(root, 0o700)
+    assert main(["runs", "--runs-dir", str(root)]) == 0
+    assert "20240101-000000-aaaa" in capsys.readouterr().out
+    with Store(root, create=False, readonly=True) as s:
+        assert s.get_run("20240101-000000-aaaa")["psnr_noisy"] is None
 
 
 def test_a_run_recorded_without_the_baseline_gets_it_recomputed_from_its_data(store):
