@@ -1,11 +1,14 @@
 """What a newcomer reads first: every option's ``--help`` line says what it does and its default where it has one
-(never ``default: None``)."""
+(never ``default: None``), and ``n2n-tui --version`` names the version."""
 from __future__ import annotations
 
 import argparse
 import inspect
 import re
+import tomllib
 from pathlib import Path
+
+import pytest
 
 from tui.parser import build_parser
 
@@ -85,3 +88,34 @@ def test_a_default_with_a_percent_sign_prints_as_it_is(monkeypatch):
     p = _Parser(prog="x")
     p.add_argument("--where", default="runs-100%", help="a folder")
     assert "a folder (default: runs-100%)" in p.format_help()
+
+
+def test_version_prints_the_installed_version_and_exits_0(capsys):
+    from importlib import metadata
+
+    from tui.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    try:
+        installed = metadata.version("n2n-tui")
+    except metadata.PackageNotFoundError:
+        installed = None
+    out = capsys.readouterr().out
+    assert out.startswith("n2n-tui ") and out.count("\n") == 1
+    if installed:
+        assert out == f"n2n-tui {installed}\n"
+
+
+def test_version_without_an_installed_distribution_reads_pyproject(monkeypatch):
+    from importlib import metadata
+
+    from tui.parser import package_version
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert package_version() == f"{version} (source tree, not installed)"

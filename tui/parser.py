@@ -99,6 +99,37 @@ def _path(s: str) -> str:
     return s
 
 
+def package_version() -> str:
+    """The installed distribution's version; in a source tree that is not installed, the one pyproject.toml names."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("n2n-tui")
+    except metadata.PackageNotFoundError:
+        pass
+    import tomllib
+    from pathlib import Path
+
+    try:
+        project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+        if project.get("name") == "n2n-tui" and project.get("version"):
+            return f"{project['version']} (source tree, not installed)"
+    except (OSError, ValueError, KeyError):
+        pass
+    return "unknown (not installed)"
+
+
+class _Version(argparse.Action):
+    """``--version``: the version on stdout, exit 0 (looked up only when asked: every command builds the parser)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"n2n-tui {package_version()}")
+        parser.exit(0)
+
+
 def _no_default(default) -> bool:
     """Defaults not worth saying in --help: none, a flag's off, an empty list (``0`` is worth saying)."""
     return (default is None or default is argparse.SUPPRESS or isinstance(default, bool)
@@ -157,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = _int_type(0, MAX_SEED, "a non-negative integer")
 
     p = _Parser(prog="n2n-tui", description="Train Noise2Noise denoisers and watch them learn.")
+    p.add_argument("--version", action=_Version, help="print the version of n2n-tui and exit")
     _add_runs_dir(p, top=True)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
