@@ -266,6 +266,11 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
 
         driver.recorders[view.trial] = Recorder(store, run)
 
+    def footer(screen) -> dict:
+        from textual.widgets._footer import FooterKey
+
+        return {k.key: k.description for k in screen.query(FooterKey)}
+
     async def go():
         app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, sweep=driver, start=False)
         async with app.run_test(size=(110, 32)) as pilot:
@@ -287,8 +292,19 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
             assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
             assert app.screen.run_id == driver.trials["t1"].run
             await pilot.press("space")  # a trial takes no pause: said, not done
-            await pilot.press("q", "d")  # back to the sweep, which goes on
+            # the trial's footer offers the way back, not a quit; esc and q both take it, asking nothing
+            assert await wait_for(pilot, lambda: footer(app.screen).get("q") == "Back")
+            assert "Quit" not in footer(app.screen).values()
+            await pilot.press("escape")
             assert await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen))
+            assert not driver.sweep_stop_asked() and driver.trials["t1"].state == "running"  # the sweep goes on
+            await pilot.press("o")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            await pilot.press("q")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen))
+            with Store(tmp_path / "runs") as s:
+                left = [e for e in s.get_run(driver.trials["t1"].run)["events"] if e["kind"] == "detach"]
+            assert len(left) == 2  # each visit's leaving is recorded, as a detach from any run
             await pilot.press("q")
         assert app.return_code == 0
     asyncio.run(go())

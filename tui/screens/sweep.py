@@ -21,8 +21,22 @@ from engine.states import PENDING_OR_RUNNING
 
 from ..widgets import EventLog, LossPlot, PsnrPlot, TrialsTable
 from .confirm import ConfirmScreen
+from .dashboard import DashboardScreen
 
 REFRESH_HZ = 2
+
+
+class TrialDashboard(DashboardScreen):
+    """The ordinary dashboard on one trial of the sweep, opened from the sweep view: ``q`` and ``esc`` go back to
+    it at once (the trial trains on there; ``x`` stops it), and the footer says so."""
+
+    BINDINGS = [Binding("q,escape", "back", "Back")]
+
+    def action_back(self) -> None:
+        if self.active:
+            self._quit_answer("detach")  # recorded as a viewer that left; the sweep goes on
+        else:
+            self.action_quit_run()
 
 
 class SweepScreen(Screen):
@@ -168,11 +182,9 @@ class SweepScreen(Screen):
             return
         from sessions.sweep import TrialRun
 
-        from .dashboard import DashboardScreen
-
         handle = TrialRun(self.driver, trial)
-        self.app.push_screen(DashboardScreen(handle, self.store, export_to=getattr(self.app.args, "export_to", None),
-                                             start=False, on_leave=self._back_from_trial))
+        self.app.push_screen(TrialDashboard(handle, self.store, export_to=getattr(self.app.args, "export_to", None),
+                                            start=False, on_leave=self._back_from_trial))
 
     def _back_from_trial(self, screen) -> None:
         screen.trainer.close()
