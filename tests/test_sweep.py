@@ -128,6 +128,7 @@ def test_a_local_sweep_records_each_trial_and_asha_stops_the_bad_one(tmp_path):
     p = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", str(spec_file(tmp_path)), "--json",
                         "--runs-dir", str(runs)], capture_output=True, text=True, timeout=600, env=env())
     assert p.returncode == 0, p.stderr[-2000:]
+    assert "Token authentication" not in p.stderr  # Ray's start-up notice goes to the sweep's log, not the terminal
     # each trial's working folder went to Tune as checkpoints and is gone (they once piled up, ~6 MB a trial)
     assert set(Path(tempfile.gettempdir()).glob("n2n-trial-*")) <= trial_dirs
     events = [json.loads(line) for line in p.stdout.splitlines()]
@@ -237,7 +238,7 @@ def test_ctrl_c_leaves_no_ray_process_and_the_sweep_resumes(tmp_path):
         assert s.get_sweep(sweep_id)["state"] == "finished"
 
 
-def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
+def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path, monkeypatch):
     """The view on a driver whose trials are already recorded (no Ray): ranking, the leader's curves, x, S, open."""
     import asyncio
 
@@ -250,7 +251,7 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
     from tui.app import N2NApp
     from tui.screens import DashboardScreen
     from tui.screens.sweep import SweepScreen
-    from tui.widgets import PsnrPlot, TrialsTable
+    from tui.widgets import EventLog, PsnrPlot, TrialsTable
 
     spec = check_spec({"engine": 1, "epochs": 1, "space": {"lr": {"choice": [1e-3, 2e-3, 3e-3]}}})
     store = Store(tmp_path / "runs")
@@ -271,6 +272,10 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
 
         return {k.key: k.description for k in screen.query(FooterKey)}
 
+    from sessions import ray_cluster
+
+    monkeypatch.setattr(ray_cluster, "NOTES", ["Token authentication is enabled for this Ray cluster."])
+
     async def go():
         app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store, sweep=driver, start=False)
         async with app.run_test(size=(110, 32)) as pilot:
@@ -278,6 +283,7 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path):
             assert isinstance(screen, SweepScreen)
             screen.events.put({"event": "trial_result", "trial": "t1"})
             assert await wait_for(pilot, lambda: screen.query_one(TrialsTable).row_count == 3)
+            assert "Ray: Token authentication is enabled for this Ray cluster." in screen.query_one(EventLog).entries
             table = screen.query_one(TrialsTable)
             assert table.order == ["t1", "t0", "t2"]  # best PSNR first
             assert "leader" in str(table.get_row("t1")[-1]) and "early-stopped" in str(table.get_row("t2")[-1])
@@ -348,3 +354,29 @@ def test_resources_that_can_never_be_met_and_bad_addresses_are_one_line_before_r
                        text=True, timeout=60, env=env())
     assert p.returncode == 2 and p.stderr.strip().endswith("expected HOST:PORT (e.g. 10.0.0.5:6379), auto, local or "
                                                           "ray://HOST:PORT"), p.stderr
+
+
+def test_embedded_ray_is_a_cluster_of_its_own_and_its_notices_stay_off_the_terminal(monkeypatch, capfd):
+    """``ray.init()`` without an address joins the cluster /tmp/ray/ray_current_cluster names (on a shared machine,
+    anyone's): the sweep asks for a local one. What Ray says as it starts (2.59: token authentication is on) is
+    kept for the sweep's log instead of being printed under the view."""
+    import logging
+
+    from sessions import ray_cluster
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        logging.getLogger(ray_cluster.NOTICE_LOGGERS[0]).warning("Token authentication is enabled for this Ray "
+                                                                 "cluster. Set RAY_AUTH_MODE=disabled to opt out.")
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray_cluster, "NOTES", [])
+    ray_cluster.connect_ray(None, num_cpus=2)
+    assert calls[0]["address"] == "local" and calls[0]["num_cpus"] == 2
+    assert ray_cluster.NOTES[0].startswith("Token authentication is enabled")
+    out, err = capfd.readouterr()
+    assert "Token" not in out + err and os.environ.get("RAY_AUTH_MODE") != "disabled"  # quiet, and still on

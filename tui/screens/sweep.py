@@ -73,6 +73,10 @@ class SweepScreen(Screen):
         self.set_interval(1 / REFRESH_HZ, self.drain, name="drain")
         self._title()
         self.query_one(TrialsTable).focus()
+        from sessions.ray_cluster import NOTES
+
+        for note in NOTES:  # what Ray said as it started: here, not on the terminal the view took over
+            self.query_one(EventLog).add_event(f"Ray: {note}", style="dim")
         if self.start_on_mount:
             self.thread = threading.Thread(target=self._run, name=f"sweep-{self.driver.sweep_id}", daemon=True)
             self.thread.start()
