@@ -161,7 +161,8 @@ def test_a_local_sweep_records_each_trial_and_asha_stops_the_bad_one(tmp_path):
         good = s.get_run(good_run["id"])
     assert [m["step"] for m in good["metrics"] if m["loss"] is not None] == list(range(1, 33))  # every step recorded
     # threads auto within a trial: the CPUs Tune reserved for it (cpus_per_trial = 1), not the whole machine
-    assert [e["detail"] for e in good["events"] if e["kind"] == "threads"] == ["auto: 1 of 1 CPUs"]
+    threads = [e["detail"] for e in good["events"] if e["kind"] == "threads"]
+    assert len(threads) == 1 and threads[0].startswith("auto: 1 of 1 CPUs"), threads  # ", 1.5 cores busy elsewhere"
     from tui.cli import main
 
     assert main(["export", good_run["id"], "--to", str(tmp_path / "best.pth"), "--runs-dir", str(runs)]) == 0
