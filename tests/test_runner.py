@@ -497,6 +497,7 @@ def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
     from tui.app import N2NApp
     from tui.screens import DashboardScreen, LauncherScreen, RunsScreen
     from tui.widgets import RunsTable
+    from tui.widgets.runs_table import COLUMNS
 
     runs, run_id, pid = runner
     with Store(runs) as s:  # a finished run beside the live one
@@ -510,7 +511,8 @@ def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
             await pilot.press("ctrl+r")
             assert isinstance(app.screen, RunsScreen)
             table = app.screen.query_one(RunsTable)
-            cells = {table.get_row(rid)[1]: str(table.get_row(rid)[3]) for rid in (run_id, done)}
+            state = COLUMNS.index("state")
+            cells = {table.get_row(rid)[1]: str(table.get_row(rid)[state]) for rid in (run_id, done)}
             assert "live" in cells[run_id] and "live" not in cells[done]
             table.move_cursor(row=table.get_row_index(run_id))
             await pilot.press("enter")

@@ -251,8 +251,10 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path, mon
     from sessions.sweep_spec import check_spec
     from tui.app import N2NApp
     from tui.screens import DashboardScreen
+    from tui.screens import sweep as sweep_screen
     from tui.screens.sweep import SweepScreen
     from tui.widgets import EventLog, PsnrPlot, TrialsTable
+    from tui.widgets.trials_table import COLUMNS as TRIAL_COLUMNS
 
     spec = check_spec({"engine": 1, "epochs": 1, "space": {"lr": {"choice": [1e-3, 2e-3, 3e-3]}}})
     store = Store(tmp_path / "runs")
@@ -267,6 +269,7 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path, mon
         from sessions import Recorder
 
         driver.recorders[view.trial] = Recorder(store, run)
+    store.set_tag(driver.trials["t1"].run, "wide lr")
 
     def footer(screen) -> dict:
         from textual.widgets._footer import FooterKey
@@ -287,6 +290,11 @@ def test_the_sweep_view_ranks_trials_and_its_keys_reach_the_driver(tmp_path, mon
             assert "Ray: Token authentication is enabled for this Ray cluster." in screen.query_one(EventLog).entries
             table = screen.query_one(TrialsTable)
             assert table.order == ["t1", "t0", "t2"]  # best PSNR first
+            tag = TRIAL_COLUMNS.index("tag")  # each trial's run's tag, as in runs; set from a shell, it shows up
+            assert str(table.get_row("t1")[tag]) == "wide lr" and str(table.get_row("t0")[tag]) == ""
+            monkeypatch.setattr(sweep_screen, "TAGS_EVERY", 0.0)
+            store.set_tag(driver.trials["t0"].run, "baseline")
+            assert await wait_for(pilot, lambda: str(table.get_row("t0")[tag]) == "baseline")
             assert "leader" in str(table.get_row("t1")[-1]) and "early-stopped" in str(table.get_row("t2")[-1])
             table.move_cursor(row=1)  # t0: its curve against the leader's
             assert await wait_for(pilot, lambda: screen.query_one(PsnrPlot).n_points == 4)

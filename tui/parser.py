@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     sws.add_argument("--json", action="store_true", help="one JSON array of the sweeps, for scripts")
     _add_runs_dir(sws)
 
-    tg = sub.add_parser("tag", help="add a note to a run (shown in runs and the runs table; '' clears it)")
+    tg = sub.add_parser("tag", help="add a note to a run (shown wherever runs are listed; '' clears it)")
     tg.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
     tg.add_argument("text", metavar="TEXT", help="the note ('' clears it)")
     _add_runs_dir(tg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from textual import work
 from textual.app import ComposeResult
@@ -24,6 +25,7 @@ from .confirm import ConfirmScreen
 from .dashboard import DashboardScreen
 
 REFRESH_HZ = 2
+TAGS_EVERY = 5.0  # seconds between two looks at the tags of the trials' runs (n2n-tui tag sets them from any shell)
 
 
 class TrialDashboard(DashboardScreen):
@@ -57,6 +59,8 @@ class SweepScreen(Screen):
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self._shown_curves: tuple | None = None
+        self._tags: dict[str, str] = {}  # run id -> its tag
+        self._tags_read = float("-inf")
 
     def compose(self) -> ComposeResult:
         yield Label("", id="sweep-title")
@@ -102,10 +106,23 @@ class SweepScreen(Screen):
                 break
             changed = True
             self._log(e)
+        if time.monotonic() - self._tags_read >= TAGS_EVERY:
+            changed = self._read_tags() or changed
         if changed:
-            self.query_one(TrialsTable).show_trials([t.to_dict() for t in self.driver.trials.values()])
+            self.query_one(TrialsTable).show_trials([{**t.to_dict(), "tag": self._tags.get(t.run, "")}
+                                                     for t in self.driver.trials.values()])
             self._title()
         self.show_curves()
+
+    def _read_tags(self) -> bool:
+        """The tags of the trials' runs, from the store; whether they changed."""
+        self._tags_read = time.monotonic()
+        try:
+            tags = {r["id"]: r.get("tag") or "" for r in self.store.trial_runs(self.driver.sweep_id)}
+        except Exception:  # the store must never take the view down
+            return False
+        changed, self._tags = tags != self._tags, tags
+        return changed
 
     def _log(self, e: dict) -> None:
         log = self.query_one(EventLog)
