@@ -1,13 +1,90 @@
-"""Where the run stands (issue 26): a header that never wraps."""
+"""Where the run stands (issue 26): round tick labels on both plots and a header that never wraps."""
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import pytest
+from fakes import FakeStore, FakeTrainer, scripted_events, stored_run, train_args
 from textual.app import App
 
-from tui.widgets import RunStatus
+from tui.app import N2NApp
+from tui.widgets import LossPlot, PsnrPlot, RunStatus
+from tui.widgets.loss_plot import int_ticks, log_ticks, nice_ticks
+
+
+def dashboard(tmp_path, marks=(), **kw):
+    store = FakeStore([stored_run("aaaa1111", 1, 120)])
+    trainer = FakeTrainer(store=store, **kw)
+    args = train_args(runs_dir=str(tmp_path), mark=list(marks))
+    return N2NApp(args, store=store, trainer=trainer, start=False)
+
+
+async def fed(pilot, events):
+    screen = pilot.app.screen
+    for e in events:
+        screen.events.put(e)
+    screen.drain(force_plots=True)
+    await pilot.pause()
+    return screen
+
+
+def is_round_step(step: float) -> bool:
+    """1, 2 or 5 x 10^k."""
+    mantissa = step / 10 ** math.floor(math.log10(step) + 1e-9)
+    return any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5, 10))
+
+
+def assert_nice(ticks: list[float], labels: list[str]) -> None:
+    assert len(ticks) >= 2, (ticks, labels)
+    gaps = [round(b - a, 9) for a, b in zip(ticks, ticks[1:])]
+    assert len(set(gaps)) == 1 and is_round_step(gaps[0]), (ticks, labels)
+    decimals = {len(label.partition(".")[2]) for label in labels}
+    assert decimals == {max(0, -math.floor(math.log10(gaps[0]) + 1e-9))}, labels  # as many as the step needs
+    assert [float(label) for label in labels] == pytest.approx(ticks)
+
+
+# ----------------------------------------------------------------------------------------------- round tick labels
+@pytest.mark.parametrize("lo, hi, n", [(20.75, 22.55, 4), (20.2, 23.0, 8), (8.3, 25.6, 5), (24.91, 25.02, 4),
+                                       (0.0, 1.0, 2), (-3.2, 41.0, 6)])
+def test_nice_ticks_are_round_and_evenly_spaced(lo, hi, n):
+    ticks, labels = nice_ticks(lo, hi, n)
+    assert_nice(ticks, labels)
+    assert 2 <= len(ticks) <= n and lo - 1e-9 <= ticks[0] and ticks[-1] <= hi + 1e-9
+
+
+@pytest.mark.parametrize("lo, hi, n", [(0.028, 0.1, 6), (0.028, 0.1, 3), (1e-5, 1e-3, 2), (1e-9, 1.0, 3),
+                                       (0.021, 0.024, 3), (0.0036, 0.0041, 6), (0.003, 0.4, 4)])
+def test_log_ticks_are_round_losses(lo, hi, n):
+    ticks, labels = log_ticks([math.log10(lo), math.log10(hi)], n)
+    assert 2 <= len(ticks) <= n
+    values = [float(label) for label in labels]
+    assert values == pytest.approx([10 ** t for t in ticks], rel=1e-6)
+    for v in values:  # one or two significant digits: 0.03, 0.05, 0.1, 0.0036, 1e-05
+        assert float(f"{v:.2g}") == pytest.approx(v, rel=1e-9), labels
+    assert values == sorted(values) and lo * (1 - 1e-9) <= values[0] and values[-1] <= hi * (1 + 1e-9)
+
+
+def test_step_ticks_are_round():
+    assert int_ticks(list(range(1, 121)))[1] == ["20", "40", "60", "80", "100", "120"]
+    assert int_ticks([0, 200_000])[1] == ["0", "50k", "100k", "150k", "200k"]
+    assert int_ticks([3, 5])[1] == ["3", "4", "5"]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+def test_the_dashboards_axes_are_labelled_with_round_numbers(tmp_path, size):
+    async def go():
+        app = dashboard(tmp_path)
+        async with app.run_test(size=size) as pilot:
+            screen = await fed(pilot, scripted_events())
+            await pilot.pause(0.1)
+            psnr = screen.query_one(PsnrPlot)
+            assert_nice(*psnr.yticks)
+            loss = screen.query_one(LossPlot)
+            assert loss.yticks[1] and all(float(f"{float(v):.2g}") == float(v) for v in loss.yticks[1])
+    asyncio.run(go())
+
 
 # ------------------------------------------------------------------------------------------- a header of two rows
 LONG = ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.78 GiB total capacity; 13.20 GiB "

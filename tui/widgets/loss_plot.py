@@ -38,30 +38,75 @@ def thin(xs: list, ys: list, n: int) -> tuple[list, list]:
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
+def nice_ticks(lo: float, hi: float, n: int) -> tuple[list[float], list[str]]:
+    """At most ``n`` (and at least two) ticks at the multiples of a round step (1, 2 or 5 x 10^k) inside
+    ``[lo, hi]``, labelled with as many decimals as the step needs: 21, 21.5, 22 rather than 21.07, 21.40, 21.73."""
+    if not hi > lo:
+        return [lo], [f"{lo:.3g}"]
+    n = max(2, n)
+    steps = _round_steps((hi - lo) / n)
+    step = next(steps)
+    ticks = _multiples(lo, hi, step)
+    while len(ticks) > n:
+        coarser = _multiples(lo, hi, bigger := next(steps))
+        if len(coarser) < 2:
+            break
+        step, ticks = bigger, coarser
+    digits = max(0, -math.floor(math.log10(step) + 1e-9))
+    return ticks, [f"{t:.{digits}f}" for t in ticks]
+
+
+def _round_steps(start: float):
+    """1, 2, 5 x 10^k, from the power of ten at or below ``start`` upwards."""
+    e = math.floor(math.log10(start))
+    while True:
+        yield from (m * 10.0 ** e for m in (1, 2, 5))
+        e += 1
+
+
+def _multiples(lo: float, hi: float, step: float) -> list[float]:
+    first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    digits = max(0, -math.floor(math.log10(step) + 1e-9)) + 1
+    return [round(i * step, digits) for i in range(first, last + 1)]
+
+
+LOG_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8))
+
+
 def log_ticks(values: list[float], n: int) -> tuple[list[float], list[str]]:
-    """``n`` ticks spanning log10 ``values``, labelled with the loss they stand for (as few digits as keep them
-    apart)."""
+    """At most ``n`` ticks spanning log10 ``values`` at round losses (decades, then 1-2-5, then finer), labelled with
+    the loss they stand for; for a range narrower than that (a flat loss), round losses on a linear ladder."""
     lo, hi = min(values), max(values)
     if hi - lo < 1e-9:
-        ticks = [lo]
-    else:
-        ticks = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
-    for digits in (2, 3, 4, 5, 6):
-        labels = [f"{10 ** t:.{digits}g}" for t in ticks]
-        if len(set(labels)) == len(labels):
+        return [lo], [f"{10 ** lo:.2g}"]
+    n = max(2, n)
+    min_gap = (hi - lo) / (2 * n)  # labels further apart than about one row
+    chosen: list[float] = []
+    for mantissas in LOG_MANTISSAS:
+        ticks = [t for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in mantissas
+                 if lo - 1e-9 <= (t := k + math.log10(m)) <= hi + 1e-9]
+        if mantissas == (1,) and len(ticks) > n:  # many decades: every second (third...) one
+            ticks = ticks[::math.ceil(len(ticks) / n)]
+        if len(ticks) > n or any(b - a < min_gap for a, b in zip(ticks, ticks[1:])):
             break
-    return ticks, labels
+        chosen = ticks
+        if len(ticks) >= min(3, n):
+            break
+    if len(chosen) < 2:
+        linear, labels = nice_ticks(10 ** lo, 10 ** hi, n)
+        return [math.log10(v) for v in linear], labels
+    return chosen, [f"{10 ** t:.3g}" for t in chosen]
 
 
-def int_ticks(xs: list[int], n: int = 5) -> tuple[list[int], list[str]]:
-    """About ``n`` whole-number ticks spanning ``xs`` (steps are integers; plotext would label them 149.5)."""
+def int_ticks(xs: list[int], n: int = 6) -> tuple[list[int], list[str]]:
+    """At most ``n`` whole-number ticks at round steps inside ``xs``'s range (plotext would label 149.5)."""
     if not xs:
         return [], []
     lo, hi = min(xs), max(xs)
     if hi - lo < n:
         ticks = list(range(lo, hi + 1))
     else:
-        ticks = sorted({round(lo + (hi - lo) * i / (n - 1)) for i in range(n)})
+        ticks = [int(t) for t in nice_ticks(lo, hi, n)[0]]
     return ticks, [f"{t / 1000:g}k" if t >= 10000 else str(t) for t in ticks]
 
 
@@ -80,6 +125,7 @@ class LossPlot(PlotextPlot):
         self._runs: list[tuple[str, list[int], list[float]]] = [("", [], [])]
         self._smooth: list[Ema] = [Ema(smoothing)]
         self._lr: tuple[list[int], list[float]] = ([], [])
+        self.yticks: tuple[list[float], list[str]] = ([], [])  # the loss axis's, as drawn last
         self.render_seconds = 0.0  # what the last draw cost: the dashboard spaces redraws by it
 
     def add_points(self, points: list[tuple[int, float]]) -> None:
@@ -142,10 +188,8 @@ class LossPlot(PlotextPlot):
             plt.plot(xs, ys, marker="braille", color=colour, label=label or None)
             shown += ys
         rows = self.size.height - 4  # less the title, the frame and the step labels
-        if shown and rows >= 2:
-            plt.yticks(*log_ticks(shown, max(2, min(6, rows // 2))))
-        else:  # too flat to place labels: plotext would put them upside down
-            plt.yticks([], [])
+        self.yticks = log_ticks(shown, max(2, min(6, rows // 2))) if shown and rows >= 2 else ([], [])
+        plt.yticks(*self.yticks)  # none when too flat to place them: plotext would put them upside down
         lr_steps, rates = self._lr
         if lr_shown and rows >= 2:
             xs, ys = thin(lr_steps, [math.log10(v) for v in rates], budget)

@@ -5,7 +5,7 @@ import math
 
 from textual_plotext import PlotextPlot
 
-from .loss_plot import SERIES_COLOURS, int_ticks
+from .loss_plot import SERIES_COLOURS, int_ticks, nice_ticks
 
 BEST_COLOUR = (255, 215, 0)
 
@@ -17,6 +17,7 @@ class PsnrPlot(PlotextPlot):
         super().__init__(**kwargs)
         self.title = title
         self._runs: list[tuple[str, list[int], list[float]]] = [("", [], [])]
+        self.yticks: tuple[list[float], list[str]] = ([], [])  # the PSNR axis's, as drawn last
 
     def add_point(self, step: int, psnr: float) -> None:
         if math.isfinite(psnr):
@@ -75,9 +76,12 @@ class PsnrPlot(PlotextPlot):
                 title = self._fit_title(values[j], steps[j])
         plt.title(title)
         values = [v for _, _, vs in self._runs for v in vs]
-        if len(set(values)) == 1:  # one point: plotext would stretch the axis over +-4 dB around it
-            plt.ylim(values[0] - 1, values[0] + 1)
-        else:
-            plt.ylim(None, None)
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+        if hi - lo < 1e-9:  # one point: plotext would stretch the axis over +-4 dB around it
+            lo, hi = lo - 1, hi + 1
+        plt.ylim(lo, hi)
+        rows = self.size.height - 4  # less the title, the frame and the step labels
+        self.yticks = nice_ticks(lo, hi, max(2, min(8, rows // 2 + 1)))
+        plt.yticks(*self.yticks)
         plt.xticks(*int_ticks([s for _, steps, _ in self._runs for s in steps]))
         self.refresh()
