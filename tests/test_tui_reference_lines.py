@@ -1,7 +1,9 @@
-"""Where the run stands (issue 26): round tick labels on both plots and a header that never wraps."""
+"""Where the run stands (issue 26): the PSNR plot's reference lines (the noisy input, the best so far, the user's
+marks), round tick labels on both plots, the best evaluation's step on the loss plot, and a header that never wraps."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from pathlib import Path
 
@@ -9,9 +11,17 @@ import pytest
 from fakes import FakeStore, FakeTrainer, scripted_events, stored_run, train_args
 from textual.app import App
 
+from sessions.marks import Mark
 from tui.app import N2NApp
 from tui.widgets import LossPlot, PsnrPlot, RunStatus
 from tui.widgets.loss_plot import int_ticks, log_ticks, nice_ticks
+
+NOISY = 20.2  # the scripted history's evaluations run from 20.75 to 22.55 dB
+
+
+def history(run="fake0001", noisy=NOISY):
+    """The scripted events, their evaluations carrying the noisy input's PSNR as the trainer's do."""
+    return [dataclasses.replace(e, psnr_noisy=noisy) if e.kind == "eval" else e for e in scripted_events(run)]
 
 
 def dashboard(tmp_path, marks=(), **kw):
@@ -30,6 +40,10 @@ async def fed(pilot, events):
     return screen
 
 
+def plot_text(widget) -> str:
+    return "\n".join(line.plain for line in widget.render().split())
+
+
 def is_round_step(step: float) -> bool:
     """1, 2 or 5 x 10^k."""
     mantissa = step / 10 ** math.floor(math.log10(step) + 1e-9)
@@ -43,6 +57,93 @@ def assert_nice(ticks: list[float], labels: list[str]) -> None:
     decimals = {len(label.partition(".")[2]) for label in labels}
     assert decimals == {max(0, -math.floor(math.log10(gaps[0]) + 1e-9))}, labels  # as many as the step needs
     assert [float(label) for label in labels] == pytest.approx(ticks)
+
+
+# ------------------------------------------------------------------------------------------- the PSNR plot's lines
+def test_psnr_plot_draws_the_noisy_input_the_best_and_the_marks(tmp_path):
+    async def go():
+        app = dashboard(tmp_path, marks=["23:course net"])
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await fed(pilot, history())
+            plot = screen.query_one(PsnrPlot)
+            assert plot.noisy == NOISY
+            lines = {line.kind: line for line in plot.lines}
+            assert (lines["noisy"].psnr, lines["noisy"].label) == (NOISY, "noisy input 20.2 dB")
+            assert (lines["mark"].psnr, lines["mark"].label) == (23.0, "course net 23 dB")
+            assert lines["best"].psnr == pytest.approx(22.55, abs=0.01)
+            assert plot.off_scale == []  # all near the curve: all on the scale
+            lo, hi = plot.ylim
+            assert lo <= NOISY and hi >= 23.0
+            text = plot_text(plot)
+            assert "noisy input 20.2 dB" in text and "course net 23 dB" in text and "┄" in text
+    asyncio.run(go())
+
+
+def test_the_noisy_input_arrives_with_the_first_evaluation(tmp_path):
+    """The store keeps no baseline: before any evaluation event there is no line, the first one brings it."""
+    async def go():
+        app = dashboard(tmp_path)
+        async with app.run_test(size=(100, 30)) as pilot:
+            plot = app.screen.query_one(PsnrPlot)
+            assert plot.noisy is None and plot.lines == []
+            events = history()
+            first_eval = next(i for i, e in enumerate(events) if e.kind == "eval")
+            await fed(pilot, events[:first_eval])
+            assert plot.noisy is None
+            await fed(pilot, events[first_eval:first_eval + 1])
+            assert plot.noisy == NOISY and [line.kind for line in plot.lines] == ["noisy", "best"]
+    asyncio.run(go())
+
+
+def test_a_far_line_stays_off_the_scale_and_is_named_at_the_edge():
+    """A goal far above the curve would squeeze it flat: the y-range keeps to the curve and the lines near it."""
+    class One(App):
+        def compose(self):
+            yield PsnrPlot(id="p")
+
+    async def go():
+        async with One().run_test(size=(80, 16)) as pilot:
+            plot = pilot.app.query_one(PsnrPlot)
+            for step, psnr in ((100, 24.0), (200, 24.8), (300, 25.3)):
+                plot.add_point(step, psnr)
+            plot.show_noisy(20.7)
+            plot.show_marks([Mark(25.6, "course net"), Mark(32.0, "goal")])
+            plot.redraw()
+            await pilot.pause()
+            assert {line.label for line in plot.off_scale} == {"noisy input 20.7 dB", "goal 32 dB"}
+            lo, hi = plot.ylim
+            assert 20.7 < lo <= 24.0 and 25.6 <= hi < 32
+            text = plot_text(plot)
+            assert "↑ goal 32 dB" in text and "↓ noisy input 20.7 dB" in text and "course net 25.6 dB" in text
+    asyncio.run(go())
+
+
+def test_marks_from_the_command_line_and_the_runs_folder_reach_the_plot(tmp_path):
+    (tmp_path / "marks.toml").write_text('[[mark]]\npsnr = 21.5\nlabel = "last year"\n')
+
+    async def go():
+        app = dashboard(tmp_path, marks=["23:course net"])
+        async with app.run_test(size=(100, 30)):
+            plot = app.screen.query_one(PsnrPlot)
+            assert [(m.psnr, m.label) for m in plot.marks] == [(21.5, "last year"), (23.0, "course net")]
+    asyncio.run(go())
+
+
+def test_a_bad_marks_file_is_said_not_raised(tmp_path):
+    (tmp_path / "marks.toml").write_text("[[mark]]\npsnr = 'high'\n")
+
+    async def go():
+        app = dashboard(tmp_path)
+        said = []
+        app.notify = lambda message, **kw: said.append((message, kw.get("severity")))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            plot = app.screen.query_one(PsnrPlot)
+            assert plot.marks == []
+            assert len(said) == 1 and "marks.toml" in said[0][0] and said[0][1] == "error", said
+            await fed(pilot, history())  # the run is watched as ever
+            assert plot.n_points == 3
+    asyncio.run(go())
 
 
 # ----------------------------------------------------------------------------------------------- round tick labels
@@ -75,9 +176,9 @@ def test_step_ticks_are_round():
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)])
 def test_the_dashboards_axes_are_labelled_with_round_numbers(tmp_path, size):
     async def go():
-        app = dashboard(tmp_path)
+        app = dashboard(tmp_path, marks=["23:course net"])
         async with app.run_test(size=size) as pilot:
-            screen = await fed(pilot, scripted_events())
+            screen = await fed(pilot, history())
             await pilot.pause(0.1)
             psnr = screen.query_one(PsnrPlot)
             assert_nice(*psnr.yticks)

@@ -8,6 +8,7 @@ from textual_plotext import PlotextPlot
 
 RAW_COLOUR = (110, 110, 130)
 LR_COLOUR = (200, 140, 60)  # the learning rate, on the right-hand axis
+BEST_COLOUR = (255, 215, 0)  # the best evaluation: the PSNR plot's star and lines
 SERIES_COLOURS = [(90, 170, 255), (255, 160, 60), (120, 220, 120), (230, 110, 200), (240, 230, 90), (100, 220, 220),
                   (250, 110, 110), (180, 150, 255)]
 
