@@ -187,6 +187,20 @@ def test_the_dashboards_axes_are_labelled_with_round_numbers(tmp_path, size):
     asyncio.run(go())
 
 
+# -------------------------------------------------------------------------------- the best step on the loss plot
+def test_the_loss_plot_marks_the_best_evaluations_step(tmp_path):
+    async def go():
+        app = dashboard(tmp_path)
+        async with app.run_test(size=(160, 45)) as pilot:
+            screen = await fed(pilot, history())
+            loss = screen.query_one(LossPlot)
+            assert loss.best_step == 120 and loss.best_shown
+            text = plot_text(loss)
+            assert "┊ best PSNR @ step 120" in text  # the title says what the dotted line is
+            assert text.count("┊") >= 5
+    asyncio.run(go())
+
+
 # ------------------------------------------------------------------------------------------- a header of two rows
 LONG = ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.78 GiB total capacity; 13.20 GiB "
         "already allocated; 1.02 GiB free; 13.50 GiB reserved in total by PyTorch)\nTraceback (most recent call)")

@@ -113,6 +113,7 @@ class DashboardScreen(ExportFlow, Screen):
             self.query_one(ProgressBar).update(total=t.total_steps, progress=t.step or 0)
         if t.best_psnr is not None:
             status.show_best(t.best_psnr, t.best_step)
+            self.query_one(LossPlot).show_best_step(t.best_step)
         self.query_one(PsnrPlot).show_marks(self.marks)
         t.add_sink(self.events.put)
         self.backfill()
@@ -256,7 +257,10 @@ class DashboardScreen(ExportFlow, Screen):
                 self.query_one(ProgressBar).update(total=e.total_steps, progress=e.step)
         if last_eval is not None:
             e = last_eval
-            status.show_best(*self._best(e))
+            best, at = self._best(e)
+            status.show_best(best, at)
+            self.query_one(LossPlot).show_best_step(at)
+            self._loss_dirty = True
             if e.noisy is not None and e.denoised is not None and e.clean is not None:
                 self.query_one(SamplePatches).show_samples(e.noisy, e.denoised, e.clean)
 

@@ -8,7 +8,7 @@ from textual_plotext import PlotextPlot
 
 RAW_COLOUR = (110, 110, 130)
 LR_COLOUR = (200, 140, 60)  # the learning rate, on the right-hand axis
-BEST_COLOUR = (255, 215, 0)  # the best evaluation: the PSNR plot's star and lines
+BEST_COLOUR = (255, 215, 0)  # the best evaluation: the PSNR plot's star and lines, the loss plot's dotted line
 SERIES_COLOURS = [(90, 170, 255), (255, 160, 60), (120, 220, 120), (230, 110, 200), (240, 230, 90), (100, 220, 220),
                   (250, 110, 110), (180, 150, 255)]
 
@@ -117,6 +117,8 @@ class LossPlot(PlotextPlot):
     The log scale is ours: log10 of the losses on a linear axis, with ticks labelled by the loss. plotext's own log
     scale transforms its stored data in place on every build, so any second build (a resize) took the log twice.
     The live run's learning rate (``add_lr_points``) is drawn on a second, right-hand log axis, so a schedule shows.
+    The step of the best evaluation so far (``show_best_step``) is a dotted vertical line, named in the title: what
+    the loss was doing when the weights worth keeping were saved.
     """
 
     def __init__(self, *, smoothing: float = 0.05, title: str = "loss (log scale)", **kwargs) -> None:
@@ -126,6 +128,7 @@ class LossPlot(PlotextPlot):
         self._runs: list[tuple[str, list[int], list[float]]] = [("", [], [])]
         self._smooth: list[Ema] = [Ema(smoothing)]
         self._lr: tuple[list[int], list[float]] = ([], [])
+        self.best_step: int | None = None
         self.yticks: tuple[list[float], list[str]] = ([], [])  # the loss axis's, as drawn last
         self.render_seconds = 0.0  # what the last draw cost: the dashboard spaces redraws by it
 
@@ -146,6 +149,10 @@ class LossPlot(PlotextPlot):
             if lr is not None and math.isfinite(lr) and lr > 0:
                 steps.append(step)
                 rates.append(lr)
+
+    def show_best_step(self, step: int | None) -> None:
+        """Mark the step of the live run's best evaluation (drawn at the next ``redraw``)."""
+        self.best_step = step
 
     def clear_points(self) -> None:
         """Empty the live series (before it is filled again from the store)."""
@@ -168,11 +175,29 @@ class LossPlot(PlotextPlot):
         keep = [(s, v) for s, v in zip(steps, losses) if v is not None and math.isfinite(v) and v > 0]
         return [s for s, _ in keep], [v for _, v in keep]
 
+    @property
+    def best_shown(self) -> bool:
+        """Whether the best evaluation's step is drawn: a single run, the step within its steps."""
+        steps = self._runs[0][1]
+        return len(self._runs) == 1 and self.best_step is not None and bool(steps) and \
+            steps[0] <= self.best_step <= steps[-1]
+
+    def _fit_title(self, lr_shown: bool) -> str:
+        """The longest title that fits (plotext silently drops a title wider than the plot)."""
+        room = self.size.width - 10
+        best = f" · ┊ best PSNR @ step {self.best_step}" if self.best_shown else ""
+        short_best = f" · ┊ best @ {self.best_step}" if self.best_shown else ""
+        lr = " · lr: right axis" if lr_shown else ""
+        for title in (self.title + lr + best, self.title + best, self.title + short_best, "loss" + short_best):
+            if len(title) <= room:
+                return title
+        return self.title if len(self.title) <= room else ""
+
     def redraw(self) -> None:
         plt = self.plt
         plt.clear_data()
         lr_shown = len(self._runs) == 1 and bool(self._lr[0]) and self.size.width >= 40
-        plt.title(self.title + (" · lr: right axis" if lr_shown and self.size.width >= 70 else ""))
+        plt.title(self._fit_title(lr_shown))
         budget = max(20, 2 * self.size.width)
         shown = []
         for i, (label, steps, losses) in enumerate(self._runs):
@@ -183,6 +208,9 @@ class LossPlot(PlotextPlot):
             if len(self._runs) == 1:  # raw points only for a single run: two clouds would hide each other
                 xs, ys = thin(steps, losses, budget)
                 ys = [math.log10(v) for v in ys]
+                if self.best_shown:  # first, so the points and the curve are drawn over it
+                    plt.plot([self.best_step] * 2, [min(ys + smooth), max(ys + smooth)], marker="┊",
+                             color=BEST_COLOUR)
                 plt.scatter(xs, ys, marker="dot", color=RAW_COLOUR)
                 shown += ys
             xs, ys = thin(steps, smooth, budget)
