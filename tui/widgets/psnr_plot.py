@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from textual.color import Color
 from textual_plotext import PlotextPlot
 
 from .loss_plot import BEST_COLOUR, SERIES_COLOURS, int_ticks, nice_ticks
@@ -165,7 +166,7 @@ class PsnrPlot(PlotextPlot):
                 labels.setdefault(round((line.psnr - lo) / (hi - lo) * (rows - 1)), []).append(line)
         for row in labels.values():
             plt.text(" · ".join(line.label for line in row), x1, row[0].psnr, color=_colour(row[0]),
-                     background="default", alignment="right")
+                     background=self._canvas(), alignment="right")
 
     def _name_off_scale(self, x0: float, x1: float, lo: float, hi: float) -> None:
         """The lines kept off the scale, named at the edge they lie beyond (above: top left; below: bottom right)."""
@@ -173,10 +174,19 @@ class PsnrPlot(PlotextPlot):
         below = [line for line in self.off_scale if line.psnr < lo]
         if above:
             self.plt.text("↑ " + " · ".join(line.label for line in above), x0, hi, color=_colour(above[0]),
-                          background="default", alignment="left")
+                          background=self._canvas(), alignment="left")
         if below:
             self.plt.text("↓ " + " · ".join(line.label for line in below), x1, lo, color=_colour(below[0]),
-                          background="default", alignment="right")
+                          background=self._canvas(), alignment="right")
+
+
+    def _canvas(self) -> tuple[int, int, int] | None:
+        """The plot's background, for the labels' own: textual-plotext's "auto" theme paints it in the app theme's
+        surface colour (plotext would give a label the canvas colour of the last build, white before the first)."""
+        try:
+            return Color.parse(self.app.theme_variables["surface"]).rgb
+        except Exception:  # not mounted: plotext's default
+            return None
 
 
 def _colour(line: RefLine) -> tuple[int, int, int]:
