@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from textual.app import App
 from sessions.marks import Mark
 from tui.app import N2NApp
 from tui.widgets import LossPlot, PsnrPlot, RunStatus
-from tui.widgets.loss_plot import int_ticks, log_ticks, nice_ticks
+from tui.widgets.loss_plot import int_ticks, log_ticks, nice_ticks, row_ticks
 
 NOISY = 20.2  # the scripted history's evaluations run from 20.75 to 22.55 dB
 
@@ -167,6 +168,26 @@ def test_log_ticks_are_round_losses(lo, hi, n):
     assert values == sorted(values) and lo * (1 - 1e-9) <= values[0] and values[-1] <= hi * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("lo, hi, rows", [(20.2, 23.0, 17), (20.75, 22.55, 6), (19.7, 22.9, 10), (24.91, 25.3, 8),
+                                          (8.2, 25.6, 14), (20.7, 25.5, 25), (20.7, 25.5, 40), (0.5, 39.0, 30)])
+def test_row_ticks_fall_on_rows_evenly(lo, hi, rows):
+    """plotext puts a value on the nearest row: limits chosen so that every round tick is exactly on one, the same
+    number of rows apart, and the range grows at most 1.5 times for it."""
+    bottom, top, ticks, labels = row_ticks(lo, hi, rows)
+    assert_nice(ticks, labels)
+    assert bottom <= lo + 1e-9 and top >= hi - 1e-9 and top - bottom <= 1.5 * (hi - lo) + 1e-9
+    at = [(t - bottom) / (top - bottom) * (rows - 1) for t in ticks]
+    assert at == pytest.approx([round(a) for a in at], abs=1e-6), at
+    gaps = {round(b - a) for a, b in zip(at, at[1:])}
+    assert len(gaps) == 1 and gaps.pop() >= 2, at
+
+
+def test_row_ticks_leave_a_short_plots_range_alone():
+    """Six rows over 2.8 dB: ticks on rows would need 5 dB; the range stays and the round ticks go to the nearest
+    rows."""
+    assert row_ticks(20.2, 23.0, 6) == (20.2, 23.0, [21.0, 22.0, 23.0], ["21", "22", "23"])
+
+
 def test_step_ticks_are_round():
     assert int_ticks(list(range(1, 121)))[1] == ["20", "40", "60", "80", "100", "120"]
     assert int_ticks([0, 200_000])[1] == ["0", "50k", "100k", "150k", "200k"]
@@ -182,6 +203,10 @@ def test_the_dashboards_axes_are_labelled_with_round_numbers(tmp_path, size):
             await pilot.pause(0.1)
             psnr = screen.query_one(PsnrPlot)
             assert_nice(*psnr.yticks)
+            rows = [i for i, line in enumerate(plot_text(psnr).splitlines()) if re.match(r"^\s*[0-9.]+┤", line)]
+            assert len(rows) == len(psnr.yticks[0]) >= 2  # each label drawn, on a row of its own
+            if size[1] >= 45:  # tall enough for limits that put them on rows evenly
+                assert len({b - a for a, b in zip(rows, rows[1:])}) == 1, rows
             loss = screen.query_one(LossPlot)
             assert loss.yticks[1] and all(float(f"{float(v):.2g}") == float(v) for v in loss.yticks[1])
     asyncio.run(go())

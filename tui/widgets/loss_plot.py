@@ -71,6 +71,41 @@ def _multiples(lo: float, hi: float, step: float) -> list[float]:
     return [round(i * step, digits) for i in range(first, last + 1)]
 
 
+def row_ticks(lo: float, hi: float, rows: int, max_growth: float = 1.5) -> tuple[float, float, list, list[str]]:
+    """Y-limits around ``[lo, hi]`` for a plot ``rows`` high that put round ticks exactly on rows, evenly spaced.
+
+    plotext maps a value to the nearest row, so round ticks between limits that ignore the rows come out 1, 2, 1, 2
+    rows apart. Here each row stands for ``step / k`` (a round step, k rows between ticks): of the scales that fit
+    the range, the finest ones (within ``ROW_SLACK``) are kept, and of those the finest with 3 to 7 ticks taken.
+    When every such scale would stretch the range more than ``max_growth`` times (a plot a few rows high), the
+    limits stay ``lo, hi`` and the ticks land on the nearest rows. Returns ``(lo, hi, ticks, labels)``."""
+    span = hi - lo
+    if rows >= 5 and span > 0:
+        need = span / (rows - 1)  # the least value per row that fits the range
+        fits = []
+        for step in _round_steps(2 * need):
+            if step / ((rows - 1) // 2) > max_growth * need:
+                break
+            for k in range(2, (rows - 1) // 2 + 1):  # at least two rows between ticks, and two ticks
+                r = step / k
+                bottom = math.floor(lo / r + 1e-9) * r
+                spare = math.floor((bottom + (rows - 1) * r - hi) / r + 1e-9)
+                if need - 1e-12 <= r <= max_growth * need and spare >= 0:
+                    bottom -= (spare // 2) * r  # the spare rows shared out above and below
+                    n = len(_multiples(bottom, bottom + (rows - 1) * r, step))
+                    fits.append((max(0, 3 - n, n - 7), r, -k, step, bottom))
+        if fits:
+            finest = min(f[1] for f in fits)
+            _, r, _, step, bottom = min(f for f in fits if f[1] <= ROW_SLACK * finest)
+            ticks = _multiples(bottom, bottom + (rows - 1) * r, step)
+            digits = max(0, -math.floor(math.log10(step) + 1e-9))
+            return bottom, bottom + (rows - 1) * r, ticks, [f"{t:.{digits}f}" for t in ticks]
+    return (lo, hi, *nice_ticks(lo, hi, max(2, min(8, rows // 2 + 1))))
+
+
+ROW_SLACK = 1.25  # row_ticks: how much coarser than the finest fitting scale a scale with better-spaced ticks may be
+
+
 LOG_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8))
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
-from .loss_plot import BEST_COLOUR, SERIES_COLOURS, int_ticks, nice_ticks
+from .loss_plot import BEST_COLOUR, SERIES_COLOURS, int_ticks, row_ticks
 
 NOISY_COLOUR = (150, 150, 160)
 MARK_COLOUR = (200, 120, 230)
@@ -35,7 +35,8 @@ class PsnrPlot(PlotextPlot):
         self._runs: list[tuple[str, list[int], list[float]]] = [("", [], [])]
         self.noisy: float | None = None
         self.marks: list = []
-        self.ylim: tuple[float, float] | None = None    # what the last redraw showed, and which lines were off it
+        # what the last redraw showed: the y-limits, the lines left off them, the PSNR axis's ticks and labels
+        self.ylim: tuple[float, float] | None = None
         self.off_scale: list[RefLine] = []
         self.yticks: tuple[list[float], list[str]] = ([], [])
 
@@ -125,7 +126,6 @@ class PsnrPlot(PlotextPlot):
     def redraw(self) -> None:
         plt = self.plt
         plt.clear_data()
-        title = self.title
         lines = self.lines
         values = [v for _, _, vs in self._runs for v in vs]
         lo, hi, self.off_scale = self._y_range(values, lines)
@@ -133,7 +133,13 @@ class PsnrPlot(PlotextPlot):
         x0, x1 = (min(steps), max(steps)) if steps else (0, 1)
         if x0 == x1:  # one evaluation: the lines still run across, the point in the middle
             x0, x1 = x0 - 1, x1 + 1
-        self._draw_lines([line for line in lines if line not in self.off_scale], x0, x1, lo, hi)
+        best = self.best
+        title = self._fit_title(best[1], best[0]) if len(self._runs) == 1 and best else self.title
+        xticks = int_ticks(steps)
+        rows = self.size.height - 2 - bool(title) - bool(xticks[0])  # less the frame, the title, the step labels
+        lo, hi, *ticks = row_ticks(lo, hi, rows)
+        self.ylim, self.yticks = (lo, hi), tuple(ticks)
+        self._draw_lines([line for line in lines if line not in self.off_scale], x0, x1, lo, hi, rows)
         for i, (label, steps_i, values_i) in enumerate(self._runs):
             if not steps_i:
                 continue
@@ -141,29 +147,23 @@ class PsnrPlot(PlotextPlot):
             plt.plot(steps_i, values_i, marker="braille", color=colour, label=label or None)
             j = max(range(len(values_i)), key=values_i.__getitem__)
             plt.scatter([steps_i[j]], [values_i[j]], marker="★", color=BEST_COLOUR)
-            if len(self._runs) == 1:
-                title = self._fit_title(values_i[j], steps_i[j])
         self._name_off_scale(x0, x1, lo, hi)
         plt.title(title)
-        self.ylim = (lo, hi)
         plt.ylim(lo, hi)
-        rows = self.size.height - 4  # less the title, the frame and the step labels
-        self.yticks = nice_ticks(lo, hi, max(2, min(8, rows // 2 + 1)))
         plt.yticks(*self.yticks)
-        plt.xticks(*int_ticks(steps))
+        plt.xticks(*xticks)
         self.refresh()
 
-    def _draw_lines(self, lines: list[RefLine], x0: float, x1: float, lo: float, hi: float) -> None:
+    def _draw_lines(self, lines: list[RefLine], x0: float, x1: float, lo: float, hi: float, rows: int) -> None:
         """Lines across the plot (drawn before the curve, which goes over them), each labelled at its right end, where
         a rising curve has gone past the lines below it and not reached those above; lines that fall on one row
         share a label. The best is dotted and unlabelled: the title names it, beside the star at its end."""
         plt = self.plt
-        rows = max(1, self.size.height - 4)
         labels: dict[int, list[RefLine]] = {}
         for line in lines:
             plt.plot([x0, x1], [line.psnr] * 2, marker="┄" if line.kind == "best" else "─", color=_colour(line))
             if line.kind != "best":
-                labels.setdefault(round((line.psnr - lo) / (hi - lo) * (rows - 1)), []).append(line)
+                labels.setdefault(round((line.psnr - lo) / (hi - lo) * (max(rows, 2) - 1)), []).append(line)
         for row in labels.values():
             plt.text(" · ".join(line.label for line in row), x1, row[0].psnr, color=_colour(row[0]),
                      background=self._canvas(), alignment="right")
