@@ -119,6 +119,28 @@ def test_a_far_line_stays_off_the_scale_and_is_named_at_the_edge():
     asyncio.run(go())
 
 
+def test_on_a_short_plot_the_star_and_the_best_line_stay_in_sight():
+    """Eight rows: the best (23.8) and a mark (24) fall on one row. The mark's label goes to the left end instead of
+    covering the star at the right, and the dotted best line is drawn over the mark's."""
+    class One(App):
+        def compose(self):
+            yield PsnrPlot(id="p")
+
+    async def go():
+        async with One().run_test(size=(60, 8)) as pilot:
+            plot = pilot.app.query_one(PsnrPlot)
+            for step, psnr in ((0, 14.6), (100, 21.8), (200, 23.8)):
+                plot.add_point(step, psnr)
+            plot.show_noisy(20.8)
+            plot.show_marks([Mark(24.0, "course net")])
+            plot.redraw()
+            await pilot.pause()
+            row = next(line for line in plot_text(plot).splitlines() if "course net 24 dB" in line)
+            assert "★" in row and "┄" in row, row
+            assert row.index("course net") < row.index("┄") < row.index("★"), row
+    asyncio.run(go())
+
+
 def test_marks_from_the_command_line_and_the_runs_folder_reach_the_plot(tmp_path):
     (tmp_path / "marks.toml").write_text('[[mark]]\npsnr = 21.5\nlabel = "last year"\n')
 

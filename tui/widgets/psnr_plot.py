@@ -157,16 +157,23 @@ class PsnrPlot(PlotextPlot):
     def _draw_lines(self, lines: list[RefLine], x0: float, x1: float, lo: float, hi: float, rows: int) -> None:
         """Lines across the plot (drawn before the curve, which goes over them), each labelled at its right end, where
         a rising curve has gone past the lines below it and not reached those above; lines that fall on one row
-        share a label. The best is dotted and unlabelled: the title names it, beside the star at its end."""
+        share a label, and a label on the star's row goes to the left end instead, so as not to cover the star. The
+        best is dotted, unlabelled (the title names it, beside the star at its end) and drawn last: on a plot a few
+        rows high it shares a row with a mark, and stays in sight."""
         plt = self.plt
+
+        def row_of(psnr: float) -> int:  # plotext draws a value on the nearest row
+            return round((psnr - lo) / (hi - lo) * (max(rows, 2) - 1))
+
         labels: dict[int, list[RefLine]] = {}
-        for line in lines:
+        for line in sorted(lines, key=lambda line: line.kind == "best"):
             plt.plot([x0, x1], [line.psnr] * 2, marker="┄" if line.kind == "best" else "─", color=_colour(line))
             if line.kind != "best":
-                labels.setdefault(round((line.psnr - lo) / (hi - lo) * (max(rows, 2) - 1)), []).append(line)
-        for row in labels.values():
-            plt.text(" · ".join(line.label for line in row), x1, row[0].psnr, color=_colour(row[0]),
-                     background=self._canvas(), alignment="right")
+                labels.setdefault(row_of(line.psnr), []).append(line)
+        star = row_of(self.best[1]) if len(self._runs) == 1 and self.best else None
+        for row, named in labels.items():
+            plt.text(" · ".join(line.label for line in named), x0 if row == star else x1, named[0].psnr,
+                     color=_colour(named[0]), background=self._canvas(), alignment="left" if row == star else "right")
 
     def _name_off_scale(self, x0: float, x1: float, lo: float, hi: float) -> None:
         """The lines kept off the scale, named at the edge they lie beyond (above: top left; below: bottom right)."""
