@@ -288,3 +288,28 @@ def test_the_header_never_wraps(width):
                 if message and width >= 80:
                     assert message.split()[0] in first, (state, rows)  # the reason shows, cut if need be
     asyncio.run(go())
+
+
+def test_an_attached_run_draws_its_baseline_from_the_store_before_any_new_evaluation(tmp_path):
+    """The store keeps the noisy input's PSNR (schema 7): a dashboard opened on a run that evaluated already shows the
+    line at once, not only after the run's next evaluation."""
+    from engine.config import RunConfig
+    from engine.events import EvalEvent, StepEvent
+    from sessions import Recorder, Store
+
+    store = Store(tmp_path / "runs")
+    run = store.new_run(RunConfig())
+    rec = Recorder(store, run)
+    rec(StepEvent(run, 1, 1, 0.1, 1e-3, 100.0, 10))
+    rec(EvalEvent(run, 1, 1, 21.5, 21.5, psnr_noisy=20.25))
+    rec.flush()
+
+    async def go():
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store,
+                     trainer=FakeTrainer(run_id=run, store=None), start=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            assert app.screen.query_one(PsnrPlot).noisy == 20.25
+
+    asyncio.run(go())
+    store.close()

@@ -149,6 +149,8 @@ class DashboardScreen(ExportFlow, Screen):
             psnr.clear_points()
             for step, value in evals:
                 psnr.add_point(step, value)
+            if run.get("psnr_noisy") is not None:  # the baseline, as the store keeps it (schema 7)
+                psnr.show_noisy(run["psnr_noisy"])
             self._last_loss_step = losses[-1][0] if losses else 0
             self._last_psnr_step = evals[-1][0] if evals else -1
             log = self.query_one(EventLog)
@@ -218,7 +220,7 @@ class DashboardScreen(ExportFlow, Screen):
                 if e.step > self._last_psnr_step:
                     self.query_one(PsnrPlot).add_point(e.step, e.psnr)
                     self._last_psnr_step = e.step
-                self.query_one(PsnrPlot).show_noisy(e.psnr_noisy)  # the store keeps no baseline: events bring it
+                self.query_one(PsnrPlot).show_noisy(e.psnr_noisy)
                 self._psnr_dirty = True
                 last_eval = e
                 text, style = eval_entry(e.psnr, e.best_psnr)

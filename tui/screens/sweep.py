@@ -160,8 +160,11 @@ class SweepScreen(Screen):
         if key == self._shown_curves:
             return
         self._shown_curves = key
-        self.query_one(PsnrPlot).show_runs([(v.trial, [s for s, _ in v.history], [p for _, p in v.history])
-                                            for v in views])
+        psnr = self.query_one(PsnrPlot)
+        noisy = [v.noisy_psnr for v in views if v.noisy_psnr is not None]
+        if noisy:  # every trial validates on the same images
+            psnr.show_noisy(noisy[0])
+        psnr.show_runs([(v.trial, [s for s, _ in v.history], [p for _, p in v.history]) for v in views])
         losses = []
         for v in views:
             try:
