@@ -17,11 +17,14 @@ MAX_EVAL_EVERY = 10**9
 
 
 def parse_eval_every(value) -> int:
-    """``auto`` (or -1) -> AUTO, a whole number of steps from 0 -> itself; ValueError naming the problem."""
+    """``auto`` -> AUTO, a whole number of steps from 0 -> itself; ValueError naming the problem. The number AUTO
+    (-1) is taken as a number only (the settings channel's), not as text a person typed."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    if value == AUTO and isinstance(value, int) and not isinstance(value, bool):
+        return AUTO
     text = str(value).strip().lower()
-    if text in ("auto", str(AUTO)):
+    if text == "auto":
         return AUTO
     try:
         n = int(text)

@@ -39,7 +39,7 @@ def test_the_setting_parses(text, value):
     assert eval_every_text(value) == ("auto" if value == AUTO else str(value))
 
 
-@pytest.mark.parametrize("bad", ["often", "-5", 2.5, "1e3", "true"])
+@pytest.mark.parametrize("bad", ["often", "-5", "-1", 2.5, "1e3", "true", True])
 def test_a_bad_setting_is_one_line(bad):
     with pytest.raises(ValueError, match="eval_every must be auto, 0"):
         parse_eval_every(bad)
