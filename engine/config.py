@@ -6,13 +6,13 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 
+from .cadence import MAX_EVAL_EVERY, parse_eval_every
 from .errors import N2NError, first_line
 from .specs import MAX_PAIRS, DataError, parse_noise, parse_spec, size_problem
 
 # Upper bounds: far beyond any real run, and small enough that every count fits the store's 64-bit integers
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
-MAX_EVAL_EVERY = 10**9
 MAX_SEED = 2**31 - 1
 
 
@@ -64,7 +64,7 @@ class RunConfig:
     lr: float | None = None        # None: the model's own default
     subset: int | None = None     # use only the first N training pairs
     n_val: int = 1000             # validation pairs
-    eval_every: int = 0           # evaluate every N steps (0: only at epoch ends)
+    eval_every: int | str = "auto"  # evaluate every N steps, 0: epoch ends only, auto: ~20 per run (engine.cadence)
     seed: int = 0
     device: str | None = None     # None: cuda when available, else cpu
     threads: int | str = "auto"   # torch CPU threads: a count, or auto (adapts to what the machine has free)
@@ -110,7 +110,10 @@ class RunConfig:
         integer("n_val", self.n_val, 1, MAX_PAIRS, "a positive integer")
         if generated and size_problem(self.n_val):
             bad("n_val", size_problem(self.n_val))
-        integer("eval_every", self.eval_every, 0, MAX_EVAL_EVERY, "0 (epoch ends only) or a positive integer")
+        try:
+            parse_eval_every(self.eval_every)
+        except ValueError as e:
+            bad("eval_every", str(e).removeprefix("eval_every "))
         integer("seed", self.seed, 0, MAX_SEED, "a non-negative integer")
         from .threads import parse_threads
 

@@ -5,9 +5,11 @@ by the Model's own ``check_hyperparameter``) and torch's CPU thread count (``thr
 ``engine.threads``). A learning rate set by hand rescales the rest of the schedule so that it continues from it."""
 from __future__ import annotations
 
+from .cadence import AUTO as EVAL_AUTO
+from .cadence import AUTO_EVALS, MAX_EVAL_EVERY, eval_every_text, parse_eval_every
 from .events import ControlEvent
 from .states import RunState
-from .threads import AUTO, MAX_THREADS, threads_value
+from .threads import AUTO, MAX_THREADS, threads_text, threads_value
 
 
 class LiveControl:
@@ -45,12 +47,21 @@ class LiveControl:
         out["threads"] = {"value": self.threads.setting, "type": "int", "min": 1, "max": MAX_THREADS,
                           "min_open": False, "auto": AUTO,
                           "help": "torch CPU threads, or auto: fits what the machine has free, adapting as it trains"}
+        out["eval_every"] = {"value": self.evals.setting, "type": "int", "min": 0, "max": MAX_EVAL_EVERY,
+                             "min_open": False, "auto": EVAL_AUTO,
+                             "help": "steps between evaluations (0: epoch ends only), or auto: about "
+                                     f"{AUTO_EVALS} per run and at least one a minute"}
         return out
 
     def set_hyperparameter(self, name: str, value) -> None:
         """Change one live hyper-parameter; checked now (ValueError names the problem), applied before the next step
         (while paused: at once). An event records it."""
-        value = threads_value(value) if name == "threads" else self.model.check_hyperparameter(name, value)
+        if name == "threads":
+            value = threads_value(value)
+        elif name == "eval_every":
+            value = parse_eval_every(value)
+        else:
+            value = self.model.check_hyperparameter(name, value)
         with self._cv:
             self._pending[name] = value
             self._cv.notify_all()
@@ -68,6 +79,13 @@ class LiveControl:
                 if value != self.threads.setting:
                     self._emit(ControlEvent(self.run_id, action="set", detail=self.threads.set_setting(value),
                                             step=self.step, value=float(value), name=name))
+                continue
+            if name == "eval_every":
+                if value != self.evals.setting:
+                    old, self.evals.setting = self.evals.setting, value
+                    detail = f"eval_every {eval_every_text(old)} -> {eval_every_text(value)}"
+                    self._emit(ControlEvent(self.run_id, action="set", detail=detail, step=self.step,
+                                            value=float(value), name=name))
                 continue
             old = current.get(name, self.lr if name == "lr" else None)
             if value == old:
@@ -120,3 +138,13 @@ class LiveControl:
         self._emit(ControlEvent(self.run_id, action="resume", step=self.step))
         self._set_state(RunState.RUNNING)
         return True
+
+
+def setting_text(name: str, value) -> str:
+    """A live setting's value as a person reads it (the settings channel's numbers: threads and eval_every have
+    ``auto``)."""
+    if name == "threads":
+        return threads_text(int(value))
+    if name == "eval_every":
+        return eval_every_text(int(value))
+    return f"{value:g}"

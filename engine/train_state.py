@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .cadence import parse_eval_every
 from .errors import N2NError, described
 from .events import SavedEvent
 from .fileio import atomic_torch_save, atomic_write_bytes, read_nofollow, torch_load_problem, write_error
@@ -92,7 +93,7 @@ class TrainState:
             "best_psnr": self.best_psnr, "best_step": self.best_step, "recent_losses": list(self._recent),
             "epoch_index": self._epoch_index, "pos": self._pos, "lr_scale": self.lr_scale,
             "hyper": self.model.hyperparameters(),
-            "threads": self.threads.setting,
+            "threads": self.threads.setting, "eval_every": self.evals.setting,
             "rng_torch": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.startswith("cuda") else [],
             "rng_python": random.getstate(), "time": time.time(),
@@ -137,6 +138,10 @@ class TrainState:
         self.lr_scale = float(state.get("lr_scale", 1.0))
         try:  # the live thread setting, as the other live values
             self.threads = ThreadGovernor(parse_threads(state.get("threads", self.threads.setting)))
+        except ValueError:
+            pass
+        try:
+            self.evals.setting = parse_eval_every(state.get("eval_every", self.evals.setting))
         except ValueError:
             pass
         self._resume_position = (state.get("epoch_index"), state.get("pos"))

@@ -36,6 +36,7 @@ from typing import Callable
 
 import torch
 
+from .cadence import EvalCadence, parse_eval_every
 from .config import ConfigError, RunConfig, new_run_id  # noqa: F401  (new_run_id: re-exported)
 from .data import Dataset, load_data
 from .errors import described
@@ -82,6 +83,7 @@ class Trainer(LiveControl, TrainState):
         self.schedule = Schedule(config.schedule, config.warmup, config.decay_to, config.step_every, config.gamma)
         self.lr_scale = 1.0                               # a learning rate set by hand rescales the schedule
         self.threads = ThreadGovernor(parse_threads(config.threads))
+        self.evals = EvalCadence(parse_eval_every(config.eval_every))
 
         self.state = RunState.IDLE
         self.message = ""
@@ -281,7 +283,7 @@ class Trainer(LiveControl, TrainState):
             rolled_back = self._guard(loss)  # a NaN/exploding loss: weights rolled back, pause requested
             if candidate is not None and not rolled_back:
                 self._good, self._good_time = candidate, time.monotonic()
-            if not rolled_back and (epoch_end or (cfg.eval_every and self.step % cfg.eval_every == 0)):
+            if not rolled_back and (epoch_end or self.evals.due(self.step, self.total_steps)):
                 self._evaluate()
                 self._snapshot_due = True  # the next step judges the weights just evaluated
             if epoch_end or time.monotonic() - self._state_time > STATE_SECONDS:
@@ -320,7 +322,7 @@ class Trainer(LiveControl, TrainState):
 
     # ----------------------------------------------------------------------------------------- eval, checkpoints
     def _evaluate(self) -> None:
-        ds = self.dataset
+        ds, t0 = self.dataset, time.monotonic()
         denoised = predict_all(self.model, ds.val_input, batch=EVAL_BATCH)
         p = psnr(denoised, ds.val_target)
         self.last_psnr = p
@@ -334,6 +336,7 @@ class Trainer(LiveControl, TrainState):
         if improved:
             self._emit(SavedEvent(self.run_id, path=str(self.run_dir / BEST_FILE), psnr=p, step=self.step,
                                   what="best"))
+        self.evals.evaluated(time.monotonic() - t0)
 
     def _seed(self) -> None:
         if self._rng_state is None:

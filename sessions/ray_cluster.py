@@ -3,6 +3,7 @@ it (``check_resources``). Ray is imported lazily: without it everything else wor
 install it."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -18,6 +19,26 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the store records the trials, not Tune's files
 INSTALL = "sweeps need Ray Tune: pip install 'n2n-tui[sweep]' (or pip install 'ray[tune]')"
 ADDRESS_TIMEOUT = 25.0  # seconds to reach an existing cluster before saying it cannot be reached
+# Ray's notices when it starts (2.59 on: "Token authentication is enabled for this Ray cluster..." each time it
+# starts a local cluster): they went to the terminal just before the sweep view took it over, and were the first
+# thing seen after it closed. They are kept here for the sweep's event log; authentication itself is untouched.
+NOTICE_LOGGERS = ("ray._private.authentication.authentication_token_setup",)
+NOTES: list[str] = []
+
+
+class _KeepNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True  # an error still says itself where Ray says it
+        NOTES.append(record.getMessage())
+        return False
+
+
+def _keep_ray_notices() -> None:
+    for name in NOTICE_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _KeepNotes) for f in log.filters):
+            log.addFilter(_KeepNotes())
 
 
 def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -31,8 +52,11 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    _keep_ray_notices()
     if address in (None, "local"):
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # "local", not None: given None, Ray joins whatever cluster /tmp/ray/ray_current_cluster names, on a shared
+        # machine someone else's (and refuses num_cpus there)
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
         return
     if address != "auto" and not address.startswith("ray://"):
         host, _, port = address.rpartition(":")

@@ -39,6 +39,8 @@ class Recorder:
                 return
             if k == "eval":
                 b.evals.append((self.run_id, ev.step, ev.epoch, ev.psnr))
+                if ev.psnr_noisy is not None:
+                    b.psnr_noisy = ev.psnr_noisy
                 if ev.noisy is not None and ev.denoised is not None and ev.clean is not None:
                     shape, noisy = patches.to_bytes(ev.noisy)
                     b.samples.append((self.run_id, ev.step, shape, noisy, patches.to_bytes(ev.denoised)[1],

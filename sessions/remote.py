@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.cadence import parse_eval_every
 from engine.config import RunConfig
 from engine.errors import N2NError
 from engine.events import Event, StateEvent
@@ -28,9 +29,12 @@ class ControlError(N2NError, ValueError):
 
 
 def wire_value(name: str, value) -> float:
-    """A hyper-parameter's value as the ``set`` command carries it: a number (threads ``auto`` travels as 0)."""
+    """A hyper-parameter's value as the ``set`` command carries it: a number (``auto`` travels as threads' 0 and
+    eval_every's -1)."""
     if name == "threads":
         value = threads_value(value)
+    elif name == "eval_every":
+        value = parse_eval_every(value)
     try:
         return float(value)
     except (TypeError, ValueError):

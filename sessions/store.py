@@ -35,7 +35,7 @@ from engine.fileio import make_dir, pid_alive, run_modes
 from engine.states import LIVE, PENDING_OR_RUNNING, STORED, RunState
 
 from .run_locks import RunLocks
-from .store_file import DB_NAME, RUN_COLUMNS, SWEEP_COLUMNS, StoreError, StoreFile
+from .store_file import DB_NAME, RUN_COLUMNS, SWEEP_COLUMNS, OlderStoreError, StoreError, StoreFile
 
 _UPSERT_STEP = ("INSERT INTO metrics (run, step, epoch, loss, lr, img_per_s) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run, step) DO UPDATE SET epoch = excluded.epoch, loss = excluded.loss, "
@@ -58,12 +58,13 @@ class RunBatch:
     progress: tuple | None = None                    # (step, epoch, lr, total_steps)
     lr: float | None = None                          # a learning rate set after the buffered steps
     best: tuple | None = None                        # (psnr, step)
+    psnr_noisy: float | None = None                  # the noisy validation input's PSNR (the baseline)
     state: tuple | None = None                       # (state, message, time)
     active: float | None = None                      # seconds the run has been live, all its sessions together
 
     def __bool__(self) -> bool:
         return any((self.steps, self.evals, self.settings, self.system, self.samples, self.events, self.checkpoints,
-                    self.progress, self.lr is not None, self.best, self.state))
+                    self.progress, self.lr is not None, self.best, self.state, self.psnr_noisy is not None))
 
 
 def settings_changes(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -91,7 +92,13 @@ class Store(StoreFile, RunLocks):
         if not self.db_path.exists() and (not create or readonly):
             return  # nothing recorded yet: an empty, read-only view
         if readonly:
-            self._conn = self._open_readonly()
+            try:
+                self._conn = self._open_readonly()
+            except OlderStoreError:
+                if not os.access(self.root, os.W_OK) or not os.access(self.db_path, os.W_OK):
+                    raise
+                self._open().close()  # an older schema in a folder we may write: upgrade it once, then only read
+                self._conn = self._open_readonly()
             return
         if not self.root.exists():
             try:
@@ -302,6 +309,8 @@ class Store(StoreFile, RunLocks):
                              (*b.progress, run_id))
             if b.lr is not None:  # after progress: the change came after the buffered steps
                 conn.execute("UPDATE runs SET lr = ? WHERE id = ?", (b.lr, run_id))
+            if b.psnr_noisy is not None:
+                conn.execute("UPDATE runs SET psnr_noisy = ? WHERE id = ?", (b.psnr_noisy, run_id))
             if b.best:
                 conn.execute("UPDATE runs SET best_psnr = ?, best_step = ? WHERE id = ?", (*b.best, run_id))
             if b.state:

@@ -14,7 +14,7 @@ from engine.fileio import SymlinkError, open_nofollow
 
 DB_NAME = "sessions.sqlite"
 APP = "n2n-tui"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SCHEMA = """
@@ -43,7 +43,7 @@ CREATE TABLE checkpoints (
 """
 
 RUN_COLUMNS = ("id", "engine", "state", "message", "step", "epoch", "total_steps", "lr", "best_psnr", "best_step",
-               "started", "ended", "updated", "pid", "host", "active", "tag", "config")
+               "started", "ended", "updated", "pid", "host", "active", "tag", "psnr_noisy", "config")
 
 # every evaluation's sample patches, uint8 (K, 3, H, W) as raw bytes: a few kB each (``Store.samples``)
 SAMPLES_TABLE = """CREATE TABLE samples (
@@ -68,8 +68,9 @@ LIVE_TABLES = [
         gpu_mem REAL, disk_free REAL, threads INTEGER, busy REAL, PRIMARY KEY (run, time)) WITHOUT ROWID""",
 ]
 SCHEMA += ";\n".join(LIVE_TABLES) + ";\n"
+# psnr_noisy: the PSNR of the run's noisy validation input against its targets, the baseline its curve must beat
 SCHEMA = SCHEMA.replace("active REAL NOT NULL DEFAULT 0\n);",
-                        "active REAL NOT NULL DEFAULT 0,\n    tag TEXT NOT NULL DEFAULT ''\n);")
+                        "active REAL NOT NULL DEFAULT 0,\n    tag TEXT NOT NULL DEFAULT '',\n    psnr_noisy REAL\n);")
 SWEEP_COLUMNS = ("id", "spec", "storage", "state", "best_run", "best_psnr", "started", "ended", "updated", "pid",
                  "host")
 
@@ -84,11 +85,16 @@ MIGRATIONS = {
     4: ["ALTER TABLE runs ADD COLUMN tag TEXT NOT NULL DEFAULT ''", LIVE_TABLES[0],  # the system table as it was
         LIVE_TABLES[1].replace(", threads INTEGER, busy REAL", "")],
     5: ["ALTER TABLE system ADD COLUMN threads INTEGER", "ALTER TABLE system ADD COLUMN busy REAL"],
+    6: ["ALTER TABLE runs ADD COLUMN psnr_noisy REAL"],  # NULL for runs recorded before: the report recomputes it
 }
 
 
 class StoreError(N2NError, ValueError):
     """The store cannot be used as asked (corrupt or foreign database, unknown run, ...)."""
+
+
+class OlderStoreError(StoreError):
+    """A store of an older schema met by a read-only view (which may upgrade it first where the folder allows)."""
 
 
 def _disk_full(folder: Path) -> bool:
@@ -165,8 +171,8 @@ class StoreFile:
                     raise StoreError(f"{db}: an SQLite database that is not an n2n-tui session store; refusing to "
                                      "touch it")
                 if self._check_meta(conn) != SCHEMA_VERSION:
-                    raise StoreError(f"{db}: an older session store that a read-only view cannot upgrade; open it "
-                                     "once from a writable folder (e.g. n2n-tui train)")
+                    raise OlderStoreError(f"{db}: an older session store that a read-only view cannot upgrade; open "
+                                          "it once from a writable folder (e.g. n2n-tui train)")
             except StoreError:
                 conn.close()
                 raise

@@ -174,7 +174,7 @@ BAD = [
     (["--batch-size", "0"], "positive integer"),
     (["--subset", "-5"], "positive integer"),
     (["--n-val", "0"], "positive integer"),
-    (["--eval-every", "-1"], "non-negative"),
+    (["--eval-every", "-1"], "must be auto, 0 (epoch ends only) or a number of steps"),
     (["--seed", "-1"], "non-negative"),
     (["--device", "tpu"], "device"),
     (["--noise", "nope"], "noise"),
@@ -206,7 +206,8 @@ def test_bad_option_exits_2_with_one_line(argv, needle, tmp_path, capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["train", "--epochs", "4611686018427387904"], "--epochs: expected a positive integer up to 100,000"),
     (["train", "--batch-size", "99999999999"], "--batch-size: expected a positive integer up to"),
-    (["train", "--eval-every", "99999999999999"], "--eval-every: expected a non-negative integer up to"),
+    (["train", "--eval-every", "99999999999999"], "--eval-every: must be auto, 0 (epoch ends only) or a number of "
+                                                   "steps up to 1,000,000,000"),
     (["train", "--seed", "99999999999999999999"], "--seed: expected a non-negative integer up to"),
 ])
 def test_huge_numbers_are_refused_up_front(argv, needle, tmp_path, capsys):

@@ -280,7 +280,7 @@ def _weights(t):
 
 
 def test_resume_continues_exactly_where_it_stopped(tiny_models, poisson_data, tmp_path):
-    config = cfg(epochs=2, subset=128, eval_every=6)
+    config = cfg(epochs=2, subset=128, eval_every=6, threads=1)  # bit-exact: one thread count throughout
     straight = Log()
     a = Trainer(config, run_dir=tmp_path / "a", dataset=poisson_data, sinks=[straight])
     a.run()

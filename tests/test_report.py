@@ -1,5 +1,7 @@
 """``n2n-tui report``: loss and PSNR figures (PNG and PDF), the samples grid of any recorded evaluation,
-metrics.csv matching the store row for row, summary.md; one-line errors for unknown runs and existing files."""
+metrics.csv matching the store row for row (with the best so far and the noisy baseline), summary.md with the tag, the
+baseline and the marks; one-line errors for unknown runs, existing files and bad marks. What the figures plot:
+tests/test_report_figures.py."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +12,7 @@ import torch
 from PIL import Image
 
 from engine.config import RunConfig
-from engine.events import EvalEvent, StateEvent, StepEvent
+from engine.events import ControlEvent, EvalEvent, StateEvent, StepEvent
 from sessions import Recorder, Store
 from tui.cli import main
 
@@ -23,18 +25,29 @@ def patches(step: int):
     return noisy, denoised, clean
 
 
-def record_run(store: Store, steps: int = 120, every: int = 40, scale: float = 1.0, samples: bool = True) -> str:
+NOISY = 18.25  # the noisy validation input's PSNR the trainer reports
+
+
+def record_run(store: Store, steps: int = 120, every: int = 40, scale: float = 1.0, samples: bool = True,
+               changes: dict | None = None, noisy: float | None = NOISY) -> str:
+    """A finished run as the trainer records it; ``changes``: {step: (name, new value)} set by hand after that step
+    (the lr by ``ctl lr``, anything else by ``ctl set``)."""
     run = store.new_run(RunConfig(noise="gaussian:25", loss="l2"))
+    store.record_settings(run, 0, {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 32})
     rec = Recorder(store, run)
     rec(StateEvent(run, "running"))
-    best = None
+    best, lr, changes = None, 1e-3, changes or {}
     for s in range(0, steps + 1):
         if s:
-            rec(StepEvent(run, s, 1 + s // 100, scale * (0.05 * math.exp(-s / 40) + 0.01), 1e-3, 500.0, steps))
+            rec(StepEvent(run, s, 1 + s // 100, scale * (0.05 * math.exp(-s / 40) + 0.01), lr, 500.0, steps))
         if s % every == 0:
             p = 20 + 6 * (1 - math.exp(-s / 50)) - (1.0 if s == steps else 0)  # the last one is not the best
             best = p if best is None else max(best, p)
-            rec(EvalEvent(run, s, 1 + s // 100, p, best, *(patches(s) if samples else (None,) * 3)))
+            rec(EvalEvent(run, s, 1 + s // 100, p, best, *(patches(s) if samples else (None,) * 3), psnr_noisy=noisy))
+        if s in changes:
+            name, value = changes[s]
+            lr = value if name == "lr" else lr
+            rec(ControlEvent(run, "lr" if name == "lr" else "set", f"-> {value:g}", s, value=value, name=name))
     rec(StateEvent(run, "finished", step=steps))
     return run
 
@@ -69,12 +82,19 @@ def test_report_of_one_run(tmp_path, capsys, runs):
     rows = list(csv.DictReader((tmp_path / "rep" / "metrics.csv").open()))
     stored = store.get_run(run)["metrics"]
     assert len(rows) == len(stored) == 121
+    best = None
     for row, m in zip(rows, stored):
-        assert list(row) == ["step", "epoch", "loss", "lr", "psnr"]
-        for k in row:
+        assert list(row) == ["step", "epoch", "loss", "lr", "psnr", "best_psnr", "psnr_noisy"]
+        for k in ("step", "epoch", "loss", "lr", "psnr"):
             assert (row[k] == "") if m[k] is None else float(row[k]) == pytest.approx(m[k], rel=1e-12)
+        if m["psnr"] is None:  # a training step: no evaluation, no baseline
+            assert row["best_psnr"] == row["psnr_noisy"] == ""
+        else:  # an evaluation: the best so far and the noisy input's PSNR on the same images beside it
+            best = m["psnr"] if best is None else max(best, m["psnr"])
+            assert float(row["best_psnr"]) == pytest.approx(best) and float(row["psnr_noisy"]) == NOISY
     summary = (tmp_path / "rep" / "summary.md").read_text()
-    assert f"## Run {run}" in summary and "best PSNR | 24.79 dB at step 80" in summary
+    assert f"## Run {run}" in summary and "best PSNR | 24.79 dB at step 80 (+6.54 dB over the noisy input)" in summary
+    assert "| noisy input PSNR | 18.25 dB, recorded by the trainer |" in summary
     assert "noise gaussian:25" in summary and "images/s" in summary and "![samples.png](samples.png)" in summary
 
 
@@ -104,3 +124,27 @@ def test_report_errors_are_one_line(tmp_path, capsys, runs):
     status, out = report(capsys, run, "--step", 41, "--out", tmp_path / "r2", "--runs-dir", runs_dir)
     assert status == 2 and "no sample patches at step 41" in out.err
     assert len(out.err.strip().splitlines()) == 1
+
+
+def test_report_names_the_tag_and_draws_the_marks(tmp_path, capsys, runs):
+    store, runs_dir = runs
+    run = record_run(store, changes={60: ("lr", 3e-3), 90: ("weight_decay", 1e-4)})
+    store.set_tag(run, "lr 3x at step 60")
+    (runs_dir / "marks.toml").write_text('[[mark]]\npsnr = 27.5\nlabel = "BM3D"\n')
+    status, out = report(capsys, "last", "--out", tmp_path / "rep", "--mark", "24:course net", "--runs-dir", runs_dir)
+    assert status == 0, out.err
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert f"## Run {run} «lr 3x at step 60»" in summary
+    assert "reference marks: course net 24 dB; BM3D 27.5 dB" in summary
+    assert "| lr | 0.001 (0) → 0.003 (60) |" in summary and "| weight_decay | 0 (0) → 0.0001 (90) |" in summary
+
+
+def test_a_bad_mark_is_one_line_and_writes_nothing(tmp_path, capsys, runs):
+    store, runs_dir = runs
+    record_run(store, samples=False)
+    status, out = report(capsys, "last", "--out", tmp_path / "rep", "--mark", "240:too high", "--runs-dir", runs_dir)
+    assert status == 2 and "--mark '240:too high'" in out.err and len(out.err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+    (runs_dir / "marks.toml").write_text("[[mark]]\npsnr = 'x'\n")
+    status, out = report(capsys, "last", "--out", tmp_path / "rep", "--runs-dir", runs_dir)
+    assert status == 2 and "marks.toml, mark 1" in out.err and not (tmp_path / "rep").exists()

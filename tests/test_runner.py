@@ -140,11 +140,18 @@ def test_ctl_and_attach_json_from_a_shell(runner, tmp_path, capsys):
     assert main(["ctl", run_id, "lr", "-3", "--runs-dir", str(runs)]) == 2
     assert "lr must be in (0, 10], got -3" in capsys.readouterr().err  # the runner's Model says why
     def status():
-        assert main(["ctl", run_id, "status", "--runs-dir", str(runs)]) == 0
+        assert main(["ctl", run_id, "status", "--json", "--runs-dir", str(runs)]) == 0
         return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
     wait_until(lambda: status()["state"] == "paused", every=0.3)  # it pauses once its data is loaded
     assert status()["lr"] == 0.002 and status()["pid"] == pid
+    # a person gets a summary, one labelled line per subject; scripts ask for --json
+    assert main(["ctl", run_id, "status", "--runs-dir", str(runs)]) == 0
+    said = capsys.readouterr().out
+    lines = dict(line.split(None, 1) for line in said.strip().splitlines())
+    assert lines["run"].startswith(run_id) and lines["state"] == "paused" and lines["lr"] == "0.002"
+    assert lines["device"] == f"cpu  pid {pid}" and lines["step"].startswith(tuple("0123456789"))
+    assert "lr 0.002" in lines["settings"] and "batch_size 4" in lines["settings"] and "{" not in said
     assert main(["ctl", run_id, "pause", "extra", "--runs-dir", str(runs)]) == 2
     assert "takes no value" in capsys.readouterr().err
 
@@ -490,6 +497,7 @@ def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
     from tui.app import N2NApp
     from tui.screens import DashboardScreen, LauncherScreen, RunsScreen
     from tui.widgets import RunsTable
+    from tui.widgets.runs_table import COLUMNS
 
     runs, run_id, pid = runner
     with Store(runs) as s:  # a finished run beside the live one
@@ -503,7 +511,8 @@ def test_the_launcher_marks_live_runs_and_enter_attaches(runner, tmp_path):
             await pilot.press("ctrl+r")
             assert isinstance(app.screen, RunsScreen)
             table = app.screen.query_one(RunsTable)
-            cells = {table.get_row(rid)[1]: str(table.get_row(rid)[3]) for rid in (run_id, done)}
+            state = COLUMNS.index("state")
+            cells = {table.get_row(rid)[1]: str(table.get_row(rid)[state]) for rid in (run_id, done)}
             assert "live" in cells[run_id] and "live" not in cells[done]
             table.move_cursor(row=table.get_row_index(run_id))
             await pilot.press("enter")
@@ -628,7 +637,7 @@ def test_a_live_run_stays_reachable_when_the_store_loses_it(runner, capsys):
     (runs / "sessions.sqlite").write_bytes(b"")  # and the main file holds nothing of it either
     assert main(["runs", "--runs-dir", str(runs)]) in (0, 2)
     capsys.readouterr()
-    assert main(["ctl", run_id, "status", "--runs-dir", str(runs)]) == 0
+    assert main(["ctl", run_id, "status", "--json", "--runs-dir", str(runs)]) == 0
     assert json.loads(capsys.readouterr().out)["run"] == run_id
     assert main(["ctl", "last", "stop", "--runs-dir", str(runs)]) == 0
     wait_until(lambda: not pid_alive(pid), timeout=60)

@@ -220,6 +220,14 @@ def test_tag_shows_in_runs(tmp_path, capsys):
     assert row and row[0].endswith("\u00ablr sweep winner\u00bb"), row
     assert main(["show", run, "--runs-dir", str(tmp_path)]) == 0
     assert "tag     lr sweep winner" in capsys.readouterr().out.splitlines()
+    with Store(tmp_path) as s:  # a sweep's best run: sweeps names it with its tag
+        s.new_sweep("sweep-1", {}, str(tmp_path / "sweeps" / "sweep-1"))
+        s.set_sweep_state("sweep-1", "finished", run, 24.5)
+        s.new_sweep("sweep-2", {}, str(tmp_path / "sweeps" / "sweep-2"))
+        s.set_sweep_state("sweep-2", "failed")
+    assert main(["sweeps", "--runs-dir", str(tmp_path)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows["sweep-1"].endswith(f"{run}  \u00ablr sweep winner\u00bb") and rows["sweep-2"].endswith("-")
     assert main(["tag", "nope", "x", "--runs-dir", str(tmp_path)]) == 2
 
 

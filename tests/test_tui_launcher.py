@@ -35,7 +35,9 @@ def test_defaults_are_filled_in(size, monkeypatch, tmp_path):
                 ("1", "", "", "0")
             assert "found ./data" in str(app.screen.query_one("#hint-data").render())
             # every field is on screen at 80x24, and so is the start button
-            for f in ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "seed", "start"):
+            assert value(app, "eval_every") == "auto"
+            for f in ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "eval_every", "seed",
+                      "threads", "start"):
                 region = app.screen.query_one(f"#{f}").region
                 assert region.height and region.bottom <= size[1] - 1, f
     asyncio.run(go())
@@ -53,7 +55,9 @@ def test_inline_validation_names_the_field():
                      ("batch_size", "0", "batch_size: must be a positive integer"),
                      ("data", "bogus", "data: bad data spec"),
                      ("data", "course:/no/such/dir", "data: /no/such/dir: no train_data.pkl or val_data.pkl"),
-                     ("data", "images:/no/such/dir", "data: /no/such/dir: no such folder")]
+                     ("data", "images:/no/such/dir", "data: /no/such/dir: no such folder"),
+                     ("eval_every", "often", "eval_every: expected a whole number"),
+                     ("eval_every", "-5", "eval_every: must be auto, 0 (epoch ends only) or a number of steps")]
             for field, text, message in cases:
                 box = screen.query_one(f"#{field}")
                 old = box.value
@@ -127,3 +131,25 @@ def test_ctrl_r_shows_past_runs_from_the_launcher():
             await pilot.press("ctrl+q")
         assert app.return_code == 0
     asyncio.run(go())
+
+
+def test_the_cadence_field_and_fixed_noise_levels_reach_the_run():
+    """The launcher's "evaluate every" field (auto, 0 or a step count) and the noise menu's fixed levels
+    (gaussian:25 beside gaussian's random strength) end up in the run's configuration."""
+    async def go():
+        app = N2NApp(train_args(), store=FakeStore())
+        async with app.run_test() as pilot:
+            screen = app.screen
+            noise = screen.query_one("#noise")
+            options = [v for _, v in noise._options]
+            assert options.index("gaussian") < options.index("gaussian:25") < options.index("poisson")
+            noise.value = "gaussian:25"
+            screen.query_one("#eval_every").value = "50"
+            await pilot.pause()
+            assert "sigma 25 for every image" in str(screen.query_one("#hint-noise").render())
+            assert error(app) == "" and screen.config.noise == "gaussian:25" and screen.config.eval_every == 50
+            screen.query_one("#eval_every").value = "auto"
+            await pilot.pause()
+            assert screen.config.eval_every == "auto"
+    asyncio.run(go())
+

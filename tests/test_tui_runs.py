@@ -74,3 +74,35 @@ def test_runs_filter_sort_and_overlay_any_number(tmp_path):
 
     asyncio.run(go())
     store.close()
+
+
+def test_the_tag_is_beside_the_run_id_on_an_80_column_screen(tmp_path):
+    """A note is how a person tells runs apart: it must not be the column past the screen's right edge."""
+    from fakes import train_args
+
+    from tui.app import N2NApp
+    from tui.widgets import RunsTable
+    from tui.widgets.runs_table import COLUMNS, TAG_WIDTH
+
+    store, ids = many_runs(tmp_path)
+    store.set_tag(ids[2], "a long note on this run, which goes on past any column's width")
+
+    async def go():
+        app = N2NApp(train_args(runs_dir=str(tmp_path / "runs")), store=store)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            table = app.screen.query_one(RunsTable)
+            tag = COLUMNS.index("tag")
+            widths = [c.get_render_width(table) for c in table.columns.values()]
+            assert sum(widths[:tag + 1]) <= table.size.width == 80
+            assert str(table.get_row(ids[0])[tag]) == "baseline"
+            cut = str(table.get_row(ids[2])[tag])
+            assert len(cut) == TAG_WIDTH and cut.endswith("…") and cut.startswith("a long note on this run")
+            app.screen.query_one("#runs-filter").value = "past"  # the filter reads the whole tag
+            await pilot.pause()
+            assert table.row_count == 1
+            await pilot.press("ctrl+q")
+
+    asyncio.run(go())
+    store.close()

@@ -2,26 +2,39 @@
 history, fixed stored runs, no clock on screen. After an intended layout change: pytest --snapshot-update."""
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from fakes import FakeStore, FakeTrainer, scripted_events, stored_run, train_args
 
 from tui.app import N2NApp
+
+NO_RUNS = str(Path(__file__).parent / "no-runs-here")  # never created: no marks.toml of anyone's on the snapshots
 
 
 def store():
     return FakeStore([stored_run("20240501-100000-aaaa", 1, 300), stored_run("20240502-093000-bbbb", 2, 200, 1.3)])
 
 
-def dashboard_app():
+def dashboard_app(marks=()):
     s = store()
-    return N2NApp(train_args(), store=s, trainer=FakeTrainer("20240503-120000-cccc", store=s), start=False)
+    return N2NApp(train_args(runs_dir=NO_RUNS, mark=list(marks)), store=s,
+                  trainer=FakeTrainer("20240503-120000-cccc", store=s), start=False)
 
 
-async def feed_history(pilot):
+async def feed_history(pilot, noisy: float | None = None):
+    """The scripted run; with ``noisy``, its evaluations carry the noisy input's PSNR, as the trainer's do."""
     screen = pilot.app.screen
     for e in scripted_events("20240503-120000-cccc"):
+        if e.kind == "eval" and noisy is not None:
+            e = dataclasses.replace(e, psnr_noisy=noisy)
         screen.events.put(e)
     screen.drain(force_plots=True)
     await pilot.pause()
+
+
+async def feed_history_with_baseline(pilot):
+    await feed_history(pilot, noisy=20.2)
 
 
 def test_dashboard_80x24(snap_compare):
@@ -30,6 +43,17 @@ def test_dashboard_80x24(snap_compare):
 
 def test_dashboard_160x45(snap_compare):
     assert snap_compare(dashboard_app(), terminal_size=(160, 45), run_before=feed_history)
+
+
+def test_dashboard_with_baseline_and_mark_80x24(snap_compare):
+    """The noisy input's line, the best so far, a mark near the curve and one far above it (named at the top)."""
+    app = dashboard_app(marks=["23:course net", "30:goal"])
+    assert snap_compare(app, terminal_size=(80, 24), run_before=feed_history_with_baseline)
+
+
+def test_dashboard_with_baseline_and_mark_160x45(snap_compare):
+    app = dashboard_app(marks=["23:course net", "30:goal"])
+    assert snap_compare(app, terminal_size=(160, 45), run_before=feed_history_with_baseline)
 
 
 def test_launcher_80x24(snap_compare, monkeypatch):

@@ -18,6 +18,7 @@ from textual.app import App
 from engine.errors import first_line
 from engine.states import ACTIVE, RunState
 from sessions.handle import LocalRun, RunHandle
+from sessions.marks import MarkError, load_marks
 
 from .screens import DashboardScreen, LauncherScreen
 
@@ -66,11 +67,20 @@ class N2NApp(App[int]):
     def open_dashboard(self, trainer: RunHandle, store) -> None:
         self.trainer, self.store = trainer, store
         self.dashboard = DashboardScreen(trainer, store, export_to=getattr(self.args, "export_to", None),
-                                         start=self.start_training)
+                                         start=self.start_training, marks=self.marks())
         if isinstance(self.screen, LauncherScreen):
             self.switch_screen(self.dashboard)
         else:
             self.push_screen(self.dashboard)
+
+    def marks(self) -> list:
+        """The reference marks for the PSNR plot (``--mark``, ``<runs>/marks.toml``); a bad one is said, not raised:
+        the run matters more than its decoration."""
+        try:
+            return load_marks(getattr(self.args, "runs_dir", None), getattr(self.args, "mark", None) or [])
+        except MarkError as e:
+            self.notify(first_line(e), title="marks not drawn", severity="error", timeout=15)
+            return []
 
     def on_launcher_screen_start(self, message: LauncherScreen.Start) -> None:
         self.args = message.args

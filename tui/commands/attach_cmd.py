@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from engine.headless import event_dict
+from engine.live_control import setting_text
 from engine.states import ACTIVE, CLEAN_END
-from engine.threads import threads_text
 from sessions import Store
 from sessions.launch import attach_run, live_run
 from sessions.remote import ControlError, RemoteRun, wire_value
@@ -77,19 +77,59 @@ def ctl(args) -> int:
         result = handle.call(command, timeout=600, **fields)
     finally:
         handle.close()
-    if action == "status" or args.json:
+    if args.json:
         print(json.dumps(result))
+    elif action == "status":
+        print(status_text(result))
     elif action == "save":
         print(f"wrote {result['path']}: run {result['run']}, {result['psnr']:.2f} dB on {result['n_val']} validation "
               "images, verified by reloading")
     elif action == "lr":
         print(f"run {run['id']}: learning rate {result['value']:g}")
     elif action == "set":
-        shown = threads_text(int(result["value"])) if result["name"] == "threads" else f"{result['value']:g}"
+        shown = setting_text(result["name"], result["value"])
         print(f"run {run['id']}: {result['name']} {shown} (from its next step)")
     else:
         print(f"run {run['id']}: {action} sent")
     return 0
+
+
+def status_text(st: dict) -> str:
+    """What ``ctl RUN status`` says to a person: one labelled line per subject (``--json`` has every field)."""
+    def num(v, fmt: str, unit: str = "") -> str:
+        return "-" if v is None else f"{v:{fmt}}{unit}"
+
+    cfg = st.get("config") or {}
+    total = f"/{st['total_steps']}" if st.get("total_steps") else ""
+    epochs = f"/{cfg['epochs']}" if cfg.get("epochs") else ""
+    lines = [("run", f"{st.get('run', '?')}  (engine {st.get('engine', cfg.get('engine', '?'))})"),
+             ("state", str(st.get("state", "?")) + (f": {st['message']}" if st.get("message") else "")),
+             ("step", f"{st.get('step', 0)}{total}  epoch {st.get('epoch', 0)}{epochs}"),
+             ("lr", num(st.get("lr"), ".3g"))]
+    if st.get("best_psnr") is not None:
+        noisy = f" (noisy input {st['psnr_noisy']:.2f} dB)" if st.get("psnr_noisy") is not None else ""
+        lines.append(("best", f"{st['best_psnr']:.2f} dB PSNR at step {st.get('best_step')}{noisy}"))
+    else:
+        lines.append(("best", "- (no evaluation yet)"))
+    lines.append(("speed", num(st.get("img_per_s"), ".0f", " img/s")))
+    hyper = st.get("hyperparameters") or {}
+    busy, setting = st.get("busy_elsewhere"), (hyper.get("threads") or {}).get("value")
+    notes = ([f"setting {_live_value('threads', setting)}"] if setting is not None else []) + \
+        ([f"{busy:.1f} cores busy elsewhere"] if busy is not None else [])
+    lines.append(("threads", f"{st.get('threads', '?')}" + (f" ({'; '.join(notes)})" if notes else "")))
+    lines.append(("device", f"{st.get('device') or '?'}  pid {st.get('pid', '?')}"))
+    if hyper:
+        lines.append(("settings", "  ".join(f"{name} {_live_value(name, h.get('value'))}"
+                                            for name, h in hyper.items())))
+    if st.get("run_dir"):
+        lines.append(("folder", st["run_dir"]))
+    return "\n".join(f"{label:<8} {text}" for label, text in lines)
+
+
+def _live_value(name: str, value) -> str:
+    if value is None:
+        return "-"
+    return setting_text(name, value) if isinstance(value, (int, float)) else str(value)
 
 
 def _user() -> str:

@@ -6,8 +6,8 @@ import math
 import sys
 import time
 
+from engine.live_control import setting_text
 from engine.states import LIVE
-from engine.threads import threads_text
 from sessions import Store
 from sessions.remote import live_elsewhere
 from sessions.store import StoreError, settings_changes
@@ -106,8 +106,9 @@ def show(args) -> int:
             print(f"          step {m['step']:>7}  epoch {m['epoch'] or 0:>3}  {m['psnr']:6.2f} dB")
     changes = settings_changes(run.get("settings") or [])
     if changes:
-        print("settings " + "  ".join(f"{name}: " + " -> ".join(f"{_setting(name, v)} (step {s})" for s, v in values)
-                                       for name, values in changes.items()))
+        print("settings " + "  ".join(
+            f"{name}: " + " -> ".join(f"{setting_text(name, v)} (step {s})" for s, v in values)
+            for name, values in changes.items()))
     if run["events"]:
         print(f"events  {len(run['events'])}:")
         for e in run["events"]:
@@ -151,8 +152,3 @@ def tag(args) -> int:
         store.set_tag(run_id, args.text.strip())
     print(f"run {run_id}: tag {args.text.strip()!r}" if args.text.strip() else f"run {run_id}: tag cleared")
     return 0
-
-
-
-def _setting(name: str, value: float) -> str:
-    return threads_text(int(value)) if name == "threads" else f"{value:g}"

@@ -109,6 +109,7 @@ def _headless(driver: SweepDriver, as_json: bool) -> int:
 def sweeps(args) -> int:
     with Store(args.runs_dir, create=False, readonly=True) as store:
         rows = store.list_sweeps()
+        tags = {r["id"]: r.get("tag") for r in store.list_runs()} if rows and not args.json else {}
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -118,5 +119,6 @@ def sweeps(args) -> int:
     print(f"{'SWEEP':<28} {'STATE':<9} {'TRIALS':>6} {'BEST PSNR':>9}  BEST RUN")
     for r in rows:
         best = f"{r['best_psnr']:.2f}" if r["best_psnr"] is not None else "-"
-        print(f"{r['id']:<28} {r['state']:<9} {len(r['trials']):>6} {best:>9}  {r['best_run'] or '-'}")
+        tag = f"  \u00ab{tags[r['best_run']]}\u00bb" if tags.get(r["best_run"]) else ""  # as runs shows it
+        print(f"{r['id']:<28} {r['state']:<9} {len(r['trials']):>6} {best:>9}  {r['best_run'] or '-'}{tag}")
     return 0

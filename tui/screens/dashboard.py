@@ -56,8 +56,10 @@ class DashboardScreen(ExportFlow, Screen):
     ]
 
     def __init__(self, trainer: RunHandle, store, *, export_to: str | None = None, start: bool = True,
-                 refresh_hz: float = REFRESH_HZ, plot_interval: float = PLOT_INTERVAL, on_leave=None) -> None:
+                 refresh_hz: float = REFRESH_HZ, plot_interval: float = PLOT_INTERVAL, on_leave=None,
+                 marks=()) -> None:
         super().__init__()
+        self.marks = list(marks)  # the user's reference levels (sessions.marks.Mark) on the PSNR plot
         self.on_leave = on_leave  # called with this screen when the user leaves it (default: the app exits)
         self.trainer = trainer
         self.store = store
@@ -111,6 +113,8 @@ class DashboardScreen(ExportFlow, Screen):
             self.query_one(ProgressBar).update(total=t.total_steps, progress=t.step or 0)
         if t.best_psnr is not None:
             status.show_best(t.best_psnr, t.best_step)
+            self.query_one(LossPlot).show_best_step(t.best_step)
+        self.query_one(PsnrPlot).show_marks(self.marks)
         t.add_sink(self.events.put)
         self.backfill()
         self.query_one(LogPane).display = False
@@ -145,6 +149,8 @@ class DashboardScreen(ExportFlow, Screen):
             psnr.clear_points()
             for step, value in evals:
                 psnr.add_point(step, value)
+            if run.get("psnr_noisy") is not None:  # the baseline, as the store keeps it (schema 7)
+                psnr.show_noisy(run["psnr_noisy"])
             self._last_loss_step = losses[-1][0] if losses else 0
             self._last_psnr_step = evals[-1][0] if evals else -1
             log = self.query_one(EventLog)
@@ -214,6 +220,7 @@ class DashboardScreen(ExportFlow, Screen):
                 if e.step > self._last_psnr_step:
                     self.query_one(PsnrPlot).add_point(e.step, e.psnr)
                     self._last_psnr_step = e.step
+                self.query_one(PsnrPlot).show_noisy(e.psnr_noisy)
                 self._psnr_dirty = True
                 last_eval = e
                 text, style = eval_entry(e.psnr, e.best_psnr)
@@ -252,7 +259,10 @@ class DashboardScreen(ExportFlow, Screen):
                 self.query_one(ProgressBar).update(total=e.total_steps, progress=e.step)
         if last_eval is not None:
             e = last_eval
-            status.show_best(*self._best(e))
+            best, at = self._best(e)
+            status.show_best(best, at)
+            self.query_one(LossPlot).show_best_step(at)
+            self._loss_dirty = True
             if e.noisy is not None and e.denoised is not None and e.clean is not None:
                 self.query_one(SamplePatches).show_samples(e.noisy, e.denoised, e.clean)
 

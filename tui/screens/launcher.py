@@ -18,7 +18,25 @@ from textual.widgets import Button, Footer, Input, Label, Select
 
 from engine.specs import FAMILIES, default_spec
 
-FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "seed", "threads")
+FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "eval_every", "seed",
+          "threads")
+# fixed noise levels offered beside each family's random strength (any NAME:LEVEL works from the command line)
+FIXED_LEVELS = {"gaussian": (15, 25, 50), "poisson": (10, 30), "impulse": (0.1, 0.25), "pixelate": (2, 4),
+                "blocky": (0.1,)}
+
+
+def noise_choices(current: str) -> list[str]:
+    """Every family (a random strength per image), each followed by its fixed levels; ``current`` included."""
+    out = []
+    for name in FAMILIES:
+        out += [name] + [f"{name}:{level:g}" for level in FIXED_LEVELS.get(name, ())]
+    return out if current in out else out + [current]
+
+
+def noise_hint(spec: str) -> str:
+    name, _, level = spec.partition(":")
+    family = FAMILIES[name]
+    return f"{family.help.split(',')[0]}, {family.unit} {level} for every image" if level else family.help
 
 
 def train_defaults(runs_dir: str | None = None) -> argparse.Namespace:
@@ -81,8 +99,8 @@ class LauncherScreen(Screen):
                                             value=d.engine, allow_blank=False, compact=True, id="engine"))
             yield from row("data", Input(d.data or detected, compact=True, id="data"),
                            "found ./data" if detected.startswith("course") else "or course:DIR, images:DIR")
-            yield from row("noise", Select([(n, n) for n in FAMILIES], value=d.noise, allow_blank=False,
-                                           compact=True, id="noise"), FAMILIES[d.noise].help)
+            yield from row("noise", Select([(n, n) for n in noise_choices(d.noise)], value=d.noise,
+                                           allow_blank=False, compact=True, id="noise"), noise_hint(d.noise))
             yield from row("epochs", Input(str(d.epochs), type="integer", compact=True, id="epochs"))
             yield from row("batch size", Input(str(d.batch_size or ""), type="integer", placeholder="model default",
                                                compact=True, id="batch_size"))
@@ -93,6 +111,8 @@ class LauncherScreen(Screen):
             yield from row("warm-up steps", Input(str(d.warmup), type="integer", compact=True, id="warmup"))
             yield from row("subset", Input(str(d.subset or ""), type="integer", placeholder="all pairs",
                                            compact=True, id="subset"))
+            yield from row("evaluate every", Input(str(d.eval_every), compact=True, id="eval_every"),
+                           "steps; auto: ~20 per run, one a minute at least")
             yield from row("seed", Input(str(d.seed), type="integer", compact=True, id="seed"))
             yield from row("CPU threads", Input(str(d.threads or "auto"), compact=True, id="threads"),
                            "auto: adapts to the load")
@@ -123,6 +143,9 @@ class LauncherScreen(Screen):
             except ValueError:
                 raise ConfigError(f"{field}: expected a whole number, got {t!r}") from None
 
+        def eval_every(text):
+            return "auto" if text.lower() in ("", "auto") else integer("eval_every")
+
         lr_text = self._text("lr")
         try:
             lr = float(lr_text) if lr_text else None
@@ -131,7 +154,8 @@ class LauncherScreen(Screen):
         return RunConfig(engine=self.query_one("#engine", Select).value, data=self._text("data"),
                          noise=self.query_one("#noise", Select).value, epochs=integer("epochs"),
                          batch_size=integer("batch_size", True), lr=lr, subset=integer("subset", True),
-                         n_val=self.defaults.n_val, eval_every=self.defaults.eval_every, seed=integer("seed"),
+                         n_val=self.defaults.n_val, eval_every=eval_every(self._text("eval_every")),
+                         seed=integer("seed"),
                          device=self.defaults.device, schedule=self.query_one("#schedule", Select).value,
                          warmup=integer("warmup"), decay_to=self.defaults.decay_to,
                          step_every=self.defaults.step_every, gamma=self.defaults.gamma,
@@ -167,8 +191,7 @@ class LauncherScreen(Screen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "noise" and isinstance(event.value, str):
-            if event.value in FAMILIES:
-                self.query_one("#hint-noise", Label).update(FAMILIES[event.value].help)
+            self.query_one("#hint-noise", Label).update(noise_hint(event.value))
         self.validate()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

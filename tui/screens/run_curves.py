@@ -47,9 +47,13 @@ class RunCurvesScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        label = (lambda r: r["id"]) if len(self.runs) > 1 else (lambda r: "")
+        label = (lambda r: r.get("tag") or r["id"]) if len(self.runs) > 1 else (lambda r: "")
         self.query_one(LossPlot).show_runs([(label(r), *series(r, "loss")) for r in self.runs])
-        self.query_one(PsnrPlot).show_runs([(label(r), *series(r, "psnr")) for r in self.runs])
+        psnr = self.query_one(PsnrPlot)
+        noisy = {round(r["psnr_noisy"], 2) for r in self.runs if r.get("psnr_noisy") is not None}
+        if len(noisy) == 1:  # the same validation images: one baseline for all of them
+            psnr.show_noisy(noisy.pop())
+        psnr.show_runs([(label(r), *series(r, "psnr")) for r in self.runs])
         if len(self.runs) == 1:
             log = self.query_one(EventLog)
             for ev in self.runs[0].get("events", []):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from textual import work
 from textual.app import ComposeResult
@@ -21,8 +22,23 @@ from engine.states import PENDING_OR_RUNNING
 
 from ..widgets import EventLog, LossPlot, PsnrPlot, TrialsTable
 from .confirm import ConfirmScreen
+from .dashboard import DashboardScreen
 
 REFRESH_HZ = 2
+TAGS_EVERY = 5.0  # seconds between two looks at the tags of the trials' runs (n2n-tui tag sets them from any shell)
+
+
+class TrialDashboard(DashboardScreen):
+    """The ordinary dashboard on one trial of the sweep, opened from the sweep view: ``q`` and ``esc`` go back to
+    it at once (the trial trains on there; ``x`` stops it), and the footer says so."""
+
+    BINDINGS = [Binding("q,escape", "back", "Back")]
+
+    def action_back(self) -> None:
+        if self.active:
+            self._quit_answer("detach")  # recorded as a viewer that left; the sweep goes on
+        else:
+            self.action_quit_run()
 
 
 class SweepScreen(Screen):
@@ -43,6 +59,8 @@ class SweepScreen(Screen):
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self._shown_curves: tuple | None = None
+        self._tags: dict[str, str] = {}  # run id -> its tag
+        self._tags_read = float("-inf")
 
     def compose(self) -> ComposeResult:
         yield Label("", id="sweep-title")
@@ -59,6 +77,10 @@ class SweepScreen(Screen):
         self.set_interval(1 / REFRESH_HZ, self.drain, name="drain")
         self._title()
         self.query_one(TrialsTable).focus()
+        from sessions.ray_cluster import NOTES
+
+        for note in NOTES:  # what Ray said as it started: here, not on the terminal the view took over
+            self.query_one(EventLog).add_event(f"Ray: {note}", style="dim")
         if self.start_on_mount:
             self.thread = threading.Thread(target=self._run, name=f"sweep-{self.driver.sweep_id}", daemon=True)
             self.thread.start()
@@ -84,10 +106,23 @@ class SweepScreen(Screen):
                 break
             changed = True
             self._log(e)
+        if time.monotonic() - self._tags_read >= TAGS_EVERY:
+            changed = self._read_tags() or changed
         if changed:
-            self.query_one(TrialsTable).show_trials([t.to_dict() for t in self.driver.trials.values()])
+            self.query_one(TrialsTable).show_trials([{**t.to_dict(), "tag": self._tags.get(t.run, "")}
+                                                     for t in self.driver.trials.values()])
             self._title()
         self.show_curves()
+
+    def _read_tags(self) -> bool:
+        """The tags of the trials' runs, from the store; whether they changed."""
+        self._tags_read = time.monotonic()
+        try:
+            tags = {r["id"]: r.get("tag") or "" for r in self.store.trial_runs(self.driver.sweep_id)}
+        except Exception:  # the store must never take the view down
+            return False
+        changed, self._tags = tags != self._tags, tags
+        return changed
 
     def _log(self, e: dict) -> None:
         log = self.query_one(EventLog)
@@ -125,8 +160,11 @@ class SweepScreen(Screen):
         if key == self._shown_curves:
             return
         self._shown_curves = key
-        self.query_one(PsnrPlot).show_runs([(v.trial, [s for s, _ in v.history], [p for _, p in v.history])
-                                            for v in views])
+        psnr = self.query_one(PsnrPlot)
+        noisy = [v.noisy_psnr for v in views if v.noisy_psnr is not None]
+        if noisy:  # every trial validates on the same images
+            psnr.show_noisy(noisy[0])
+        psnr.show_runs([(v.trial, [s for s, _ in v.history], [p for _, p in v.history]) for v in views])
         losses = []
         for v in views:
             try:
@@ -168,11 +206,9 @@ class SweepScreen(Screen):
             return
         from sessions.sweep import TrialRun
 
-        from .dashboard import DashboardScreen
-
         handle = TrialRun(self.driver, trial)
-        self.app.push_screen(DashboardScreen(handle, self.store, export_to=getattr(self.app.args, "export_to", None),
-                                             start=False, on_leave=self._back_from_trial))
+        self.app.push_screen(TrialDashboard(handle, self.store, export_to=getattr(self.app.args, "export_to", None),
+                                            start=False, on_leave=self._back_from_trial))
 
     def _back_from_trial(self, screen) -> None:
         screen.trainer.close()

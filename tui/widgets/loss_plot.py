@@ -8,6 +8,7 @@ from textual_plotext import PlotextPlot
 
 RAW_COLOUR = (110, 110, 130)
 LR_COLOUR = (200, 140, 60)  # the learning rate, on the right-hand axis
+BEST_COLOUR = (255, 215, 0)  # the best evaluation: the PSNR plot's star and lines, the loss plot's dotted line
 SERIES_COLOURS = [(90, 170, 255), (255, 160, 60), (120, 220, 120), (230, 110, 200), (240, 230, 90), (100, 220, 220),
                   (250, 110, 110), (180, 150, 255)]
 
@@ -38,30 +39,110 @@ def thin(xs: list, ys: list, n: int) -> tuple[list, list]:
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
+def nice_ticks(lo: float, hi: float, n: int) -> tuple[list[float], list[str]]:
+    """At most ``n`` (and at least two) ticks at the multiples of a round step (1, 2 or 5 x 10^k) inside
+    ``[lo, hi]``, labelled with as many decimals as the step needs: 21, 21.5, 22 rather than 21.07, 21.40, 21.73."""
+    if not hi > lo:
+        return [lo], [f"{lo:.3g}"]
+    n = max(2, n)
+    steps = _round_steps((hi - lo) / n)
+    step = next(steps)
+    ticks = _multiples(lo, hi, step)
+    while len(ticks) > n:
+        coarser = _multiples(lo, hi, bigger := next(steps))
+        if len(coarser) < 2:
+            break
+        step, ticks = bigger, coarser
+    digits = max(0, -math.floor(math.log10(step) + 1e-9))
+    return ticks, [f"{t:.{digits}f}" for t in ticks]
+
+
+def _round_steps(start: float):
+    """1, 2, 5 x 10^k, from the power of ten at or below ``start`` upwards."""
+    e = math.floor(math.log10(start))
+    while True:
+        yield from (m * 10.0 ** e for m in (1, 2, 5))
+        e += 1
+
+
+def _multiples(lo: float, hi: float, step: float) -> list[float]:
+    first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    digits = max(0, -math.floor(math.log10(step) + 1e-9)) + 1
+    return [round(i * step, digits) for i in range(first, last + 1)]
+
+
+def row_ticks(lo: float, hi: float, rows: int, max_growth: float = 1.5) -> tuple[float, float, list, list[str]]:
+    """Y-limits around ``[lo, hi]`` for a plot ``rows`` high that put round ticks exactly on rows, evenly spaced.
+
+    plotext maps a value to the nearest row, so round ticks between limits that ignore the rows come out 1, 2, 1, 2
+    rows apart. Here each row stands for ``step / k`` (a round step, k rows between ticks): of the scales that fit
+    the range, the finest ones (within ``ROW_SLACK``) are kept, and of those the finest with 3 to 7 ticks taken.
+    When every such scale would stretch the range more than ``max_growth`` times (a plot a few rows high), the
+    limits stay ``lo, hi`` and the ticks land on the nearest rows. Returns ``(lo, hi, ticks, labels)``."""
+    span = hi - lo
+    if rows >= 5 and span > 0:
+        need = span / (rows - 1)  # the least value per row that fits the range
+        fits = []
+        for step in _round_steps(2 * need):
+            if step / ((rows - 1) // 2) > max_growth * need:
+                break
+            for k in range(2, (rows - 1) // 2 + 1):  # at least two rows between ticks, and two ticks
+                r = step / k
+                bottom = math.floor(lo / r + 1e-9) * r
+                spare = math.floor((bottom + (rows - 1) * r - hi) / r + 1e-9)
+                if need - 1e-12 <= r <= max_growth * need and spare >= 0:
+                    bottom -= (spare // 2) * r  # the spare rows shared out above and below
+                    n = len(_multiples(bottom, bottom + (rows - 1) * r, step))
+                    fits.append((max(0, 3 - n, n - 7), r, -k, step, bottom))
+        if fits:
+            finest = min(f[1] for f in fits)
+            _, r, _, step, bottom = min(f for f in fits if f[1] <= ROW_SLACK * finest)
+            ticks = _multiples(bottom, bottom + (rows - 1) * r, step)
+            digits = max(0, -math.floor(math.log10(step) + 1e-9))
+            return bottom, bottom + (rows - 1) * r, ticks, [f"{t:.{digits}f}" for t in ticks]
+    return (lo, hi, *nice_ticks(lo, hi, max(2, min(8, rows // 2 + 1))))
+
+
+ROW_SLACK = 1.25  # row_ticks: how much coarser than the finest fitting scale a scale with better-spaced ticks may be
+
+
+LOG_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8))
+
+
 def log_ticks(values: list[float], n: int) -> tuple[list[float], list[str]]:
-    """``n`` ticks spanning log10 ``values``, labelled with the loss they stand for (as few digits as keep them
-    apart)."""
+    """At most ``n`` ticks spanning log10 ``values`` at round losses (decades, then 1-2-5, then finer), labelled with
+    the loss they stand for; for a range narrower than that (a flat loss), round losses on a linear ladder."""
     lo, hi = min(values), max(values)
     if hi - lo < 1e-9:
-        ticks = [lo]
-    else:
-        ticks = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
-    for digits in (2, 3, 4, 5, 6):
-        labels = [f"{10 ** t:.{digits}g}" for t in ticks]
-        if len(set(labels)) == len(labels):
+        return [lo], [f"{10 ** lo:.2g}"]
+    n = max(2, n)
+    min_gap = (hi - lo) / (2 * n)  # labels further apart than about one row
+    chosen: list[float] = []
+    for mantissas in LOG_MANTISSAS:
+        ticks = [t for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in mantissas
+                 if lo - 1e-9 <= (t := k + math.log10(m)) <= hi + 1e-9]
+        if mantissas == (1,) and len(ticks) > n:  # many decades: every second (third...) one
+            ticks = ticks[::math.ceil(len(ticks) / n)]
+        if len(ticks) > n or any(b - a < min_gap for a, b in zip(ticks, ticks[1:])):
             break
-    return ticks, labels
+        chosen = ticks
+        if len(ticks) >= min(3, n):
+            break
+    if len(chosen) < 2:
+        linear, labels = nice_ticks(10 ** lo, 10 ** hi, n)
+        return [math.log10(v) for v in linear], labels
+    return chosen, [f"{10 ** t:.3g}" for t in chosen]
 
 
-def int_ticks(xs: list[int], n: int = 5) -> tuple[list[int], list[str]]:
-    """About ``n`` whole-number ticks spanning ``xs`` (steps are integers; plotext would label them 149.5)."""
+def int_ticks(xs: list[int], n: int = 6) -> tuple[list[int], list[str]]:
+    """At most ``n`` whole-number ticks at round steps inside ``xs``'s range (plotext would label 149.5)."""
     if not xs:
         return [], []
     lo, hi = min(xs), max(xs)
     if hi - lo < n:
         ticks = list(range(lo, hi + 1))
     else:
-        ticks = sorted({round(lo + (hi - lo) * i / (n - 1)) for i in range(n)})
+        ticks = [int(t) for t in nice_ticks(lo, hi, n)[0]]
     return ticks, [f"{t / 1000:g}k" if t >= 10000 else str(t) for t in ticks]
 
 
@@ -71,6 +152,8 @@ class LossPlot(PlotextPlot):
     The log scale is ours: log10 of the losses on a linear axis, with ticks labelled by the loss. plotext's own log
     scale transforms its stored data in place on every build, so any second build (a resize) took the log twice.
     The live run's learning rate (``add_lr_points``) is drawn on a second, right-hand log axis, so a schedule shows.
+    The step of the best evaluation so far (``show_best_step``) is a dotted vertical line, named in the title: what
+    the loss was doing when the weights worth keeping were saved.
     """
 
     def __init__(self, *, smoothing: float = 0.05, title: str = "loss (log scale)", **kwargs) -> None:
@@ -80,6 +163,8 @@ class LossPlot(PlotextPlot):
         self._runs: list[tuple[str, list[int], list[float]]] = [("", [], [])]
         self._smooth: list[Ema] = [Ema(smoothing)]
         self._lr: tuple[list[int], list[float]] = ([], [])
+        self.best_step: int | None = None
+        self.yticks: tuple[list[float], list[str]] = ([], [])  # the loss axis's, as drawn last
         self.render_seconds = 0.0  # what the last draw cost: the dashboard spaces redraws by it
 
     def add_points(self, points: list[tuple[int, float]]) -> None:
@@ -99,6 +184,10 @@ class LossPlot(PlotextPlot):
             if lr is not None and math.isfinite(lr) and lr > 0:
                 steps.append(step)
                 rates.append(lr)
+
+    def show_best_step(self, step: int | None) -> None:
+        """Mark the step of the live run's best evaluation (drawn at the next ``redraw``)."""
+        self.best_step = step
 
     def clear_points(self) -> None:
         """Empty the live series (before it is filled again from the store)."""
@@ -121,11 +210,29 @@ class LossPlot(PlotextPlot):
         keep = [(s, v) for s, v in zip(steps, losses) if v is not None and math.isfinite(v) and v > 0]
         return [s for s, _ in keep], [v for _, v in keep]
 
+    @property
+    def best_shown(self) -> bool:
+        """Whether the best evaluation's step is drawn: a single run, the step within its steps."""
+        steps = self._runs[0][1]
+        return len(self._runs) == 1 and self.best_step is not None and bool(steps) and \
+            steps[0] <= self.best_step <= steps[-1]
+
+    def _fit_title(self, lr_shown: bool) -> str:
+        """The longest title that fits (plotext silently drops a title wider than the plot)."""
+        room = self.size.width - 10
+        best = f" · ┊ best PSNR @ step {self.best_step}" if self.best_shown else ""
+        short_best = f" · ┊ best @ {self.best_step}" if self.best_shown else ""
+        lr = " · lr: right axis" if lr_shown else ""
+        for title in (self.title + lr + best, self.title + best, self.title + short_best, "loss" + short_best):
+            if len(title) <= room:
+                return title
+        return self.title if len(self.title) <= room else ""
+
     def redraw(self) -> None:
         plt = self.plt
         plt.clear_data()
         lr_shown = len(self._runs) == 1 and bool(self._lr[0]) and self.size.width >= 40
-        plt.title(self.title + (" · lr: right axis" if lr_shown and self.size.width >= 70 else ""))
+        plt.title(self._fit_title(lr_shown))
         budget = max(20, 2 * self.size.width)
         shown = []
         for i, (label, steps, losses) in enumerate(self._runs):
@@ -136,16 +243,17 @@ class LossPlot(PlotextPlot):
             if len(self._runs) == 1:  # raw points only for a single run: two clouds would hide each other
                 xs, ys = thin(steps, losses, budget)
                 ys = [math.log10(v) for v in ys]
+                if self.best_shown:  # first, so the points and the curve are drawn over it
+                    plt.plot([self.best_step] * 2, [min(ys + smooth), max(ys + smooth)], marker="┊",
+                             color=BEST_COLOUR)
                 plt.scatter(xs, ys, marker="dot", color=RAW_COLOUR)
                 shown += ys
             xs, ys = thin(steps, smooth, budget)
             plt.plot(xs, ys, marker="braille", color=colour, label=label or None)
             shown += ys
         rows = self.size.height - 4  # less the title, the frame and the step labels
-        if shown and rows >= 2:
-            plt.yticks(*log_ticks(shown, max(2, min(6, rows // 2))))
-        else:  # too flat to place labels: plotext would put them upside down
-            plt.yticks([], [])
+        self.yticks = log_ticks(shown, max(2, min(6, rows // 2))) if shown and rows >= 2 else ([], [])
+        plt.yticks(*self.yticks)  # none when too flat to place them: plotext would put them upside down
         lr_steps, rates = self._lr
         if lr_shown and rows >= 2:
             xs, ys = thin(lr_steps, [math.log10(v) for v in rates], budget)

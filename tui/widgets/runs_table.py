@@ -10,12 +10,15 @@ from textual.widgets import DataTable
 
 from engine.states import LIVE  # a run in one of these states has a runner: enter attaches to it
 
-COLUMNS = ("", "run", "engine", "state", "step", "best PSNR", "started", "lr", "noise", "tag")
+# the tag beside the id: a note is how a person tells runs apart, and the last columns are off an 80-column screen
+COLUMNS = ("", "run", "tag", "engine", "state", "step", "best PSNR", "started", "lr", "noise")
+TAG_WIDTH = 24  # a longer tag is cut, with an ellipsis (runs and show print it whole; the filter reads all of it)
 # column -> how its rows sort (None last); "" and "run" sort by id
 SORT_KEYS = {
-    "run": lambda r: r["id"], "engine": lambda r: r.get("engine"), "state": lambda r: r.get("state"),
-    "step": lambda r: r.get("step"), "best PSNR": lambda r: r.get("best_psnr"), "started": lambda r: r.get("started"),
-    "lr": lambda r: r.get("lr"), "noise": lambda r: (r.get("config") or {}).get("noise"), "tag": lambda r: r.get("tag"),
+    "run": lambda r: r["id"], "tag": lambda r: r.get("tag") or None, "engine": lambda r: r.get("engine"),
+    "state": lambda r: r.get("state"), "step": lambda r: r.get("step"), "best PSNR": lambda r: r.get("best_psnr"),
+    "started": lambda r: r.get("started"), "lr": lambda r: r.get("lr"),
+    "noise": lambda r: (r.get("config") or {}).get("noise"),
 }
 
 
@@ -25,6 +28,11 @@ def _when(t) -> str:
     if isinstance(t, (int, float)):
         return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
     return str(t)[:16].replace("T", " ")
+
+
+def short_tag(tag: str | None, width: int = TAG_WIDTH) -> str:
+    tag = tag or ""
+    return tag if len(tag) <= width else tag[:width - 1] + "…"
 
 
 def filter_runs(runs: list[dict], query: str) -> list[dict]:
@@ -104,11 +112,11 @@ class RunsTable(DataTable):
             lr = r.get("lr")
             state = r.get("state") or "–"
             self.add_row(
-                "●" if r["id"] in self.marked else " ", r["id"], str(r.get("engine", "–")),
+                "●" if r["id"] in self.marked else " ", r["id"], short_tag(r.get("tag")), str(r.get("engine", "–")),
                 Text(f"{state} ◉ live", style="bold green") if state in LIVE else state,
                 str(r.get("step") or 0), f"{best:.2f} @ {r.get('best_step')}" if best is not None else "–",
                 _when(r.get("started")), f"{lr:.3g}" if lr else "–",
-                str((r.get("config") or {}).get("noise", "–")), r.get("tag") or "", key=r["id"])
+                str((r.get("config") or {}).get("noise", "–")), key=r["id"])
         ids = [r["id"] for r in shown]
         if keep in ids:
             self.move_cursor(row=ids.index(keep))

@@ -1,4 +1,5 @@
-"""``TrialsTable``: a sweep's trials, best PSNR first, with their parameters, progress and an early-stopped mark."""
+"""``TrialsTable``: a sweep's trials, best PSNR first, with their runs' tags, parameters, progress and an
+early-stopped mark."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,9 @@ import json
 from rich.text import Text
 from textual.widgets import DataTable
 
-COLUMNS = ("trial", "state", "params", "step", "last PSNR", "best PSNR", "")
+from .runs_table import short_tag
+
+COLUMNS = ("trial", "tag", "state", "params", "step", "last PSNR", "best PSNR", "")
 STATE_STYLE = {"running": "bold green", "finished": "cyan", "stopped": "yellow", "failed": "bold red",
                "pending": "dim"}
 
@@ -16,7 +19,8 @@ def _psnr(v) -> str:
 
 
 class TrialsTable(DataTable):
-    """``show_trials(trials)`` with ``TrialView``-like dicts; the leader's row is starred."""
+    """``show_trials(trials)`` with ``TrialView``-like dicts (and the ``tag`` of each trial's run, when it has
+    one); the leader's row is starred."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -36,7 +40,8 @@ class TrialsTable(DataTable):
             if t.get("early_stopped"):
                 mark = (mark + " " if mark else "") + "✂ early-stopped"
             step = f"{t['step']}/{t['total_steps']}" if t["total_steps"] else str(t["step"])
-            self.add_row(t["trial"], Text(t["state"], style=STATE_STYLE.get(t["state"], "")), params, step,
+            self.add_row(t["trial"], short_tag(t.get("tag")), Text(t["state"], style=STATE_STYLE.get(t["state"], "")),
+                         params, step,
                          _psnr(t["psnr"]), _psnr(t["best_psnr"]), mark, key=t["trial"])
         if keep in self.order:
             self.move_cursor(row=self.order.index(keep))
