@@ -1,4 +1,4 @@
-"""Data sources: ``course:DIR``, ``sample`` and ``images:DIR``, all returned in the course's format.
+"""Data sources: ``course:DIR``, ``sample``, ``images:DIR``, ``leaves`` and their mixtures, all in the course's format.
 
 A source yields a :class:`Dataset`: training pairs (two independently corrupted versions of the same images) and
 validation pairs (noisy, clean), all uint8 tensors shaped (N, 3, H, W) in [0, 255], exactly like the course's
@@ -16,10 +16,21 @@ import torch.nn.functional as F
 
 from .fileio import torch_load_problem
 from .images import IMAGE_SUFFIXES, ImageError, read_image
+from .leaves import leaves_crops
 from .noise import corrupt, parse_noise
 
 # the torch-free half of the data options lives in specs; these names stay importable from here
-from .specs import CROP, DataError, check_source, default_spec, not_a_folder, parse_spec, size_problem  # noqa: F401
+from .specs import (  # noqa: F401
+    CROP,
+    DataError,
+    check_source,
+    default_spec,
+    not_a_folder,
+    parse_sources,
+    parse_spec,
+    shares,
+    size_problem,
+)
 
 MIN_SIZE = 4             # smaller images hold no structure to learn (and Miniproject_1 pools twice)
 
@@ -163,17 +174,53 @@ def make_crops(images: list[torch.Tensor], n: int, generator: torch.Generator, s
     return (out * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
+VAL_SEED = 1_000_003  # validation crops come from their own stream: other images than the training ones
+
+
 def _photos_to_dataset(train, val, source: str, noise: str, seed: int, n_train: int, n_val: int) -> Dataset:
     """``train`` and ``val`` are (photographs, pyramids) pairs."""
     noise = str(parse_noise(noise))  # fail on a bad spec before any work
-    g = torch.Generator().manual_seed(seed)
-    clean_train = make_crops(train[0], n_train, g, pyramids=train[1])
-    clean_val = make_crops(val[0], n_val, torch.Generator().manual_seed(seed + 1_000_003), pyramids=val[1])
+    clean_train = make_crops(train[0], n_train, torch.Generator().manual_seed(seed), pyramids=train[1])
+    clean_val = make_crops(val[0], n_val, torch.Generator().manual_seed(seed + VAL_SEED), pyramids=val[1])
+    return _corrupt(clean_train, clean_val, source, noise, seed)
+
+
+def _corrupt(clean_train: torch.Tensor, clean_val: torch.Tensor, source: str, noise: str, seed: int) -> Dataset:
     # three independent streams: input noise, target noise, validation noise
     tin = corrupt(clean_train, noise, torch.Generator().manual_seed(seed * 3 + 1))
     ttg = corrupt(clean_train, noise, torch.Generator().manual_seed(seed * 3 + 2))
     vin = corrupt(clean_val, noise, torch.Generator().manual_seed(seed * 3 + 3))
     return Dataset(tin, ttg, vin, clean_val, source, noise, clean_train)
+
+
+def load_leaves(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000) -> Dataset:
+    """Procedural dead-leaves crops (``engine.leaves``); validation crops from their own seed stream."""
+    noise = str(parse_noise(noise))
+    clean_train = leaves_crops(n_train, torch.Generator().manual_seed(seed))
+    clean_val = leaves_crops(n_val, torch.Generator().manual_seed(seed + VAL_SEED))
+    return _corrupt(clean_train, clean_val, "leaves", noise, seed)
+
+
+def load_mixture(spec: str, noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000) -> Dataset:
+    """A mixture such as ``sample@0.3+leaves@0.7``: each source gives its share of the training pairs and, in the same
+    shares, of the validation pairs (so validation measures the distribution trained on, as for a single source),
+    exact counts by largest remainders; the pairs are shuffled together (seeded)."""
+    sources = parse_sources(spec)
+    weights = [w for _, _, w in sources]
+    parts = []
+    for i, ((kind, arg, _), nt, nv) in enumerate(zip(sources, shares(n_train, weights), shares(n_val, weights))):
+        if nt or nv:  # each source's own seed: no two sources share a noise stream
+            one = f"{kind}:{arg}" if arg else kind
+            parts.append((nt, nv, _load_one(one, noise, seed + 7919 * i, max(nt, 1), max(nv, 1))))
+    g = torch.Generator().manual_seed(seed + 2 * VAL_SEED)
+    train_order, val_order = torch.randperm(n_train, generator=g), torch.randperm(n_val, generator=g)
+
+    def cat(field, n, order):
+        return torch.cat([getattr(ds, field)[:k] for k, ds in ((p[n], p[2]) for p in parts)])[order]
+
+    return Dataset(cat("train_input", 0, train_order), cat("train_target", 0, train_order),
+                   cat("val_input", 1, val_order), cat("val_target", 1, val_order), spec, str(parse_noise(noise)),
+                   cat("train_clean", 0, train_order))
 
 
 def sample_dir() -> Path:
@@ -199,11 +246,11 @@ def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0,
     d = Path(directory)
     if not d.is_dir():
         raise DataError(not_a_folder(d))
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(d)
     if len(files) < 2:
         raise DataError(f"{d}: need at least 2 PNG/JPEG/TIFF images (one for validation), found {len(files)}")
     imgs = [_read_image(p) for p in files]
-    small = [p.name for p, im in zip(files, imgs) if min(im.shape[1:]) < CROP]
+    small = [str(p.relative_to(d)) for p, im in zip(files, imgs) if min(im.shape[1:]) < CROP]
     if small:
         raise DataError(f"{d}: images smaller than {CROP}x{CROP}: {', '.join(small[:3])}")
     # every fifth image (at least one) is held out for validation, so the split is by image
@@ -211,6 +258,12 @@ def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0,
     train, val = imgs[n_hold:], imgs[:n_hold]
     return _photos_to_dataset((train, [_pyramid(im, CROP) for im in train]), (val, [_pyramid(im, CROP) for im in val]),
                               f"images:{d}", noise, seed, n_train, n_val)
+
+
+def image_files(d: Path) -> list[Path]:
+    """The photographs in folder ``d`` and its sub-folders, sorted by path (hidden files and folders skipped)."""
+    return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(d).parts))
 
 
 # ------------------------------------------------------------------------------------------------------ dispatcher
@@ -229,7 +282,15 @@ def load_data(spec: str = "sample", noise: str = "mix", seed: int = 0, n_train: 
             raise DataError(problem)
     if kind == "course":
         return load_course(arg, n_train, n_val)
-    sizes = dict(n_train=n_train or 20000, n_val=n_val or 1000)
+    if kind == "mixture":
+        return load_mixture(spec, noise, seed, n_train or 20000, n_val or 1000)
+    return _load_one(spec, noise, seed, n_train or 20000, n_val or 1000)
+
+
+def _load_one(spec: str, noise: str, seed: int, n_train: int, n_val: int) -> Dataset:
+    kind, arg = parse_spec(spec)
     if kind == "sample":
-        return load_sample(noise, seed, **sizes)
-    return load_images(arg, noise, seed, **sizes)
+        return load_sample(noise, seed, n_train, n_val)
+    if kind == "leaves":
+        return load_leaves(noise, seed, n_train, n_val)
+    return load_images(arg, noise, seed, n_train, n_val)

@@ -72,6 +72,7 @@ def _chunk(c: int, size: int, g: torch.Generator) -> torch.Tensor:
     Sp = S + 2 * P
     top = torch.zeros(c * Sp * Sp, dtype=torch.long)
     base = (torch.arange(c) * Sp * Sp)[:, None, None]
+    view = top.view(c, Sp, Sp)[:, P:P + S, P:P + S]
     cos, sin = angle.cos(), angle.sin()
     for k in range(K):
         w = windows[k]
@@ -87,8 +88,10 @@ def _chunk(c: int, size: int, g: torch.Generator) -> torch.Tensor:
         v = (dy * co - dx * si) / (r[:, k] * aspect[:, k])[:, None, None]
         inside = torch.where(rect[:, k, None, None], torch.maximum(u.abs(), v.abs()), u * u + v * v) <= 1
         inside &= on[:, k, None, None]
-        flat = base + (ys + P)[:, :, None] * Sp + (xs + P)[:, None, :]
-        top[flat[inside]] = k + 1
+        if w < S:
+            top[(base + (ys + P)[:, :, None] * Sp + (xs + P)[:, None, :])[inside]] = k + 1
+        else:
+            view.masked_fill_(inside, k + 1)
 
     # per-shape features, row 0 the background leaf (centred, shaded across the whole crop)
     feats = torch.empty(c, K + 1, F_COUNT)
@@ -103,7 +106,7 @@ def _chunk(c: int, size: int, g: torch.Generator) -> torch.Tensor:
     feats[..., 8], feats[..., 9] = 2 * math.pi * theta.sin() / period, 2 * math.pi * theta.cos() / period
     feats[..., 10] = torch.rand(c, K + 1, generator=g) * 2 * math.pi
 
-    idx = top.view(c, Sp, Sp)[:, P:P + S, P:P + S].reshape(c, S * S)
+    idx = view.reshape(c, S * S)
     px = torch.gather(feats, 1, idx[..., None].expand(-1, -1, F_COUNT))          # (c, S*S, F)
     y = (torch.arange(S, dtype=torch.float32) + 0.5).repeat_interleave(S)
     x = (torch.arange(S, dtype=torch.float32) + 0.5).repeat(S)

@@ -1,12 +1,15 @@
 """What a run's data and noise options mean, without loading anything: the data specs (``sample``, ``course:DIR``,
-``images:DIR``), the size limits of generated data, and the noise families with their ``NAME:LEVEL`` forms.
+``images:DIR``, ``leaves`` and mixtures such as ``sample+leaves@3``), the size limits of generated data, and the noise
+families with their ``NAME:LEVEL`` forms.
 
 Nothing here imports torch, so that what only reads or checks options (the command line, ``RunConfig``, a viewer
 attaching to a live run) starts fast; ``engine.data`` and ``engine.noise`` hold the work itself and re-export these.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,25 +27,80 @@ class DataError(N2NError, ValueError):
 
 # ------------------------------------------------------------------------------------------------------ data specs
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """``"course:DIR"`` -> ``("course", "DIR")``; ``"sample"`` -> ``("sample", None)``."""
+SPEC_FORMS_DATA = "sample, leaves, course:DIR, images:DIR, or a mixture such as sample+leaves or sample@0.3+leaves@0.7"
+# a mixture splits only on a '+' that starts a known source, so a folder named 'a+b' stays one images:DIR
+_SPLIT = re.compile(r"\+(?=(?:sample|leaves)(?:@[^+]*)?(?:\+|$)|(?:course|images):)")
+_WEIGHT = re.compile(r"@([^@/]*)$")          # sample@W, leaves@W
+_DIR_WEIGHT = re.compile(r"@(\d+\.?\d*|\.\d+)$")  # images:DIR@W: only a plain number (a folder may hold an '@')
+
+
+def _parse_one(spec: str, whole: str) -> tuple[str, str | None]:
     kind, sep, arg = spec.partition(":")
-    if kind == "sample" and not sep:
-        return "sample", None
+    if kind in ("sample", "leaves") and not sep:
+        return kind, None
     if kind in ("course", "images") and sep and arg:
         return kind, arg
-    raise DataError(f"bad data spec {spec!r}: use sample, course:DIR or images:DIR")
+    raise DataError(f"bad data spec {whole!r}: use {SPEC_FORMS_DATA}")
+
+
+def parse_sources(spec: str) -> list[tuple[str, str | None, float]]:
+    """The sources of a data spec with their shares (summing to 1): ``"sample+leaves@3"`` ->
+    ``[("sample", None, 0.25), ("leaves", None, 0.75)]``; a single source has share 1 (and takes no weight)."""
+    parts = _SPLIT.split(spec)
+    if len(parts) == 1:
+        return [(*_parse_one(spec, spec), 1.0)]
+    out = []
+    for part in parts:
+        weight = 1.0
+        m = (_DIR_WEIGHT if ":" in part else _WEIGHT).search(part)
+        if m:
+            try:
+                weight = float(m.group(1))
+            except ValueError:
+                weight = math.nan
+            if not (math.isfinite(weight) and weight > 0):
+                raise DataError(f"bad data spec {spec!r}: weight {m.group(1)!r} of {part[:m.start()]} must be a "
+                                "positive number")
+            part = part[:m.start()]
+        kind, arg = _parse_one(part, spec)
+        if kind == "course":
+            raise DataError(f"bad data spec {spec!r}: course data comes already noisy and cannot be mixed")
+        out.append((kind, arg, weight))
+    names = [f"{k}:{a}" if a else k for k, a, _ in out]
+    if len(set(names)) < len(names):
+        raise DataError(f"bad data spec {spec!r}: a source appears twice (give it a weight instead)")
+    total = sum(w for _, _, w in out)
+    return [(k, a, w / total) for k, a, w in out]
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"course:DIR"`` -> ``("course", "DIR")``; ``"sample"`` -> ``("sample", None)``; a mixture such as
+    ``"sample+leaves"`` -> ``("mixture", "sample+leaves")`` (its parts: :func:`parse_sources`)."""
+    sources = parse_sources(spec)
+    if len(sources) > 1:
+        return "mixture", spec
+    return sources[0][:2]
+
+
+def shares(n: int, weights: list[float]) -> list[int]:
+    """``n`` split in proportion to ``weights``, rounded so that the parts sum to exactly ``n`` (largest
+    remainders get the leftover units, ties to the earlier source)."""
+    exact = [n * w / sum(weights) for w in weights]
+    out = [math.floor(x) for x in exact]
+    for i in sorted(range(len(out)), key=lambda i: (out[i] - exact[i], i))[:n - sum(out)]:
+        out[i] += 1
+    return out
 
 
 def check_source(spec: str) -> None:
     """The cheap part of a data source's checks (its files and folders exist), for when loading happens later."""
-    kind, arg = parse_spec(spec)
-    if kind == "course":
-        for name in ("train_data.pkl", "val_data.pkl"):
-            if not (Path(arg) / name).is_file():
-                raise DataError(f"{Path(arg) / name}: file not found")
-    elif kind == "images" and not Path(arg).is_dir():
-        raise DataError(not_a_folder(arg))
+    for kind, arg, _ in parse_sources(spec):
+        if kind == "course":
+            for name in ("train_data.pkl", "val_data.pkl"):
+                if not (Path(arg) / name).is_file():
+                    raise DataError(f"{Path(arg) / name}: file not found")
+        elif kind == "images" and not Path(arg).is_dir():
+            raise DataError(not_a_folder(arg))
 
 
 def not_a_folder(arg) -> str:

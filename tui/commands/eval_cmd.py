@@ -11,6 +11,7 @@ from engine.data import (
     SAMPLE_VAL,
     DataError,
     default_spec,
+    image_files,
     load_data,
     not_a_folder,
     parse_spec,
@@ -18,7 +19,6 @@ from engine.data import (
     size_problem,
 )
 from engine.evaluate import evaluate, evaluate_photos
-from engine.images import IMAGE_SUFFIXES
 from engine.threads import use_threads
 from tui.errors import UsageError
 from tui.parser import threads_setting
@@ -70,7 +70,7 @@ def full_images(spec: str) -> list[Path]:
     d = Path(arg)
     if not d.is_dir():
         raise DataError(not_a_folder(d))
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(d)
     if not files:
         raise DataError(f"{d}: no PNG/JPEG/TIFF images")
     return files
