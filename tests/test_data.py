@@ -145,6 +145,25 @@ def test_images_folder(tmp_path):
         load_data(f"images:{tmp_path / 'one'}", n_train=2, n_val=2)
 
 
+def test_images_folder_searches_sub_folders_and_mixes(tmp_path):
+    import numpy as np
+    from skimage import io
+
+    from engine.data import image_files
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "a+b"                      # a '+' in the folder name stays part of the path
+    for sub in ("x", "x/y", "z", ".hidden"):
+        (d / sub).mkdir(parents=True)
+    for name in ("x/p.png", "x/y/q.jpg", "z/r.png", ".hidden/s.png"):
+        io.imsave(d / name, (rng.random((64, 64, 3)) * 255).astype("uint8"), check_contrast=False)
+    assert [str(p.relative_to(d)) for p in image_files(d)] == ["x/p.png", "x/y/q.jpg", "z/r.png"]
+    ds = load_data(f"images:{d}", noise="gaussian", n_train=8, n_val=4)
+    assert ds.train_input.shape == (8, 3, 32, 32)
+    mixed = load_data(f"images:{d}@1+leaves@1", noise="gaussian", n_train=9, n_val=3)
+    assert len(mixed) == 9 and len(mixed.val_input) == 3
+
+
 def test_psnr_matches_the_course_formula():
     clean = torch.rand(5, 3, 8, 8) * 255
     noisy = (clean + torch.randn_like(clean) * 10).clamp(0, 255)
