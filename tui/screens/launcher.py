@@ -7,6 +7,7 @@ the same argument namespace ``n2n-tui train`` would build.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select
 
-from engine.specs import FAMILIES, DataError, check_source, default_spec
+from engine.specs import FAMILIES, DataError, default_spec, parse_sources
 
 FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "eval_every", "seed",
           "threads")
@@ -51,10 +52,16 @@ def data_problem(spec: str) -> str | None:
     """Why a ``course:``/``images:`` folder (alone or in a mixture) cannot be used, or None (syntax is RunConfig's
     job)."""
     try:
-        check_source(spec)
-    except DataError as e:
-        why = str(e)
-        return None if why.startswith("bad data spec") else why.replace("no such directory", "no such folder")
+        sources = parse_sources(spec)
+    except DataError:
+        return None
+    for kind, arg, _ in sources:
+        if kind == "course":
+            missing = [f for f in ("train_data.pkl", "val_data.pkl") if not (Path(arg) / f).is_file()]
+            if missing:
+                return f"{arg}: no {' or '.join(missing)} there"
+        if kind == "images" and not Path(arg).is_dir():
+            return f"{arg}: no such folder"
     return None
 
 
@@ -96,7 +103,7 @@ class LauncherScreen(Screen):
             yield from row("engine", Select([("1 · Miniproject_1, PyTorch", 1), ("2 · Miniproject_2, from scratch", 2)],
                                             value=d.engine, allow_blank=False, compact=True, id="engine"))
             yield from row("data", Input(d.data or detected, compact=True, id="data"),
-                           "found ./data" if detected.startswith("course") else "or leaves, sample+leaves, images:DIR")
+                           "found ./data" if detected.startswith("course") else "or leaves, sample+leaves")
             yield from row("noise", Select([(n, n) for n in noise_choices(d.noise)], value=d.noise,
                                            allow_blank=False, compact=True, id="noise"), noise_hint(d.noise))
             yield from row("epochs", Input(str(d.epochs), type="integer", compact=True, id="epochs"))
