@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="start a training run (dashboard, or --headless)")
     t.add_argument("--engine", type=_engine, default=1, help="1: Miniproject_1 (PyTorch), 2: Miniproject_2")
-    t.add_argument("--data", default=None, help="sample | course:DIR | images:DIR (default: course:data if "
+    t.add_argument("--data", default=None, help="sample | leaves | course:DIR | images:DIR, or a mix "
+                                                "(sample+leaves, sample@0.3+leaves@0.7) (default: course:data if "
                                                 "./data/train_data.pkl exists, else sample)")
     t.add_argument("--noise", default="mix", type=_noise, metavar="SPEC",
                    help=f"noise for generated data: {', '.join(FAMILIES)} (random strength), or {SPEC_FORMS}")
@@ -316,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", type=_engine, required=True, help="1: Miniproject_1 (PyTorch), 2: Miniproject_2")
     e.add_argument("--weights", metavar="PATH|RUN", type=_path, default=None,
                    help="a checkpoint file or a stored run (default: the shipped bestmodel.pth)")
-    e.add_argument("--data", default=None, help="sample | course:DIR | images:DIR (default: course:data if "
+    e.add_argument("--data", default=None, help="sample | leaves | course:DIR | images:DIR, or a mix "
+                                                "(sample+leaves, sample@0.3+leaves@0.7) (default: course:data if "
                                                 "./data/train_data.pkl exists, else sample)")
     e.add_argument("--noise", default="mix", type=_noise, metavar="SPEC", help="noise for generated data")
     e.add_argument("--n-val", type=pairs, default=None,
@@ -363,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, metavar="DIR", type=_path,
                    help="folder for train_data.pkl and val_data.pkl")
     m.add_argument("--force", action="store_true", help="replace existing train_data.pkl / val_data.pkl")
-    m.add_argument("--source", default="sample", metavar="SPEC", help="sample | images:DIR | course:DIR")
+    m.add_argument("--source", default="sample", metavar="SPEC",
+                   help="sample | leaves | images:DIR | course:DIR, or a mix such as sample+leaves")
     m.add_argument("--noise", default="mix", type=_noise, metavar="SPEC", help="noise of the generated pairs")
     m.add_argument("--n-train", type=pairs, default=50000, help="training pairs")
     m.add_argument("--n-val", type=pairs, default=1000, help="validation pairs")
