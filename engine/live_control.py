@@ -11,6 +11,10 @@ from .events import ControlEvent
 from .states import RunState
 from .threads import AUTO, MAX_THREADS, threads_text, threads_value
 
+# the trainer's own live settings, beside the Model's: name -> (its value from text or the settings channel's number,
+# its value in words); both take ``auto``, which the channel carries as a number
+TRAINER_SETTINGS = {"threads": (threads_value, threads_text), "eval_every": (parse_eval_every, eval_every_text)}
+
 
 class LiveControl:
     """Control calls and their application (a part of ``Trainer``: it uses the trainer's model, schedule, condition
@@ -56,12 +60,8 @@ class LiveControl:
     def set_hyperparameter(self, name: str, value) -> None:
         """Change one live hyper-parameter; checked now (ValueError names the problem), applied before the next step
         (while paused: at once). An event records it."""
-        if name == "threads":
-            value = threads_value(value)
-        elif name == "eval_every":
-            value = parse_eval_every(value)
-        else:
-            value = self.model.check_hyperparameter(name, value)
+        own = TRAINER_SETTINGS.get(name)
+        value = own[0](value) if own else self.model.check_hyperparameter(name, value)
         with self._cv:
             self._pending[name] = value
             self._cv.notify_all()
@@ -141,10 +141,6 @@ class LiveControl:
 
 
 def setting_text(name: str, value) -> str:
-    """A live setting's value as a person reads it (the settings channel's numbers: threads and eval_every have
-    ``auto``)."""
-    if name == "threads":
-        return threads_text(int(value))
-    if name == "eval_every":
-        return eval_every_text(int(value))
-    return f"{value:g}"
+    """A live setting's value as a person reads it (from the settings channel's number)."""
+    own = TRAINER_SETTINGS.get(name)
+    return own[1](int(value)) if own else f"{value:g}"

@@ -14,12 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.cadence import parse_eval_every
 from engine.config import RunConfig
 from engine.errors import N2NError
 from engine.events import Event, StateEvent
+from engine.live_control import TRAINER_SETTINGS
 from engine.states import ACTIVE, RunState
-from engine.threads import threads_value
 
 from .protocol import SOCKET_NAME, ProtocolError, decode_events, line, socket_path, unix_address
 
@@ -29,12 +28,10 @@ class ControlError(N2NError, ValueError):
 
 
 def wire_value(name: str, value) -> float:
-    """A hyper-parameter's value as the ``set`` command carries it: a number (``auto`` travels as threads' 0 and
-    eval_every's -1)."""
-    if name == "threads":
-        value = threads_value(value)
-    elif name == "eval_every":
-        value = parse_eval_every(value)
+    """A hyper-parameter's value as the ``set`` command carries it: a number (the trainer's own settings turn
+    ``auto`` into theirs)."""
+    if name in TRAINER_SETTINGS:
+        value = TRAINER_SETTINGS[name][0](value)
     try:
         return float(value)
     except (TypeError, ValueError):

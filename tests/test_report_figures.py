@@ -146,9 +146,8 @@ def test_the_error_maps_have_a_colour_bar(store):
         close(fig)
 
 
-def test_an_older_store_is_upgraded_and_then_keeps_the_baseline(tmp_path):
-    """A schema-6 store (before the baseline was kept): opened for writing it gains the column, its runs read None
-    (the report recomputes theirs), and a new run's evaluations record it."""
+def _schema6_store(tmp_path):
+    """A store as schema 6 left it (no psnr_noisy column), with one finished run, 20240101-000000-aaaa."""
     root = tmp_path / "runs"
     root.mkdir()
     conn = sqlite3.connect(root / "sessions.sqlite")
@@ -159,6 +158,13 @@ def test_an_older_store_is_upgraded_and_then_keeps_the_baseline(tmp_path):
     conn.commit()
     assert "psnr_noisy" not in [c[1] for c in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
+    return root
+
+
+def test_an_older_store_is_upgraded_and_then_keeps_the_baseline(tmp_path):
+    """A schema-6 store (before the baseline was kept): opened for writing it gains the column, its runs read None
+    (the report recomputes theirs), and a new run's evaluations record it."""
+    root = _schema6_store(tmp_path)
     with Store(root) as s:
         assert s.get_run("20240101-000000-aaaa")["psnr_noisy"] is None
         run = s.new_run(RunConfig())
@@ -177,15 +183,7 @@ def test_runs_and_show_read_an_older_store_after_an_upgrade_and_say_why_where_th
     be written, instead of refusing until a training command came by; in a read-only folder it says what to do."""
     from tui.cli import main
 
-    root = tmp_path / "runs"
-    root.mkdir()
-    conn = sqlite3.connect(root / "sessions.sqlite")
-    conn.executescript(SCHEMA.replace(",\n    psnr_noisy REAL", ""))
-    conn.executemany("INSERT INTO n2n_meta VALUES (?, ?)", [("app", "n2n-tui"), ("schema", "6")])
-    conn.execute("INSERT INTO runs (id, engine, config, state, started, updated) VALUES "
-                 "('20240101-000000-aaaa', 1, ?, 'finished', 1, 2)", (json.dumps(RunConfig().to_dict()),))
-    conn.commit()
-    conn.close()
+    root = _schema6_store(tmp_path)
     os.chmod(root, 0o500)
     try:
         if not os.access(root, os.W_OK):  # (root writes into read-only folders: nothing to see there)
