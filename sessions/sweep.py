@@ -65,10 +65,14 @@ class TrialView:
     lr: float | None = None
     history: list = field(default_factory=list)  # (step, psnr)
     last_eval: object = None
+    # population-based training: each exploit of this trial, oldest first, as
+    # {"step", "time", "from_trial", "from_run", "from_step", "from_psnr", "changes": {name: [old, new]}};
+    # ``params`` always holds the trial's current hyper-parameters (after explores and changes by hand)
+    lineage: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("trial", "run", "params", "state", "step", "total_steps", "psnr",
-                                               "best_psnr", "best_step", "early_stopped", "node")}
+                                               "best_psnr", "best_step", "early_stopped", "node", "lineage")}
 
     @property
     def improved(self) -> bool:
