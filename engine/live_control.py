@@ -57,33 +57,37 @@ class LiveControl:
                                      f"{AUTO_EVALS} per run and at least one a minute"}
         return out
 
-    def set_hyperparameter(self, name: str, value) -> None:
+    def set_hyperparameter(self, name: str, value, *, note: str = "") -> None:
         """Change one live hyper-parameter; checked now (ValueError names the problem), applied before the next step
-        (while paused: at once). An event records it."""
+        (while paused: at once). An event records it; ``note`` says who changed it when not a person (e.g. "PBT
+        explore"), in the event's words."""
         own = TRAINER_SETTINGS.get(name)
         value = own[0](value) if own else self.model.check_hyperparameter(name, value)
         with self._cv:
             self._pending[name] = value
+            self._notes[name] = note
             self._cv.notify_all()
 
     def _take_requests(self):
         with self._cv:
             pending, self._pending = self._pending, {}
+            pending = {name: (value, self._notes.pop(name, "")) for name, value in pending.items()}
             queued, self._queued = self._queued, []
             return pending, queued, self._want_pause, self._want_stop
 
     def _apply(self, pending: dict, queued) -> None:
         current = self.model.hyperparameters()
-        for name, value in pending.items():
+        for name, (value, note) in pending.items():
+            said = f" ({note})" if note else ""
             if name == "threads":
                 if value != self.threads.setting:
-                    self._emit(ControlEvent(self.run_id, action="set", detail=self.threads.set_setting(value),
+                    self._emit(ControlEvent(self.run_id, action="set", detail=self.threads.set_setting(value) + said,
                                             step=self.step, value=float(value), name=name))
                 continue
             if name == "eval_every":
                 if value != self.evals.setting:
                     old, self.evals.setting = self.evals.setting, value
-                    detail = f"eval_every {eval_every_text(old)} -> {eval_every_text(value)}"
+                    detail = f"eval_every {eval_every_text(old)} -> {eval_every_text(value)}{said}"
                     self._emit(ControlEvent(self.run_id, action="set", detail=detail, step=self.step,
                                             value=float(value), name=name))
                 continue
@@ -104,7 +108,7 @@ class LiveControl:
                     if self.dataset is not None and self.steps_per_epoch:
                         self.total_steps = self.step + self._remaining_steps()
                 detail = f"{name} {old:g} -> {value:g}" if old is not None else f"{name} -> {value:g}"
-            self._emit(ControlEvent(self.run_id, action="lr" if name == "lr" else "set", detail=detail,
+            self._emit(ControlEvent(self.run_id, action="lr" if name == "lr" else "set", detail=detail + said,
                                     step=self.step, value=float(value), name=name))
         for ev in queued:
             self._emit(ev)

@@ -83,6 +83,10 @@ class TrainState:
     def _restore(self, snap: dict) -> None:
         self.model.load_state_dict(_clone(snap))  # a fresh copy: the optimizer may keep references
 
+    def save_state(self) -> None:
+        """Write the full state now (between two steps, or from an evaluation's sink: a sweep's checkpoint)."""
+        self._save_state()
+
     def _save_state(self) -> None:
         """Full training state: model + optimizer, step, RNG, best, guard history, and the last good weights (the
         rollback target after a resume: the live weights may not have been judged yet)."""

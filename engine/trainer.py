@@ -107,6 +107,7 @@ class Trainer(LiveControl, TrainState):
         self._pause_message = ""
         self._stop_message = ""
         self._pending: dict[str, object] = {}     # live hyper-parameter changes, applied between two steps
+        self._notes: dict[str, str] = {}         # ... and who made them, when not a person (PBT)
         self._queued: list[Event] = []
         self._started = False
         self._done = False

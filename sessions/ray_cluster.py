@@ -117,3 +117,22 @@ def ray_session() -> str | None:
         return ray._private.worker._global_node.get_session_dir_path()
     except Exception:
         return None
+
+
+def tune_space(space: dict) -> dict:
+    """The spec's space as Ray Tune samplers (randint's high end is included, as in the spec)."""
+    from ray import tune
+
+    out = {}
+    for k, (kind, args) in space.items():
+        if kind == "loguniform":
+            out[k] = tune.loguniform(*args)
+        elif kind == "uniform":
+            out[k] = tune.uniform(*args)
+        elif kind == "randint":
+            out[k] = tune.randint(args[0], args[1] + 1)
+        elif kind == "choice":
+            out[k] = tune.choice(args)
+        else:
+            out[k] = tune.grid_search(args)
+    return out

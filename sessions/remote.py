@@ -105,7 +105,7 @@ class RemoteRun:
 
     @property
     def where(self) -> str:
-        return f"runner pid {self.pid}"
+        return self._where or f"runner pid {self.pid}"
 
     def _apply_hello(self, h: dict) -> None:
         self.run_id = h.get("run", "")
@@ -117,6 +117,7 @@ class RemoteRun:
         last = h.get("last_eval")
         self.last_eval = decode_events(last)[0] if isinstance(last, dict) else None
         self._hyper = h.get("hyperparameters") or {}
+        self._where = h.get("where") if isinstance(h.get("where"), str) else None  # a sweep trial says whose it is
 
     def add_sink(self, sink) -> None:
         self._sinks = self._sinks + [sink]

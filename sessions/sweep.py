@@ -19,32 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import patches
-from engine.config import RunConfig
 from engine.fileio import atomic_write_bytes, make_dir
 from engine.states import LIVE, PENDING_OR_RUNNING, RunState
 
 from . import ray_cluster  # noqa: F401  (it sets Tune's environment: before Tune loads)
+from .ray_cluster import tune_space
 from .sweep_spec import SpecError, SweepSpec
 from .trial import trial_main
-
-
-def tune_space(space: dict) -> dict:
-    """The spec's space as Ray Tune samplers (randint's high end is included, as in the spec)."""
-    from ray import tune
-
-    out = {}
-    for k, (kind, args) in space.items():
-        if kind == "loguniform":
-            out[k] = tune.loguniform(*args)
-        elif kind == "uniform":
-            out[k] = tune.uniform(*args)
-        elif kind == "randint":
-            out[k] = tune.randint(args[0], args[1] + 1)
-        elif kind == "choice":
-            out[k] = tune.choice(args)
-        else:
-            out[k] = tune.grid_search(args)
-    return out
+from .trial_control import Steering, TrialRun  # noqa: F401  (TrialRun: a trial as a RunHandle, for the view)
 
 
 @dataclass
@@ -69,6 +51,7 @@ class TrialView:
     # {"step", "time", "from_trial", "from_run", "from_step", "from_psnr", "changes": {name: [old, new]}};
     # ``params`` always holds the trial's current hyper-parameters (after explores and changes by hand)
     lineage: list = field(default_factory=list)
+    status: dict = field(default_factory=dict)   # what the trial last said of itself (through the mailbox)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("trial", "run", "params", "state", "step", "total_steps", "psnr",
@@ -96,6 +79,8 @@ class SweepDriver:
         self._stop_trials: set[str] = set()
         self._stop_all = False
         self._lock = threading.Lock()
+        self.steering: Steering | None = None  # while the sweep runs: viewers' commands to trials, their events
+        self._tune_trials: dict[str, object] = {}  # trial id -> Tune's Trial (PBT explores from its config)
         self.storage = Path(spec.storage or store.root / "sweeps").resolve()
         self.state = RunState.PENDING
 
@@ -157,6 +142,10 @@ class SweepDriver:
             # time is training progress in per mille, so trials of different batch sizes meet at the same rungs
             scheduler = ASHAScheduler(time_attr="progress", max_t=1000, grace_period=max(1, round(1000 * spec.grace)),
                                       reduction_factor=2)
+        elif spec.scheduler == "pbt":
+            from .pbt import pbt_scheduler
+
+            scheduler = pbt_scheduler(spec, self._exploited)
         trainable = tune.with_resources(trial_main, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
         if spec.storage is None and not self.storage.exists():  # our own folder for Tune's checkpoints: as private
             make_dir(self.storage, self.store.folder_mode)          # as the run folders (Tune's files follow umask)
@@ -169,6 +158,7 @@ class SweepDriver:
             self.store.new_sweep(self.sweep_id, spec.to_dict(), str(experiment))
             space = tune_space(spec.space)
             space["__spec__"] = spec.to_dict()
+            space["__sweep__"] = self.sweep_id  # the trials find the sweep's mailbox by it
             tuner = tune.Tuner(
                 trainable, param_space=space,
                 tune_config=tune.TuneConfig(metric=spec.metric, mode="max", scheduler=scheduler,
@@ -176,7 +166,7 @@ class SweepDriver:
                                             reuse_actors=True),  # a worker trains trial after trial: no restart
                 run_config=tune.RunConfig(name=self.sweep_id, storage_path=str(self.storage), verbose=0,
                                           stop=self._stopper(), callbacks=[_Callback(self)],
-                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=self._keep())))
         if self.resume:  # a restored Tuner keeps its own run config: hand it our callback and stopper again
             rc = tuner._local_tuner._run_config if hasattr(tuner, "_local_tuner") else None
             if rc is not None:
@@ -185,6 +175,7 @@ class SweepDriver:
         self.state = RunState.RUNNING
         self.store.set_sweep_state(self.sweep_id, RunState.RUNNING)
         final = RunState.FAILED
+        self.steering = Steering(self)
         try:
             tuner.fit()
             # Tune answers Ctrl-C by winding down and returning: a sweep is finished only when every trial ended
@@ -196,6 +187,7 @@ class SweepDriver:
             final = RunState.STOPPED
             raise
         finally:
+            self.steering.shutdown()
             self.state = final
             for trial in self.trials.values():  # trials Tune never ended (Ctrl-C, a driver error): say so
                 if trial.state in PENDING_OR_RUNNING:
@@ -206,6 +198,12 @@ class SweepDriver:
             self._emit({"event": "sweep_end", "state": final, "best": best.to_dict() if best else None})
         return {"sweep": self.sweep_id, "state": final, "best": best.to_dict() if best else None,
                 "trials": [t.to_dict() for t in self.trials.values()]}
+
+    def _keep(self) -> int | None:
+        """Checkpoints Tune keeps per trial: the last (its best weights and state travel in it); under PBT all of
+        them (Tune hands a donor's checkpoint to another trial by its path, and deleting old ones under a limit then
+        fails on paths two trials share: Ray 2.60's checkpoint manager, seen here)."""
+        return 1 if self.spec.scheduler != "pbt" else None
 
     def best(self) -> TrialView | None:
         """The winner: the best PSNR among trials whose training improved on their start (``TrialView.improved``);
@@ -220,6 +218,11 @@ class SweepDriver:
         from .recorder import Recorder
 
         params = {k: v for k, v in trial.config.items() if not k.startswith("__")}
+        self._tune_trials[trial.trial_id] = trial
+        known = self.trials.get(trial.trial_id)
+        if known is not None and known.state in PENDING_OR_RUNNING:  # PBT restarted it (paused, or exploiting)
+            known.params = params
+            return
         existing = self.store.find_trial_run(self.sweep_id, trial.trial_id)
         if existing is not None:  # a resumed sweep continues the trial's run
             run_id = existing
@@ -232,28 +235,22 @@ class SweepDriver:
         self._record(trial.trial_id, StateEvent(run_id, RunState.RUNNING))
         view = TrialView(trial.trial_id, run_id, params, state=RunState.RUNNING)
         self.trials[trial.trial_id] = view
+        if self.steering is not None:
+            self.steering.open(trial.trial_id)
         self._emit({"event": "trial_start", "trial": trial.trial_id, "run": run_id, "params": params})
 
     def _result(self, trial, result: dict) -> None:
-        from engine.events import ControlEvent, EvalEvent, StateEvent, StepEvent
-
+        from engine.events import EvalEvent
 
         view = self.trials.get(trial.trial_id)
         if view is None:
             return
+        if self.steering is not None:
+            self.steering.drain()  # what the trial did before this result is recorded before it
         rec, run = self.recorders[trial.trial_id], view.run
         view.lr = result.get("lr", view.lr)
         total = int(result.get("total_steps") or 0)
-        for s, e, loss, lr, ips, t in result.get("steps") or []:
-            loss = float("nan") if loss is None else loss
-            self._record(trial.trial_id, StepEvent(run, s, e, loss, lr, ips, total, time=t))
-        for d in result.get("events") or []:
-            if d.get("event") == "control":
-                self._record(trial.trial_id, ControlEvent(run, d["action"], d.get("detail", ""), d.get("step", 0),
-                                                          d.get("value"), time=d.get("time", time.time())))
-            elif d.get("event") == "state" and d.get("state") in LIVE:
-                self._record(trial.trial_id, StateEvent(run, d["state"], d.get("message", ""), d.get("step", 0),
-                                                        d.get("epoch", 0)))
+        self._record_batch(trial.trial_id, {**result, "total_steps": total})
         ev = result.get("eval")
         if isinstance(ev, dict):
             samples = ev.get("samples") or {}
@@ -275,6 +272,70 @@ class SweepDriver:
         self._emit({"event": "trial_result", "trial": trial.trial_id, "run": run, "step": view.step,
                     "total_steps": view.total_steps, "psnr": view.psnr, "best_psnr": view.best_psnr,
                     "node": view.node})
+
+    def _record_batch(self, trial_id: str, batch: dict) -> None:
+        """A trial's steps and events (``{"steps": [[step, epoch, loss, lr, img/s, time]], "events": [...],
+        "total_steps"}``), from its result or its mailbox, into its run's record."""
+        from engine.events import ControlEvent, StateEvent, StepEvent
+
+        view = self.trials.get(trial_id)
+        if view is None or trial_id not in self.recorders:
+            return
+        run = view.run
+        total = int(batch.get("total_steps") or (view.status or {}).get("total_steps") or view.total_steps or 0)
+        steps = batch.get("steps") or []
+        for s, e, loss, lr, ips, t in steps:
+            loss = float("nan") if loss is None else loss
+            self._record(trial_id, StepEvent(run, s, e, loss, lr, ips, total, time=t))
+        if steps:
+            view.step, view.lr, view.total_steps = int(steps[-1][0]), steps[-1][3], total or view.total_steps
+        for d in batch.get("events") or []:
+            if d.get("event") == "control":
+                self._record(trial_id, ControlEvent(run, d["action"], d.get("detail", ""), d.get("step", 0),
+                                                    d.get("value"), d.get("name"), time=d.get("time", time.time())))
+            elif d.get("event") == "state" and d.get("state") in LIVE:
+                view.state = d["state"]
+                self._record(trial_id, StateEvent(run, d["state"], d.get("message", ""), d.get("step", 0),
+                                                  d.get("epoch", 0)))
+
+    def _exploited(self, trial, donor, old: dict, new: dict, result: dict, donor_result: dict) -> None:
+        """PBT replaced ``trial``'s training with ``donor``'s (as of ``donor_result``) and explores ``new`` settings:
+        recorded on the trial's run (an event; its settings as the trial applies them) and in its lineage."""
+        from engine.events import ControlEvent
+
+        view, source = self.trials.get(trial.trial_id), self.trials.get(donor.trial_id)
+        if view is None or source is None:
+            return
+        changes = {k: [old.get(k), v] for k, v in new.items() if not k.startswith("__") and old.get(k) != v}
+        psnr = donor_result.get("psnr")
+        entry = {"step": int(result.get("step", view.step)), "time": time.time(), "from_trial": donor.trial_id,
+                 "from_run": source.run, "from_step": int(donor_result.get("step", source.step)),
+                 "from_psnr": psnr if isinstance(psnr, (int, float)) and math.isfinite(psnr) else None,
+                 "changes": changes}
+        view.lineage.append(entry)
+        view.params = {k: v for k, v in new.items() if not k.startswith("__")}
+        psnr = f", {entry['from_psnr']:.2f} dB" if entry["from_psnr"] is not None else ""
+        said = ", ".join(f"{k} {_num(a)} -> {_num(b)}" for k, (a, b) in changes.items())
+        self._record(trial.trial_id, ControlEvent(
+            view.run, "exploit", f"took the weights of trial {donor.trial_id} (run {source.run}, step "
+            f"{entry['from_step']}{psnr}); explores {said or 'the same settings'}", entry["step"]))
+        self.recorders[trial.trial_id].flush()
+        self._emit({"event": "exploit", "trial": trial.trial_id, "run": view.run, **{
+            k: entry[k] for k in ("step", "from_trial", "from_run", "from_step", "from_psnr", "changes")}})
+
+    def _set_by_hand(self, trial_id: str, name: str, value) -> None:
+        """A person changed a trial's setting: Tune's copy of its config follows, so PBT's later explores (and a
+        restart of the trial) start from it."""
+        view, tune_trial = self.trials.get(trial_id), self._tune_trials.get(trial_id)
+        if view is None:
+            return
+        old = view.params.get(name)
+        if tune_trial is not None and name in tune_trial.config:
+            tune_trial.config[name] = value
+        if name in view.params:
+            view.params = {**view.params, name: value}
+        self._emit({"event": "trial_set", "trial": trial_id, "run": view.run, "name": name, "value": value,
+                    "old": old, "by": "hand"})
 
     def _checkpoint(self, trial, checkpoint) -> None:
         """The trial's best weights (and latest state) into its run's folder, so export and resume work here."""
@@ -322,13 +383,16 @@ class SweepDriver:
             self._end_trial(view, RunState.STOPPED, "stopped from the sweep")
         elif view.total_steps and view.step < view.total_steps:
             view.early_stopped = True
-            self._end_trial(view, RunState.STOPPED, f"early-stopped by ASHA at step {view.step} of {view.total_steps}")
+            self._end_trial(view, RunState.STOPPED, f"early-stopped by {self.spec.scheduler.upper()} at step "
+                                                    f"{view.step} of {view.total_steps}")
         else:
             self._end_trial(view, RunState.FINISHED, "")
 
     def _end_trial(self, view: TrialView, state: str, message: str) -> None:
         from engine.events import StateEvent
 
+        if self.steering is not None:
+            self.steering.close(view.trial)
         view.state = state
         if view.trial in self.recorders:
             self._record(view.trial, StateEvent(view.run, state, message, view.step))
@@ -374,69 +438,5 @@ def _Callback(driver: SweepDriver):
     return Callback(driver)
 
 
-class TrialRun:
-    """One trial of a running sweep as a ``RunHandle``, for the ordinary dashboard: its events come from the driver;
-    it can be stopped (by the sweep's stopper, at its next evaluation) and its best weights exported, but not paused
-    or re-tuned: the sweep owns its settings. It lives on when its dashboard closes."""
-
-    lives_on = True
-
-    def __init__(self, driver: SweepDriver, trial_id: str):
-        self.driver, self.trial_id = driver, trial_id
-        view = driver.trials[trial_id]
-        self.run_id = view.run
-        row = driver.store.get_run(view.run, metrics=False, events=False)
-        self.config = RunConfig.from_dict(row["config"])
-        self.device, self.epoch, self.best_step, self.message = row["config"].get("device") or "", row["epoch"], \
-            row["best_step"], ""
-        self.pid = os.getpid()
-        self.where = f"trial {trial_id} of {driver.sweep_id}"
-        self.run_dir = driver.store.run_dir(view.run)
-        self._sinks: list = []
-
-    def _view(self) -> TrialView:
-        return self.driver.trials[self.trial_id]
-
-    state = property(lambda self: self._view().state)
-    step = property(lambda self: self._view().step)
-    total_steps = property(lambda self: self._view().total_steps)
-    best_psnr = property(lambda self: self._view().best_psnr)
-    lr = property(lambda self: self._view().lr)
-
-    def add_sink(self, sink) -> None:
-        self._sinks.append(sink)
-        self.driver.trial_sinks.setdefault(self.trial_id, []).append(sink)
-
-    @property
-    def alive(self) -> bool:
-        return self.state in PENDING_OR_RUNNING
-
-    def start(self) -> None:
-        pass  # the sweep runs it already
-
-    def hyperparameters(self) -> dict:
-        return {}  # the sweep's settings, none live
-
-    def _refuse(self, *args) -> None:
-        raise ValueError("a sweep trial runs with the sweep's settings: it can be stopped (x), not paused or re-tuned")
-
-    pause = resume = set_hyperparameter = _refuse
-
-    def stop(self, reason: str = "") -> None:
-        self.driver.stop_trial(self.trial_id)
-
-    def export(self, path=None, force: bool = False) -> dict:
-        from .export import export_run
-
-        return export_run(self.driver.store, self.run_id, path, force=force)
-
-    def latest_patches(self):
-        e = self._view().last_eval
-        return (e.noisy, e.denoised, e.clean) if e is not None and e.noisy is not None else None
-
-    def close(self) -> None:
-        sinks = self.driver.trial_sinks.get(self.trial_id, [])
-        for sink in self._sinks:
-            if sink in sinks:
-                sinks.remove(sink)
-        self._sinks = []
+def _num(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

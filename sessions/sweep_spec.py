@@ -15,9 +15,10 @@ from engine.errors import N2NError
 from engine.fileio import kernel_interface
 
 SPEC_KEYS = {"trials", "concurrency", "scheduler", "metric", "cpus_per_trial", "gpus_per_trial", "storage", "space",
-             "name", "grace"}
+             "name", "grace", "perturbation_interval", "perturbation_steps", "quantile", "resample_probability"}
+PBT_KEYS = ("perturbation_interval", "perturbation_steps", "quantile", "resample_probability")
 SAMPLERS = ("loguniform", "uniform", "randint", "choice", "grid")
-SCHEDULERS = ("asha", "none")
+SCHEDULERS = ("asha", "pbt", "none")
 METRICS = ("psnr", "best_psnr")
 
 
@@ -37,6 +38,13 @@ class SweepSpec:
     gpus_per_trial: float = 0.0
     storage: str | None = None        # where Tune keeps trials' checkpoints: a path every node can reach
     grace: float = 0.25               # ASHA: the share of its training a trial gets before it can be stopped
+    # PBT: a trial is judged every ``perturbation_interval`` evaluations (or every ``perturbation_steps`` steps, when
+    # given); one in the bottom ``quantile`` takes the weights of one in the top and perturbs its live settings, each
+    # redrawn from the space with ``resample_probability`` (else multiplied by 0.8 or 1.2, or a neighbouring choice)
+    perturbation_interval: int = 4
+    perturbation_steps: int | None = None
+    quantile: float = 0.25
+    resample_probability: float = 0.25
     name: str = ""
 
     def to_dict(self) -> dict:
@@ -56,6 +64,10 @@ class SweepSpec:
 
     def trial_count(self) -> int:
         return self.samples() * self.grid_size()
+
+    def mutations(self) -> dict:
+        """PBT: the searched settings a trial can change while it trains (the Model's live hyper-parameters)."""
+        return {k: v for k, v in self.space.items() if k in live_settings(self.fixed.get("engine", 1))}
 
     def trial_config(self, params: dict) -> RunConfig:
         """The RunConfig of a trial with sampled ``params`` (model options go into ``model``)."""
@@ -108,6 +120,11 @@ def check_spec(raw: dict, name: str = "sweep") -> SweepSpec:
     number("cpus_per_trial", float, 0.0)
     number("gpus_per_trial", float, 0.0)
     number("grace", float, 0.01, 1.0)
+    number("perturbation_interval", int, 1, 1_000_000)
+    number("quantile", float, 0.01, 0.5)
+    number("resample_probability", float, 0.0, 1.0)
+    if raw.get("perturbation_steps") is not None:
+        number("perturbation_steps", int, 1, 10**9)
     if spec.cpus_per_trial == 0 and spec.gpus_per_trial == 0:
         raise SpecError("cpus_per_trial: a trial needs some CPU or GPU (both are 0)")
     for key, allowed in (("scheduler", SCHEDULERS), ("metric", METRICS)):
@@ -142,6 +159,13 @@ def check_spec(raw: dict, name: str = "sweep") -> SweepSpec:
             raise SpecError(f"space.{key}: also fixed at the top level; keep one")
         spec.space[key] = _check_dist(key, dist)
 
+    if spec.scheduler == "pbt":
+        _check_pbt(spec, raw, engine)
+    else:
+        given = [k for k in PBT_KEYS if k in raw]
+        if given:
+            raise SpecError(f"{given[0]}: a setting of scheduler = \"pbt\" (this sweep's scheduler is "
+                            f"{spec.scheduler})")
     # every combination that can come out must make a valid run: check the extremes / every choice, for real
     for params in _corners(spec.space):
         try:
@@ -154,6 +178,30 @@ def check_spec(raw: dict, name: str = "sweep") -> SweepSpec:
         except TypeError as e:
             raise SpecError(f"space: {e}") from None
     return spec
+
+
+def live_settings(engine: int) -> tuple[str, ...]:
+    """The settings of the space that a trial can change while it trains: the engine's Model's live
+    hyper-parameters that a run's config also sets (lr, batch_size)."""
+    from engine.models import model_module
+
+    run_fields = {f.name for f in fields(RunConfig)}
+    return tuple(k for k in model_module(engine).Model.HYPERPARAMETERS if k in run_fields)
+
+
+def _check_pbt(spec: SweepSpec, raw: dict, engine: int) -> None:
+    if "perturbation_interval" in raw and "perturbation_steps" in raw:
+        raise SpecError("perturbation_steps: give perturbation_interval (evaluations) or perturbation_steps, not both")
+    if not spec.mutations():
+        raise SpecError(f"scheduler: pbt changes live settings as trials train, and space has none of "
+                        f"{', '.join(live_settings(engine))}")
+    if spec.trial_count() < 2:
+        raise SpecError(f"trials: pbt needs a population of at least 2 trials, got {spec.trial_count()}")
+    if spec.metric != "psnr":
+        raise SpecError("metric: pbt compares trials on their latest PSNR; use metric = \"psnr\"")
+    fixed_eval = spec.fixed.get("eval_every", "auto")
+    if fixed_eval == 0:
+        raise SpecError("eval_every: pbt judges trials at evaluations; 0 (epoch ends only) leaves it too few")
 
 
 def _check_dist(key: str, dist) -> tuple[str, list]:

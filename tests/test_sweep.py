@@ -88,7 +88,7 @@ def ray_processes(session: str | None = None) -> set[int]:
     ({"trials": 0, "space": {"lr": {"choice": [1e-3]}}}, "trials: must be between 1"),
     ({"concurrency": "2", "space": {"lr": {"choice": [1e-3]}}}, "concurrency: expected an integer"),
     ({"gpus_per_trial": -0.5, "space": {"lr": {"choice": [1e-3]}}}, "gpus_per_trial: must be at least 0"),
-    ({"scheduler": "hyperband", "space": {"lr": {"choice": [1e-3]}}}, "scheduler: must be one of asha, none"),
+    ({"scheduler": "hyperband", "space": {"lr": {"choice": [1e-3]}}}, "scheduler: must be one of asha, pbt, none"),
     ({"epochs": 0, "space": {"lr": {"choice": [1e-3]}}}, "epochs: must be a positive integer"),
     ({"lr": 1e-3, "space": {"lr": {"choice": [1e-3]}}}, "space.lr: also fixed at the top level"),
     ({"storage": "/dev/null", "space": {"lr": {"choice": [1e-3]}}}, "storage: /dev/null is a kernel interface"),

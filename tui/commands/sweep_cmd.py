@@ -81,6 +81,14 @@ def _headless(driver: SweepDriver, as_json: bool) -> int:
             tag = " (early-stopped)" if event["early_stopped"] else ""
             best = f"  best {event['best_psnr']:.2f} dB" if event["best_psnr"] is not None else ""
             print(f"trial {event['trial']} {event['state']}{tag}{best}", flush=True)
+        elif kind == "exploit":
+            changes = ", ".join(f"{k} {a:.3g} -> {b:.3g}" if isinstance(b, float) else f"{k} {a} -> {b}"
+                                for k, (a, b) in event["changes"].items())
+            psnr = f", {event['from_psnr']:.2f} dB" if event.get("from_psnr") is not None else ""
+            print(f"trial {event['trial']} took the weights of {event['from_trial']} (step {event['from_step']}{psnr}) "
+                  f"at step {event['step']}; {changes or 'same settings'}", flush=True)
+        elif kind == "trial_set":
+            print(f"trial {event['trial']}: {event['name']} {event['old']} -> {event['value']} (by hand)", flush=True)
         elif kind == "sweep_end":
             best = event["best"]
             line = f"sweep {event['sweep']} {event['state']}"
