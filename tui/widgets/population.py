@@ -88,7 +88,8 @@ class PopulationView(Widget):
         """The view as at most ``height`` lines ``width`` cells wide (a last line says what did not fit)."""
         if not self.trials:
             return [Text("no trial has started yet", style="dim")]
-        short = short_ids([t["trial"] for t in self.trials])
+        ids = [t["trial"] for t in self.trials] + [x["from_trial"] for t in self.trials for x in t.get("lineage") or ()]
+        short = short_ids(list(dict.fromkeys(ids)))
         out = self._population(short, width)
         if len(out) > height:
             cut = len(out) - height + 1
@@ -142,7 +143,7 @@ class PopulationView(Widget):
             changes = changes_text(x.get("changes") or {})
             lines.append(Text(f"{fmt_step(x['step']):>5} ← {short.get(x['from_trial'], x['from_trial'])}"
                               f"@{fmt_step(x['from_step'])}{psnr}" + (f": {changes}" if changes else "")))
-        head = Text(f"{short[trial['trial']]}'s exploits: step ← from@step, PSNR: explore", style="bold")
+        head = Text(f"{short[trial['trial']]}'s exploits: step ← from@step, PSNR", style="bold")
         keep = rows - 2
         if len(lines) > keep:
             lines = [Text(f"  … {len(lines) - keep + 1} older", style="dim")] + lines[len(lines) - keep + 1:]
