@@ -1,5 +1,6 @@
-"""``SweepScreen``: a sweep's trials live, best first; the selected trial's curves against the leader's; keys to stop
-a trial or the sweep, open a trial in the ordinary dashboard, and export the best trial's weights.
+"""``SweepScreen``: a sweep's trials live, best first; the selected trial's curves against the leader's, or (``p``)
+the population: whose weights each trial took, when (population-based training); keys to stop a trial or the sweep,
+open a trial in the ordinary dashboard, and export the best trial's weights.
 
 The sweep runs in a thread of this process (``SweepDriver.run``, Ray Tune underneath); its events arrive on a queue
 that a timer drains, as in the dashboard, so Tune never waits for the screen.
@@ -15,12 +16,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label
+from textual.widgets import ContentSwitcher, Footer, Label
 
 from engine.errors import first_line
 from engine.states import PENDING_OR_RUNNING
 
-from ..widgets import EventLog, LossPlot, PsnrPlot, TrialsTable
+from ..widgets import EventLog, LossPlot, PopulationView, PsnrPlot, TrialsTable
+from ..widgets.population import exploit_entry, trial_set_entry
 from .confirm import ConfirmScreen
 from .dashboard import DashboardScreen
 
@@ -48,6 +50,7 @@ class SweepScreen(Screen):
         Binding("enter", "open_trial", "Open", show=False),
         Binding("o", "open_trial", "Open"),
         Binding("e", "export_best", "Export best"),
+        Binding("p", "population", "Population"),
         Binding("q", "quit_sweep", "Quit"),
     ]
 
@@ -65,10 +68,15 @@ class SweepScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Label("", id="sweep-title")
         yield TrialsTable(id="trials")
+        # a population-based sweep opens on its population: at 80x24 each plot is a few rows high, and its jumps
+        # (a trial taking another's weights) are what the population view explains; ``p`` switches
+        shown = "population" if self.driver.spec.scheduler == "pbt" else "sweep-plots"
         with Horizontal(id="sweep-main"):
-            with Vertical(id="sweep-plots"):
-                yield PsnrPlot(id="psnr-plot", title="validation PSNR (dB): selected vs leader")
-                yield LossPlot(id="loss-plot", title="loss (log scale): selected vs leader")
+            with ContentSwitcher(id="sweep-view", initial=shown):
+                with Vertical(id="sweep-plots"):
+                    yield PsnrPlot(id="psnr-plot", title="validation PSNR (dB): selected vs leader")
+                    yield LossPlot(id="loss-plot", title="loss (log scale): selected vs leader")
+                yield PopulationView(id="population")
             yield EventLog(id="events")
         yield Footer()
 
@@ -111,8 +119,18 @@ class SweepScreen(Screen):
         if changed:
             self.query_one(TrialsTable).show_trials([{**t.to_dict(), "tag": self._tags.get(t.run, "")}
                                                      for t in self.driver.trials.values()])
+            self.show_population()
             self._title()
         self.show_curves()
+
+    @property
+    def population_shown(self) -> bool:
+        return self.query_one("#sweep-view", ContentSwitcher).current == "population"
+
+    def show_population(self) -> None:
+        self.query_one(PopulationView).show_population([t.to_dict() for t in self.driver.trials.values()],
+                                                       self.driver.spec.scheduler,
+                                                       self.query_one(TrialsTable).cursor_trial)
 
     def _read_tags(self) -> bool:
         """The tags of the trials' runs, from the store; whether they changed."""
@@ -132,6 +150,10 @@ class SweepScreen(Screen):
         elif kind == "trial_end":
             tag = " (early-stopped)" if e.get("early_stopped") else ""
             log.add_event(f"{e['trial']} {e['state']}{tag}" + (f": {e['message']}" if e.get("message") else ""))
+        elif kind == "exploit":
+            log.add_event(exploit_entry(e), style="cyan")
+        elif kind == "trial_set":
+            log.add_event(trial_set_entry(e), style="yellow")
         elif kind == "sweep_end":
             log.add_event(f"sweep {e['state']}", style="bold")
         elif kind == "sweep_error":
@@ -144,12 +166,17 @@ class SweepScreen(Screen):
         done = sum(t.state not in PENDING_OR_RUNNING for t in trials)
         best = d.best()
         lead = f" · leader {best.trial} {best.best_psnr:.2f} dB" if best and best.best_psnr is not None else ""
+        exploits = sum(len(t.lineage) for t in trials)
+        pbt = f" · {exploits} exploit{'s' * (exploits != 1)}" if d.spec.scheduler == "pbt" or exploits else ""
         self.query_one("#sweep-title", Label).update(
             f"sweep {d.sweep_id} · {d.state} · {done}/{d.spec.trial_count()} trials done · "
-            f"scheduler {d.spec.scheduler}{lead}")
+            f"scheduler {d.spec.scheduler}{pbt}{lead}")
 
     def show_curves(self) -> None:
-        """The selected trial's PSNR and loss against the leader's (read from what the driver recorded)."""
+        """The selected trial's PSNR and loss against the leader's (read from what the driver recorded); not while
+        the population hides them (the store's loss points are read again when they show)."""
+        if self.population_shown:
+            return
         table = self.query_one(TrialsTable)
         chosen = table.cursor_trial
         best = self.driver.best()
@@ -178,6 +205,7 @@ class SweepScreen(Screen):
     def on_data_table_row_highlighted(self, event) -> None:
         self._shown_curves = None
         self.show_curves()
+        self.show_population()  # the selected trial's line, highlighted
 
     def on_data_table_row_selected(self, event) -> None:
         event.stop()
@@ -213,6 +241,14 @@ class SweepScreen(Screen):
     def _back_from_trial(self, screen) -> None:
         screen.trainer.close()
         self.app.pop_screen()
+
+    def action_population(self) -> None:
+        """Swap the plots and the population view (the same area)."""
+        switcher = self.query_one("#sweep-view", ContentSwitcher)
+        switcher.current = "sweep-plots" if self.population_shown else "population"
+        self._shown_curves = None
+        self.show_population()
+        self.show_curves()
 
     def action_export_best(self) -> None:
         best = self.driver.best()
