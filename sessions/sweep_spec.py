@@ -190,6 +190,8 @@ def live_settings(engine: int) -> tuple[str, ...]:
 
 
 def _check_pbt(spec: SweepSpec, raw: dict, engine: int) -> None:
+    if "concurrency" not in raw:  # a population trains at once; with fewer slots Tune time-shares by pausing trials
+        spec.concurrency = spec.trial_count()
     if "perturbation_interval" in raw and "perturbation_steps" in raw:
         raise SpecError("perturbation_steps: give perturbation_interval (evaluations) or perturbation_steps, not both")
     if not spec.mutations():

@@ -64,7 +64,7 @@ def trial_main(config: dict) -> None:
                 pending["events"].append(_event_record(ev))
         if ev.kind == "eval":
             if courier is not None:
-                courier.exchange()  # what came before the evaluation reaches the driver before it
+                courier.exchange_quietly()  # what came before the evaluation reaches the driver before it
             _report(trainer, trial_id, ev, pending, lock, run_dir)
 
     trainer.add_sink(sink)
@@ -120,10 +120,15 @@ class _Courier:
         from .mailbox import POLL_SECONDS
 
         while not self._done.wait(POLL_SECONDS):
-            try:
-                self.exchange()
-            except Exception:  # the mailbox is gone (the driver ended): train on, report through Tune
-                pass
+            self.exchange_quietly()
+
+    def exchange_quietly(self) -> None:
+        """``exchange``; when the mailbox cannot be reached (the driver is going), what was not delivered stays
+        pending and goes with the trial's next result to Tune instead."""
+        try:
+            self.exchange()
+        except Exception:
+            pass
 
     def exchange(self) -> None:
         import ray
@@ -132,7 +137,15 @@ class _Courier:
             batch = _take(self.pending, self.lock)
             events = [batch] if batch["steps"] or batch["events"] else []
             answers, self._answers = self._answers, []
-            commands = ray.get(self.mailbox.exchange.remote(self.trial_id, events, answers, self.status()))
+            try:
+                commands = ray.get(self.mailbox.exchange.remote(self.trial_id, events, answers, self.status()),
+                                   timeout=30)
+            except BaseException:
+                with self.lock:  # undelivered: back in front of what came since
+                    self.pending["steps"][:0] = batch["steps"]
+                    self.pending["events"][:0] = batch["events"]
+                self._answers[:0] = answers
+                raise
             for cmd_id, msg in commands:
                 self._answers.append((cmd_id, self._apply(msg)))
 
@@ -159,10 +172,7 @@ class _Courier:
         self._done.set()
         if self._thread.is_alive():
             self._thread.join(5)
-        try:
-            self.exchange()
-        except Exception:
-            pass
+        self.exchange_quietly()
 
 
 def _event_record(ev) -> dict:

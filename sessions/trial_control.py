@@ -50,8 +50,12 @@ class Steering:
                     self.driver._record_batch(trial, batch)
             for trial, st in status.items():
                 view = self.driver.trials.get(trial)
-                if view is not None:
-                    view.status = st
+                if view is None:
+                    continue
+                if not view.status and st.get("hyperparameters"):  # its launch values: where its settings
+                    values = {k: v.get("value") for k, v in st["hyperparameters"].items()}  # history starts
+                    self.driver.store.record_settings(view.run, st.get("step", 0), values)
+                view.status = st
 
     # --------------------------------------------------------------------------------------- viewers
     def open(self, trial: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from test_sweep import env, spec_file
 
 from sessions import Store
+from sessions.store import settings_changes
 from sessions.sweep_spec import SpecError, check_spec
 
 ray = pytest.importorskip("ray", reason="Ray Tune is an optional extra (pip install 'n2n-tui[sweep]')")
@@ -27,6 +28,8 @@ def test_pbt_spec_keys_are_checked_before_ray_starts():
     base = {"engine": 1, "epochs": 1, "trials": 4, "scheduler": "pbt", "space": {"lr": {"loguniform": [1e-4, 1e-2]}}}
     spec = check_spec(base)
     assert spec.mutations() == {"lr": ("loguniform", [1e-4, 1e-2])}
+    assert spec.concurrency == 4  # the population trains at once unless the spec says otherwise
+    assert check_spec({**base, "concurrency": 2}).concurrency == 2
     for change, needle in [
         ({"space": {"loss": {"choice": ["l1", "l2"]}}}, "scheduler: pbt changes live settings"),
         ({"trials": 1}, "trials: pbt needs a population of at least 2"),
@@ -63,6 +66,8 @@ def test_a_local_pbt_sweep_exploits_and_records_the_lineage(tmp_path):
             for name, (_, new) in x["changes"].items():  # the explored value: applied by the trial, recorded
                 assert any(r["name"] == name and r["value"] == pytest.approx(new) for r in s.settings(x["run"]))
                 assert any("(PBT explore)" in e["detail"] for e in run["events"] if e["kind"] == name)
+                # its settings history starts at the launch values, so report draws the change on the curves
+                assert name in settings_changes(s.settings(x["run"])), s.settings(x["run"])
     x = exploits[0]
     shown = subprocess.run([sys.executable, "-m", "tui.cli", "show", x["run"], "--runs-dir", str(runs)],
                            capture_output=True, text=True, env=env())
