@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import socket
 import tempfile
@@ -33,7 +34,8 @@ def trial_main(config: dict) -> None:
     params = {k: v for k, v in config.items() if not k.startswith("__")}
     cfg = spec.trial_config(params)
     trial_id = tune.get_context().get_trial_id()
-    run_dir = Path(tempfile.mkdtemp(prefix="n2n-trial-"))
+    _sweep_leftovers()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"n2n-trial-{os.getpid()}-"))
     resume_from, taken_from = None, None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a resumed sweep, a trial PBT paused, or one that took another trial's weights
@@ -80,10 +82,19 @@ def trial_main(config: dict) -> None:
         if leftover or final != RunState.FINISHED or courier is not None:
             tune.report({**_status(trainer), "final": final, **_take(pending, lock)})
     finally:
-        if courier is not None:
-            courier.close()
-        # what the trial wrote went to Tune as checkpoints; the worker (reused for the next trial) keeps nothing
+        # what the trial wrote went to Tune as checkpoints; the worker (reused for the next trial) keeps nothing. First:
+        # when Tune stops the trial (ASHA, PBT, the sweep's end) it gives this thread 2 s before it ends the worker
         shutil.rmtree(run_dir, ignore_errors=True)
+        if courier is not None:
+            courier.close(timeout=1.0)
+
+
+def _sweep_leftovers() -> None:
+    """Remove the working folders of trials whose worker was ended before it could (a worker Ray killed)."""
+    for d in Path(tempfile.gettempdir()).glob("n2n-trial-*-*"):
+        pid = d.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists() and d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 ORIGIN_FILE = "origin.json"   # in each checkpoint: the trial whose training it is (PBT hands it to others)
@@ -122,15 +133,15 @@ class _Courier:
         while not self._done.wait(POLL_SECONDS):
             self.exchange_quietly()
 
-    def exchange_quietly(self) -> None:
+    def exchange_quietly(self, timeout: float = 30.0) -> None:
         """``exchange``; when the mailbox cannot be reached (the driver is going), what was not delivered stays
         pending and goes with the trial's next result to Tune instead."""
         try:
-            self.exchange()
+            self.exchange(timeout)
         except Exception:
             pass
 
-    def exchange(self) -> None:
+    def exchange(self, timeout: float = 30.0) -> None:
         import ray
 
         with self._call:
@@ -139,7 +150,7 @@ class _Courier:
             answers, self._answers = self._answers, []
             try:
                 commands = ray.get(self.mailbox.exchange.remote(self.trial_id, events, answers, self.status()),
-                                   timeout=30)
+                                   timeout=timeout)
             except BaseException:
                 with self.lock:  # undelivered: back in front of what came since
                     self.pending["steps"][:0] = batch["steps"]
@@ -165,14 +176,14 @@ class _Courier:
                 "threads": t.threads.setting if isinstance(t.threads.setting, int) else None,
                 "busy_elsewhere": t.threads.busy}
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         """Stop the thread, then one last exchange: the trial's last events and answers reach the driver."""
         if self._done.is_set():
             return
         self._done.set()
         if self._thread.is_alive():
             self._thread.join(5)
-        self.exchange_quietly()
+        self.exchange_quietly(timeout)
 
 
 def _event_record(ev) -> dict:
