@@ -20,7 +20,8 @@ class RunState(StrEnum):
 LIVE = frozenset({RunState.RUNNING, RunState.PAUSED})        # a runner holds it: attach and ctl reach it
 ACTIVE = LIVE | {RunState.IDLE}                                 # not over yet: a viewer quitting asks first
 ENDED = frozenset({RunState.STOPPED, RunState.FINISHED, RunState.FAILED, RunState.CRASHED})
-PENDING_OR_RUNNING = frozenset({RunState.PENDING, RunState.RUNNING})  # a sweep or a trial not over yet
+PENDING_OR_RUNNING = frozenset({RunState.PENDING, RunState.RUNNING})  # a sweep not over yet
+UNDERWAY = PENDING_OR_RUNNING | {RunState.PAUSED}             # a sweep's trial not over yet (a person may pause one)
 CLEAN_END = frozenset({RunState.FINISHED, RunState.STOPPED})  # how a run ends with exit status 0
 STORED = (RunState.RUNNING, RunState.PAUSED, *sorted(ENDED))  # the states a run's row may hold
 

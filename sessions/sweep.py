@@ -20,7 +20,7 @@ from pathlib import Path
 
 from engine import patches
 from engine.fileio import atomic_write_bytes, make_dir
-from engine.states import LIVE, PENDING_OR_RUNNING, RunState
+from engine.states import LIVE, UNDERWAY, RunState
 
 from . import ray_cluster  # noqa: F401  (it sets Tune's environment: before Tune loads)
 from .ray_cluster import tune_space
@@ -180,7 +180,7 @@ class SweepDriver:
             tuner.fit()
             # Tune answers Ctrl-C by winding down and returning: a sweep is finished only when every trial ended
             ended = [r for r in self.store.trial_runs(self.sweep_id) if r["state"] not in LIVE]
-            complete = len(ended) >= spec.trial_count() and all(t.state not in PENDING_OR_RUNNING
+            complete = len(ended) >= spec.trial_count() and all(t.state not in UNDERWAY
                                                                  for t in self.trials.values())
             final = RunState.FINISHED if complete and not self._stop_all else RunState.STOPPED
         except KeyboardInterrupt:
@@ -190,7 +190,7 @@ class SweepDriver:
             self.steering.shutdown()
             self.state = final
             for trial in self.trials.values():  # trials Tune never ended (Ctrl-C, a driver error): say so
-                if trial.state in PENDING_OR_RUNNING:
+                if trial.state in UNDERWAY:
                     self._end_trial(trial, RunState.STOPPED, "the sweep stopped")
             best = self.best()
             self.store.set_sweep_state(self.sweep_id, final, best.run if best else None,
@@ -220,7 +220,7 @@ class SweepDriver:
         params = {k: v for k, v in trial.config.items() if not k.startswith("__")}
         self._tune_trials[trial.trial_id] = trial
         known = self.trials.get(trial.trial_id)
-        if known is not None and known.state in PENDING_OR_RUNNING:  # PBT restarted it (paused, or exploiting)
+        if known is not None and known.state in UNDERWAY:  # PBT restarted it (paused, or exploiting)
             known.params = params
             return
         existing = self.store.find_trial_run(self.sweep_id, trial.trial_id)
@@ -371,7 +371,7 @@ class SweepDriver:
 
     def _complete(self, trial, error: bool = False) -> None:
         view = self.trials.get(trial.trial_id)
-        if view is None or view.state not in PENDING_OR_RUNNING:
+        if view is None or view.state not in UNDERWAY:
             return
         last = trial.last_result or {}
         final = last.get("final")

@@ -10,7 +10,7 @@ import threading
 import time
 
 from engine.config import RunConfig
-from engine.states import ACTIVE, PENDING_OR_RUNNING
+from engine.states import ACTIVE, UNDERWAY
 
 from .mailbox import POLL_SECONDS, open_mailbox
 from .server import ControlServer
@@ -133,7 +133,7 @@ class Steering:
             reply = ray.get(self.mailbox.answer.remote(cmd_id), timeout=30)
             if reply is not None:
                 break
-            if time.monotonic() > deadline or view.state not in PENDING_OR_RUNNING:
+            if time.monotonic() > deadline or view.state not in UNDERWAY:
                 if ray.get(self.mailbox.withdraw.remote(trial, cmd_id), timeout=30):
                     raise ValueError(f"trial {trial} did not answer within {ANSWER_SECONDS:.0f} s; nothing changed")
                 deadline = time.monotonic() + ANSWER_SECONDS  # taken just now: its answer is on its way
@@ -195,7 +195,7 @@ class TrialRun:
 
     @property
     def alive(self) -> bool:
-        return self.state in PENDING_OR_RUNNING
+        return self.state in UNDERWAY
 
     def start(self) -> None:
         pass  # the sweep runs it already

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Label
 
 from engine.errors import first_line
-from engine.states import PENDING_OR_RUNNING
+from engine.states import UNDERWAY
 
 from ..widgets import EventLog, LossPlot, PopulationView, PsnrPlot, TrialsTable
 from ..widgets.population import exploit_entry, trial_set_entry
@@ -163,7 +163,7 @@ class SweepScreen(Screen):
     def _title(self) -> None:
         d = self.driver
         trials = list(d.trials.values())
-        done = sum(t.state not in PENDING_OR_RUNNING for t in trials)
+        done = sum(t.state not in UNDERWAY for t in trials)
         best = d.best()
         lead = f" · leader {best.trial} {best.best_psnr:.2f} dB" if best and best.best_psnr is not None else ""
         exploits = sum(len(t.lineage) for t in trials)
