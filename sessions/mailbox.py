@@ -26,10 +26,13 @@ class Mailbox:
         self._events: dict[str, list] = {}       # trial -> event records not drained yet
         self._status: dict[str, dict] = {}       # trial -> its last status
         self._seen: dict[str, float] = {}        # trial -> when it last called
+        self._unanswered: set[int] = set()       # commands nobody waits for: their answers are dropped
 
-    def post(self, trial: str, msg: dict) -> int:
+    def post(self, trial: str, msg: dict, answer: bool = True) -> int:
         cmd_id = next(self._ids)
         self._commands.setdefault(trial, []).append((cmd_id, msg))
+        if not answer:
+            self._unanswered.add(cmd_id)
         return cmd_id
 
     def answer(self, cmd_id: int) -> dict | None:
@@ -46,7 +49,10 @@ class Mailbox:
         if events:
             self._events.setdefault(trial, []).extend(events)
         for cmd_id, reply in answers:
-            self._answers[cmd_id] = reply
+            if cmd_id in self._unanswered:
+                self._unanswered.discard(cmd_id)
+            else:
+                self._answers[cmd_id] = reply
         if status is not None:
             self._status[trial] = status
         self._seen[trial] = time.time()

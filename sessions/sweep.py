@@ -52,6 +52,7 @@ class TrialView:
     # ``params`` always holds the trial's current hyper-parameters (after explores and changes by hand)
     lineage: list = field(default_factory=list)
     status: dict = field(default_factory=dict)   # what the trial last said of itself (through the mailbox)
+    held: bool = False                           # a person paused it (and has not resumed it)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("trial", "run", "params", "state", "step", "total_steps", "psnr",
@@ -222,6 +223,8 @@ class SweepDriver:
         known = self.trials.get(trial.trial_id)
         if known is not None and known.state in UNDERWAY:  # PBT restarted it (paused, or exploiting)
             known.params = params
+            if known.held and self.steering is not None:  # a pause a person asked for outlives the restart
+                self.steering.post(trial.trial_id, {"cmd": "pause"})
             return
         existing = self.store.find_trial_run(self.sweep_id, trial.trial_id)
         if existing is not None:  # a resumed sweep continues the trial's run

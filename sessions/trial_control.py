@@ -92,6 +92,12 @@ class Steering:
         except Exception:
             pass
 
+    def post(self, trial: str, msg: dict) -> None:
+        """A command to the trial that nobody waits for."""
+        import ray
+
+        ray.get(self.mailbox.post.remote(trial, msg, False), timeout=30)
+
     def status(self, trial: str) -> dict:
         d, view = self.driver, self.driver.trials[trial]
         st = view.status or {}
@@ -140,6 +146,8 @@ class Steering:
             time.sleep(POLL_SECONDS / 4)
         if not reply.get("ok"):
             raise ValueError(reply.get("error") or f"{cmd} refused")
+        if cmd in ("pause", "resume"):
+            view.held = cmd == "pause"
         if cmd == "set":
             self.driver._set_by_hand(trial, msg["name"], msg["value"])
         if cmd == "stop":

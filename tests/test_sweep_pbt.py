@@ -4,6 +4,7 @@ second node is steered by ``ctl set`` from this machine (the change reaches the 
 the store). Trials train a tiny network on 64 pairs, four at a time, half a CPU each."""
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -92,13 +93,14 @@ def test_a_trial_on_a_second_node_is_steered_by_ctl_from_the_drivers_machine(tmp
         spec = load_spec(spec_file(tmp_path, epochs=60, trials=4, concurrency=4, scheduler="pbt",
                                    extra=PBT.replace("perturbation_interval = 2", "perturbation_interval = 3"),
                                    space=SPACE))
-        with Store(runs) as store:
+        with Store(runs) as store, contextlib.ExitStack() as stack:
             driver = SweepDriver(store, spec)
             exploits = []
             driver.listeners.append(lambda e: exploits.append(e) if e["event"] == "exploit" else None)
             summary = {}
             thread = threading.Thread(target=lambda: summary.update(driver.run()), daemon=True)
             thread.start()
+            stack.callback(lambda: (driver.stop(), thread.join(240)))  # whatever fails, Ray goes after the sweep
             deadline = time.monotonic() + 240
             far = None
             while far is None and time.monotonic() < deadline:
@@ -106,12 +108,23 @@ def test_a_trial_on_a_second_node_is_steered_by_ctl_from_the_drivers_machine(tmp
                             and t.state == "running" and t.step > 0), None)
                 time.sleep(0.2)
             assert far is not None, {t.trial: (t.node, t.state) for t in driver.trials.values()}
+            def ctl_json(*words):
+                p = subprocess.run([sys.executable, "-m", "tui.cli", "ctl", far.run, *words, "--json", "--runs-dir",
+                                    str(runs)], capture_output=True, text=True, timeout=60, env=env())
+                assert p.returncode == 0, p.stdout + p.stderr
+                return json.loads(p.stdout)
+
+            # paused, the trial is not judged by PBT (it reports nothing) and applies a change at once
+            ctl_json("pause")
+            until = time.monotonic() + 30
+            while ctl_json("status")["state"] != "paused" and time.monotonic() < until:
+                time.sleep(0.3)
+            assert ctl_json("status")["state"] == "paused"
             ctl = subprocess.run([sys.executable, "-m", "tui.cli", "ctl", far.run, "set", "lr", "0.00421",
                                   "--runs-dir", str(runs)], capture_output=True, text=True, timeout=60, env=env())
             assert ctl.returncode == 0, ctl.stdout + ctl.stderr
-            status = subprocess.run([sys.executable, "-m", "tui.cli", "ctl", far.run, "status", "--json",
-                                     "--runs-dir", str(runs)], capture_output=True, text=True, timeout=60, env=env())
-            assert status.returncode == 0 and json.loads(status.stdout)["run"] == far.run, status.stderr
+            assert ctl_json("status")["run"] == far.run
+            ctl_json("resume")
             while not exploits and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(1.0)  # a few steps at the new rate
@@ -119,7 +132,7 @@ def test_a_trial_on_a_second_node_is_steered_by_ctl_from_the_drivers_machine(tmp
             thread.join(240)
             assert not thread.is_alive() and summary["state"] == "stopped"
             run = store.get_run(far.run)
-        assert exploits, "PBT did not exploit on the two-node cluster"
+            assert exploits, "PBT did not exploit on the two-node cluster"
         hand = [e for e in run["events"] if e["kind"] == "lr" and "0.00421" in e["detail"]]
         assert len(hand) == 1 and "PBT" not in hand[0]["detail"], [e["detail"] for e in run["events"]]
         # the trial's optimizer took it: the steps after the change trained at that rate (until PBT changed it again)
