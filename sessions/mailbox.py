@@ -6,7 +6,6 @@ events into their runs' records. Ray is imported lazily: the spec and the view n
 from __future__ import annotations
 
 import itertools
-import time
 
 NAMESPACE = "n2n-tui"
 POLL_SECONDS = 0.2          # how often a trial exchanges with the mailbox (a command waits at most this long)
@@ -25,7 +24,6 @@ class Mailbox:
         self._answers: dict[int, dict] = {}      # command id -> the trial's reply
         self._events: dict[str, list] = {}       # trial -> event records not drained yet
         self._status: dict[str, dict] = {}       # trial -> its last status
-        self._seen: dict[str, float] = {}        # trial -> when it last called
         self._unanswered: set[int] = set()       # commands nobody waits for: their answers are dropped
 
     def post(self, trial: str, msg: dict, answer: bool = True) -> int:
@@ -55,7 +53,6 @@ class Mailbox:
                 self._answers[cmd_id] = reply
         if status is not None:
             self._status[trial] = status
-        self._seen[trial] = time.time()
         return self._commands.pop(trial, [])
 
     def drain(self) -> tuple[dict, dict]:

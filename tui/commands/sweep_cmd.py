@@ -67,6 +67,8 @@ def sweep(args) -> int:
 
 
 def _headless(driver: SweepDriver, as_json: bool) -> int:
+    from ..widgets.population import exploit_entry, trial_set_entry  # the sweep view's words for them
+
     def show(event: dict) -> None:
         if as_json:
             print(json.dumps(event), flush=True)
@@ -82,13 +84,9 @@ def _headless(driver: SweepDriver, as_json: bool) -> int:
             best = f"  best {event['best_psnr']:.2f} dB" if event["best_psnr"] is not None else ""
             print(f"trial {event['trial']} {event['state']}{tag}{best}", flush=True)
         elif kind == "exploit":
-            changes = ", ".join(f"{k} {a:.3g} -> {b:.3g}" if isinstance(b, float) else f"{k} {a} -> {b}"
-                                for k, (a, b) in event["changes"].items())
-            psnr = f", {event['from_psnr']:.2f} dB" if event.get("from_psnr") is not None else ""
-            print(f"trial {event['trial']} took the weights of {event['from_trial']} (step {event['from_step']}{psnr}) "
-                  f"at step {event['step']}; {changes or 'same settings'}", flush=True)
+            print(f"trial {exploit_entry(event)} (at its step {event['step']})", flush=True)
         elif kind == "trial_set":
-            print(f"trial {event['trial']}: {event['name']} {event['old']} -> {event['value']} (by hand)", flush=True)
+            print(f"trial {trial_set_entry(event)}", flush=True)
         elif kind == "sweep_end":
             best = event["best"]
             line = f"sweep {event['sweep']} {event['state']}"
