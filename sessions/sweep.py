@@ -1,13 +1,15 @@
 """Sweeps: many runs of one search space, searched by Ray Tune (embedded local Ray by default, an existing cluster
-with ``--address``); we write no scheduler of our own: ASHA (or none) from Tune, search spaces from Tune's samplers.
+with ``--address``); we write no scheduler of our own: ASHA, PBT (``sessions.pbt``) or none from Tune, search spaces
+from Tune's samplers.
 
 A sweep is described by a TOML file (``load_spec``, validated before Ray starts: every bad key gets one line naming
 it). Each trial runs the ordinary ``Trainer`` in a Ray worker (``trial_main``) and reports every evaluation to Tune:
-its PSNR (what ASHA judges), the loss points and events since the last report, and, as a Tune checkpoint, the best
-weights and the latest full training state. The *driver* (``SweepDriver``, in the process that started the sweep)
-turns those reports into an ordinary run in the sessions store per trial (``Recorder``, best weights copied into the
-run folder), so trials on other machines never touch the SQLite file. Ray is imported lazily: without it everything
-else works, and ``sweep`` says how to install it.
+its PSNR (what ASHA and PBT judge) and, as a Tune checkpoint, the best weights and the full training state as of that
+evaluation (what a resume, or PBT handing it to another trial, continues). Its steps and events travel through the
+sweep's mailbox (``sessions.trial_control``), as do the commands of whoever steers it. The *driver* (``SweepDriver``,
+in the process that started the sweep) turns all that into an ordinary run in the sessions store per trial
+(``Recorder``, best weights copied into the run folder), so trials on other machines never touch the SQLite file.
+Ray is imported lazily: without it everything else works, and ``sweep`` says how to install it.
 """
 from __future__ import annotations
 
