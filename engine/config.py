@@ -57,13 +57,14 @@ def model_options_problem(engine: int, options) -> str | None:
 @dataclass
 class RunConfig:
     engine: int = 1               # 1: Miniproject_1 (PyTorch), 2: Miniproject_2 (from scratch)
-    data: str = "sample"          # sample | course:DIR | images:DIR
+    data: str = "sample"          # sample | leaves | course:DIR | images:DIR | a mixture (engine.specs)
     noise: str = "mix"            # a noise spec, "gaussian" or "gaussian:25" (engine.noise; ignored for course data)
     epochs: int = 1
     batch_size: int | None = None  # None: the model's own default
     lr: float | None = None        # None: the model's own default
     subset: int | None = None     # use only the first N training pairs
     n_val: int = 1000             # validation pairs
+    fresh: bool = False           # new training pairs every epoch: new noise, new leaves images (engine.fresh)
     eval_every: int | str = "auto"  # evaluate every N steps, 0: epoch ends only, auto: ~20 per run (engine.cadence)
     seed: int = 0
     device: str | None = None     # None: cuda when available, else cpu
@@ -107,6 +108,11 @@ class RunConfig:
             integer("subset", self.subset, 1, MAX_PAIRS, "a positive integer")
             if generated and size_problem(self.subset):
                 bad("subset", size_problem(self.subset))
+        if not isinstance(self.fresh, bool):
+            bad("fresh", f"must be true or false, got {self.fresh!r}")
+        if self.fresh and not generated:
+            bad("fresh", "course data comes already noisy, with no clean images to draw new noise on: "
+                         "fresh pairs need a generated source (sample, leaves, images:DIR)")
         integer("n_val", self.n_val, 1, MAX_PAIRS, "a positive integer")
         if generated and size_problem(self.n_val):
             bad("n_val", size_problem(self.n_val))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -52,9 +52,19 @@ class Dataset:
     source: str
     noise: str | None           # None for course data, whose noise is unknown
     train_clean: torch.Tensor | None = None  # the clean images behind the training pairs (generated sources only)
+    train_leaves: torch.Tensor | None = None  # bool (N,): which clean images are dead leaves (new ones can be drawn)
 
     def __len__(self) -> int:
         return len(self.train_input)
+
+    def head(self, n_train: int | None = None, n_val: int | None = None) -> "Dataset":
+        """The first ``n_train`` training and ``n_val`` validation pairs (None: all), with what stands behind them."""
+        def cut(t, n):
+            return t if t is None or n is None else t[:n]
+
+        return replace(self, train_input=cut(self.train_input, n_train), train_target=cut(self.train_target, n_train),
+                       val_input=cut(self.val_input, n_val), val_target=cut(self.val_target, n_val),
+                       train_clean=cut(self.train_clean, n_train), train_leaves=cut(self.train_leaves, n_train))
 
 
 # ----------------------------------------------------------------------------------------------------- course data
@@ -198,7 +208,9 @@ def load_leaves(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: 
     noise = str(parse_noise(noise))
     clean_train = leaves_crops(n_train, torch.Generator().manual_seed(seed))
     clean_val = leaves_crops(n_val, torch.Generator().manual_seed(seed + VAL_SEED))
-    return _corrupt(clean_train, clean_val, "leaves", noise, seed)
+    ds = _corrupt(clean_train, clean_val, "leaves", noise, seed)
+    ds.train_leaves = torch.ones(n_train, dtype=torch.bool)
+    return ds
 
 
 def load_mixture(spec: str, noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000) -> Dataset:
@@ -218,9 +230,12 @@ def load_mixture(spec: str, noise: str = "mix", seed: int = 0, n_train: int = 20
     def cat(field, n, order):
         return torch.cat([getattr(ds, field)[:k] for k, ds in ((p[n], p[2]) for p in parts)])[order]
 
+    for _, _, ds in parts:
+        if ds.train_leaves is None:
+            ds.train_leaves = torch.zeros(len(ds), dtype=torch.bool)
     return Dataset(cat("train_input", 0, train_order), cat("train_target", 0, train_order),
                    cat("val_input", 1, val_order), cat("val_target", 1, val_order), spec, str(parse_noise(noise)),
-                   cat("train_clean", 0, train_order))
+                   cat("train_clean", 0, train_order), cat("train_leaves", 0, train_order))
 
 
 def sample_dir() -> Path:

@@ -13,8 +13,15 @@ Adam's betas, gradient clipping) and torch's CPU thread count (``threads``: a co
 (``engine.schedule``) sets the rate before every step, and a learning rate set by hand rescales the rest of the
 schedule so that it continues from the new value.
 
-Its parts: the control plane (``engine.live_control``: what viewers ask, applied between two steps) and the files
-in the run folder (``engine.train_state``: best weights, the full training state, resuming from it).
+The training pairs can change between epochs, never within one: ``set_train_pairs`` hands the trainer new ones
+(same count, shape and dtype) for the next epoch's start, and ``RunConfig.fresh`` has it draw new ones for every
+epoch after the first (``engine.fresh``: new noise on the same clean crops, new dead-leaves images), in a background
+thread while the previous epoch trains; when they are not ready in time the loop waits, and says so in a ``data``
+event. The validation pairs never change.
+
+Its parts: the control plane (``engine.live_control``: what viewers ask, applied between two steps), the files
+in the run folder (``engine.train_state``: best weights, the full training state, resuming from it) and the
+training pairs of each epoch (``engine.fresh``).
 
 Weights are "judged good" by the explosion guard: the loss a step returns is measured on the weights *before* that
 step's update, so a snapshot is taken just before a step and becomes the rollback target only when that step's loss
@@ -43,6 +50,7 @@ from .errors import described
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
 from .fileio import atomic_write_bytes, make_dir, run_modes
+from .fresh import PairMaker, TrainPairs
 from .live_control import LiveControl
 from .metrics import psnr
 from .models import new_model
@@ -60,7 +68,7 @@ STATE_SECONDS = 120.0    # at most this long between full training states on dis
 EVAL_BATCH = 1000        # images per predict() call in evaluations (the Model chunks further by its own memory rule)
 
 
-class Trainer(LiveControl, TrainState):
+class Trainer(LiveControl, TrainState, TrainPairs):
     def __init__(self, config: RunConfig, *, run_id: str | None = None, run_dir: str | os.PathLike | None = None,
                  sinks=(), dataset: Dataset | None = None, resume_from: str | os.PathLike | None = None):
         self.config = config.validate()
@@ -126,6 +134,9 @@ class Trainer(LiveControl, TrainState):
         self._rng_state: dict | None = None       # restored at run start when resuming
         self._resumed = False
         self.resume_note = ""
+        self._fresh: PairMaker | None = None     # config.fresh: draws each epoch's pairs (engine.fresh)
+        self._next_pairs = None                   # (inputs, targets, clean) from set_train_pairs, for the next epoch
+        self.fresh_epochs = 0                     # epochs this run trained on freshly drawn pairs
         if resume_from is not None:
             self._load_resume(Path(resume_from))
 
@@ -169,13 +180,11 @@ class Trainer(LiveControl, TrainState):
         if self.dataset is None:
             self.dataset = load_data(cfg.data, noise=cfg.noise, seed=cfg.seed, n_train=cfg.subset, n_val=cfg.n_val)
         ds = self.dataset
-        if cfg.subset is not None and len(ds.train_input) > cfg.subset:
-            ds = Dataset(ds.train_input[:cfg.subset], ds.train_target[:cfg.subset], ds.val_input, ds.val_target,
-                         ds.source, ds.noise)
-        if len(ds.val_input) > cfg.n_val:
-            ds = Dataset(ds.train_input, ds.train_target, ds.val_input[:cfg.n_val], ds.val_target[:cfg.n_val],
-                         ds.source, ds.noise)
+        if (cfg.subset is not None and len(ds.train_input) > cfg.subset) or len(ds.val_input) > cfg.n_val:
+            ds = ds.head(cfg.subset, cfg.n_val)
         self.dataset = ds
+        if cfg.fresh:
+            self._fresh = PairMaker.of(ds, cfg.seed)
         self._train_x, self._train_y = ds.train_input, ds.train_target
         if self.device.startswith("cuda"):  # keep the (uint8) training set on the GPU: no per-step copies
             self._train_x, self._train_y = self._train_x.to(self.device), self._train_y.to(self.device)
@@ -254,7 +263,9 @@ class Trainer(LiveControl, TrainState):
             if not self._between_steps():
                 return RunState.STOPPED
             e = self._epoch_index
-            if e != order_epoch:  # the same permutation for an epoch whether or not the run was resumed mid-way
+            if e != order_epoch:  # the same pairs and permutation for an epoch whether or not the run was resumed
+                if not self._start_epoch(e):
+                    return RunState.STOPPED
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + e)
                 order, order_epoch = torch.randperm(n, generator=g).to(self._train_x.device), e
             idx = order[self._pos:self._pos + self.batch_size]
