@@ -1,12 +1,12 @@
 """The recipe behind scripts/train_mp1.py and scripts/train_mp2.py (the shipped bestmodel.pth files), trained by the
 product's own ``engine.Trainer``: the loop, the learning-rate schedule (``engine.schedule``), the evaluations and the
 best-weights bookkeeping are the ones a user's ``n2n-tui train`` run gets. What the recipe adds lives here, around
-the Trainer, in three sinks that use only its public face (events in; ``set_lr``, ``stop``, ``save_best`` out):
+the Trainer, in sinks that use only its public face (events in; ``set_lr``, ``stop``, ``save_best`` out):
 
-- ``Renoise``: ``--n-train`` `sample` crops (each cut, flipped and corrupted twice, independently), seen ``--epochs``
-  times; ``--renoise`` draws new noise for them in a thread while training runs, and every epoch that starts after a
-  draw is ready trains on it (a slow CPU run gets new noise every epoch; a GPU run that outpaces the noise thread
-  repeats the last draw rather than wait).
+- ``--n-train`` `sample` crops (each cut, flipped and corrupted twice, independently), seen ``--epochs`` times;
+  ``--renoise`` is the Trainer's own ``fresh`` mode (``RunConfig.fresh``, ``engine.fresh``): every epoch after the
+  first trains on a new noise draw of both versions (new dead-leaves images too, for ``leaves``), drawn in a thread
+  while the previous epoch trains; an epoch whose draw is late waits for it (a ``data`` event says so).
 - ``Budget``: ``--minutes``. The Trainer runs Adam at ``--lr`` on its cosine schedule (a linear warm-up over the first
   ``--warmup`` of the run's steps, then a cosine decay to 1% of the rate). The run's progress is steps done / total
   steps or, with ``--minutes``, elapsed training time / budget when that is further along: then the rate is set to
@@ -28,7 +28,6 @@ import contextlib
 import json
 import math
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,16 +38,11 @@ from engine.data import DataError, Dataset, load_data
 from engine.evaluate import evaluate
 from engine.headless import auto_recover
 from engine.models import bestmodel_path, model_module
-from engine.noise import corrupt
 from engine.trainer import Trainer
 
 DECAY_TO = 0.01       # the cosine schedule ends at this fraction of --lr
 PRINT_EVERY = 500     # steps between progress lines (and the loss they average)
 MAX_RECOVERIES = 3    # an exploding loss: halve the rate and go on, this many times (engine.headless.auto_recover)
-# the noise draws' seeds start here, apart from the seeds engine.data gives its generators (seed * 3 + 1, 2, 3: the
-# first two noisy versions and the validation noise), so that no draw repeats the noise the data came with; a CPU
-# generator keeps only the low 32 bits of a seed, hence the modulo below
-RENOISE_STREAM = 2**31
 
 
 def _describe(model) -> str:
@@ -92,48 +86,6 @@ def _model_options(engine: int, args) -> dict:
     if engine == 1:
         return {"widths": [int(w) for w in str(args.widths).split(",")]}
     return {"c1": args.c1, "c2": args.c2, "c3": args.c3, "k": args.k}
-
-
-class Renoise:
-    """Sink: new noise for the training pairs between epochs. A thread draws the next set (both noisy versions of every
-    training crop) while training runs; at an epoch end, a set that is ready is copied into the training tensors of
-    ``trainer.dataset``, which the Trainer trains on as they are (on a GPU: because they are on it already), so the
-    next epoch trains on the new set."""
-
-    def __init__(self, trainer: Trainer, seed: int):
-        self.trainer, self.seed, self.draws = trainer, seed, 0
-        self.next = self._draw(1) if trainer.config.epochs > 1 else None
-
-    def _draw(self, draw: int) -> dict:
-        clean, noise = self.trainer.dataset.train_clean, self.trainer.dataset.noise
-        box: dict = {}
-
-        def work():
-            try:
-                g = torch.Generator().manual_seed((RENOISE_STREAM + self.seed * 1_000_003 + draw) % 2**32)
-                box["pairs"] = corrupt(clean, noise, g), corrupt(clean, noise, g)
-            except Exception as e:  # said by the sink, which stops the run: training on must not hide it
-                box["error"] = f"{type(e).__name__}: {e}"
-        box["thread"] = threading.Thread(target=work, daemon=True)
-        box["thread"].start()
-        return box
-
-    def __call__(self, ev) -> None:
-        t = self.trainer
-        if ev.kind != "step" or ev.step % t.steps_per_epoch or self.next is None or self.next["thread"].is_alive():
-            return
-        starting = ev.step // t.steps_per_epoch  # the epoch about to start (0-based)
-        if starting >= t.config.epochs:
-            return
-        if "error" in self.next:
-            t.stop(f"drawing new noise failed: {self.next['error']}")
-            self.next = None
-            return
-        a, b = self.next["pairs"]
-        t.dataset.train_input.copy_(a)
-        t.dataset.train_target.copy_(b)
-        self.draws += 1
-        self.next = self._draw(self.draws + 1) if starting + 1 < t.config.epochs else None
 
 
 class Budget:
@@ -208,7 +160,7 @@ class Log:
                 self.best = ev.best_psnr
                 mark = self.saved(ev.psnr == ev.best_psnr)
             self.report(ev.step, ev.epoch, ev.psnr, ev.psnr_noisy, mark)
-        elif ev.kind == "control" and ev.action in ("guard", "error"):
+        elif ev.kind == "control" and ev.action in ("guard", "error", "data"):
             print(f"{ev.action} at step {ev.step}: {ev.detail.strip()}", flush=True)
 
     def recent_loss(self) -> float:
@@ -271,10 +223,10 @@ def main(engine: int, description: str, defaults: dict) -> int:
     except DataError as e:
         p.error(str(e))
     if args.renoise and ds.train_clean is None:
-        p.error(f"--renoise needs a generated data source (sample, images:DIR), not {args.data}")
+        p.error(f"--renoise needs a generated data source (sample, leaves, images:DIR), not {args.data}")
     print(f"data: {ds.source} {ds.noise}: {len(ds)} training pairs, {len(ds.val_input)} validation "
           f"({time.time() - t0:.0f} s)", flush=True)
-    if device.startswith("cuda"):  # the training pairs on the GPU before the Trainer sees them: Renoise rewrites these
+    if device.startswith("cuda"):  # the training pairs on the GPU before the Trainer sees them
         ds = Dataset(ds.train_input.to(device), ds.train_target.to(device), ds.val_input, ds.val_target, ds.source,
                      ds.noise, ds.train_clean)
 
@@ -284,7 +236,7 @@ def main(engine: int, description: str, defaults: dict) -> int:
                        batch_size=args.batch_size, lr=args.lr, subset=args.n_train, n_val=args.n_val,
                        eval_every=math.ceil(total / args.evals), seed=args.seed, device=device, threads=threads,
                        loss=args.loss, model=_model_options(engine, args), schedule="cosine", warmup=warmup,
-                       decay_to=DECAY_TO)
+                       decay_to=DECAY_TO, fresh=args.renoise)
     with tempfile.TemporaryDirectory(prefix="n2n-train-") as tmp:
         try:
             trainer = Trainer(config, run_dir=Path(tmp) / "run", dataset=ds)
@@ -302,12 +254,10 @@ def main(engine: int, description: str, defaults: dict) -> int:
               f"{DECAY_TO:g} x lr), validation every {config.eval_every} steps and at every epoch end", flush=True)
 
         budget = Budget(trainer, args.minutes)
-        renoise = Renoise(trainer, args.seed) if args.renoise else None
         with open(args.curve, "a") if args.curve else contextlib.nullcontext() as curve:
             log = Log(trainer, budget, args.out, curve)
-            for sink in (log, budget, renoise, auto_recover(trainer, MAX_RECOVERIES)):
-                if sink is not None:
-                    trainer.add_sink(sink)
+            for sink in (log, budget, auto_recover(trainer, MAX_RECOVERIES)):
+                trainer.add_sink(sink)
             final = trainer.run()
             if final == "failed" or (final == "stopped" and not budget.spent):
                 print(f"training {final}: {trainer.message}", flush=True)
@@ -320,5 +270,6 @@ def main(engine: int, description: str, defaults: dict) -> int:
     print(f"reloaded {args.out} in a fresh Model(): val PSNR {result['psnr']:.2f} dB, noisy input "
           f"{result['psnr_noisy']:.2f} dB, gain {result['psnr'] - result['psnr_noisy']:+.2f} dB; {trainer.step} steps, "
           f"{log.seen} images in {budget.elapsed() / 60:.1f} min"
-          + (f", {renoise.draws} new noise draws over {trainer.epoch} epochs" if renoise else ""), flush=True)
+          + (f", {trainer.fresh_epochs} new noise draws over {trainer.epoch} epochs" if args.renoise else ""),
+          flush=True)
     return 0

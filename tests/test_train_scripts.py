@@ -73,8 +73,6 @@ def test_every_documented_flag_is_still_there(scripts):
 
 def test_mp1_trains_on_the_trainer_schedule_with_new_noise_each_epoch(scripts, monkeypatch, tmp_path, capsys):
     train, mp = scripts
-    real_draw = train.Renoise._draw
-    monkeypatch.setattr(train.Renoise, "_draw", lambda self, draw: _joined(real_draw(self, draw)))  # no race
     steps = _record_steps(monkeypatch, 1)
     out, curve = tmp_path / "best.pth", tmp_path / "curve.jsonl"
     code = _run(monkeypatch, mp[1], "--n-train", "64", "--n-val", "16", "--batch-size", "16", "--epochs", "3",
@@ -135,7 +133,3 @@ def test_mp2_budget_compresses_the_schedule_and_ends_decayed(scripts, monkeypatc
     assert f"eval at step {budget} (epoch 4, {budget * 16} images" in printed
     assert f"reloaded {out} in a fresh Model()" in printed.splitlines()[-1]
 
-
-def _joined(box: dict) -> dict:
-    box["thread"].join()
-    return box

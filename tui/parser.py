@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the first N pairs only (default: all of course:DIR; sample and images:DIR "
                         "generate 20000)")
     t.add_argument("--n-val", type=pairs, default=1000, help="validation pairs")
+    t.add_argument("--fresh", action="store_true",
+                   help="new training pairs every epoch after the first: new noise on the same clean crops, new "
+                        "dead-leaves images for leaves; drawn on one more CPU core while the previous epoch trains "
+                        "(not for course data)")
     t.add_argument("--eval-every", type=_eval_every, default="auto", metavar="N|auto",
                    help="evaluate every N steps (0: epoch ends only); auto: about 20 evaluations per run and at least "
                         "one a minute")

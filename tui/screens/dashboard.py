@@ -167,6 +167,7 @@ class DashboardScreen(ExportFlow, Screen):
         """Follow the run (a runner: start reading its socket; in-process: start the trainer's thread)."""
         cfg = self.trainer.config
         noise = "" if cfg.data.startswith("course:") else f", {cfg.noise} noise"  # course data comes noisy
+        noise += ", fresh pairs every epoch" if cfg.fresh else ""
         self.log_event(f"run {self.run_id}: engine {cfg.engine}, {cfg.data}{noise} ({self.trainer.where})")
         if self.state == RunState.IDLE:
             self.query_one(RunStatus).show_state("loading")
