@@ -181,6 +181,7 @@ BAD = [
     (["--data", "bogus"], "data"),
     (["--data", "course:/nonexistent/dir"], "/nonexistent/dir"),
     (["--data", "images:/nonexistent/dir"], "/nonexistent/dir"),
+    (["--data", "course:data", "--fresh"], "fresh: course data comes already noisy"),
     (["--resume", "nosuchrun"], "no run"),
 ] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA device")])
 
