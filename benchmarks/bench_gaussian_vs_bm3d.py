@@ -1,6 +1,6 @@
 """A Gaussian-specialised Miniproject_1 against BM3D on whole photographs (goal: the model beats BM3D).
 
-    python benchmarks/bench_gaussian_vs_bm3d.py [--minutes 56] [--runs-dir runs] [--unclipped-targets]
+    python benchmarks/bench_gaussian_vs_bm3d.py [--minutes 56] [--runs-dir runs] [--unclipped-targets | --fresh]
     python benchmarks/bench_gaussian_vs_bm3d.py --weights runs/<id>/best.pth    # only the evaluation
 
 Training is an ordinary engine run (``Trainer``, recorded in the sessions store, so ``n2n-tui show`` / ``report``
@@ -35,7 +35,7 @@ def train(args) -> Path:
     from sessions import Recorder, Store
 
     cfg = RunConfig(engine=1, data="sample", noise=NOISE, loss="l2", epochs=args.epochs, subset=args.n_train,
-                    lr=args.lr, eval_every=args.eval_every, seed=args.seed)
+                    lr=args.lr, eval_every=args.eval_every, seed=args.seed, fresh=args.fresh)
     dataset = unclipped_dataset(cfg) if args.unclipped_targets else None
     store = Store(args.runs_dir)
     run_id = store.new_run(cfg)
@@ -59,7 +59,8 @@ def train(args) -> Path:
 
     trainer.add_sink(schedule)
     print(f"run {run_id}: {cfg.data} {cfg.noise}, loss {cfg.loss}, {args.n_train} pairs"
-          f"{' (unclipped float targets)' if args.unclipped_targets else ''}, budget {args.minutes:g} min, "
+          f"{' (unclipped float targets)' if args.unclipped_targets else ''}"
+          f"{', fresh noise every epoch' if args.fresh else ''}, budget {args.minutes:g} min, "
           f"load {load_avg()}", flush=True)
     state = trainer.run()
     store.close()
@@ -123,7 +124,10 @@ def main():
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--weights", default=None, help="skip training: evaluate these weights")
     p.add_argument("--unclipped-targets", action="store_true", help="float targets, not clipped (see above)")
+    p.add_argument("--fresh", action="store_true", help="new noise on the training crops every epoch (train --fresh)")
     args = p.parse_args()
+    if args.fresh and args.unclipped_targets:
+        p.error("--fresh draws clipped uint8 targets: it cannot keep --unclipped-targets' float ones")
     weights = Path(args.weights) if args.weights else train(args)
     r = evaluate(weights, args.seed)
     gap = r["psnr"] - r["psnr_bm3d"]
