@@ -65,6 +65,7 @@ class RunConfig:
     subset: int | None = None     # use only the first N training pairs
     n_val: int = 1000             # validation pairs
     fresh: bool = False           # new training pairs every epoch: new noise, new leaves images (engine.fresh)
+    float_targets: bool = False   # training targets in float: noise not rounded, not clipped (noise.corrupt_target)
     eval_every: int | str = "auto"  # evaluate every N steps, 0: epoch ends only, auto: ~20 per run (engine.cadence)
     seed: int = 0
     device: str | None = None     # None: cuda when available, else cpu
@@ -113,6 +114,11 @@ class RunConfig:
         if self.fresh and not generated:
             bad("fresh", "course data comes already noisy, with no clean images to draw new noise on: "
                          "fresh pairs need a generated source (sample, leaves, images:DIR)")
+        if not isinstance(self.float_targets, bool):
+            bad("float_targets", f"must be true or false, got {self.float_targets!r}")
+        if self.float_targets and not generated:
+            bad("float_targets", "course data comes already noisy, with no clean images to draw float targets on: "
+                                 "they need a generated source (sample, leaves, images:DIR)")
         integer("n_val", self.n_val, 1, MAX_PAIRS, "a positive integer")
         if generated and size_problem(self.n_val):
             bad("n_val", size_problem(self.n_val))

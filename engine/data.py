@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .fileio import torch_load_problem
 from .images import IMAGE_SUFFIXES, ImageError, read_image
 from .leaves import leaves_crops
-from .noise import corrupt, parse_noise
+from .noise import corrupt, corrupt_target, parse_noise
 
 # the torch-free half of the data options lives in specs; these names stay importable from here
 from .specs import (  # noqa: F401
@@ -201,6 +201,16 @@ def _corrupt(clean_train: torch.Tensor, clean_val: torch.Tensor, source: str, no
     ttg = corrupt(clean_train, noise, torch.Generator().manual_seed(seed * 3 + 2))
     vin = corrupt(clean_val, noise, torch.Generator().manual_seed(seed * 3 + 3))
     return Dataset(tin, ttg, vin, clean_val, source, noise, clean_train)
+
+
+def with_float_targets(ds: Dataset, seed: int) -> Dataset:
+    """``ds`` with float training targets (``noise.corrupt_target``: not rounded, not clipped) drawn on its clean
+    images from the uint8 targets' own seed stream; inputs and validation pairs unchanged. DataError when ``ds``
+    keeps no clean images (course data)."""
+    if ds.train_clean is None or ds.noise is None:
+        raise DataError(f"{ds.source} has no clean images behind its training pairs to draw float targets on")
+    targets = corrupt_target(ds.train_clean, ds.noise, torch.Generator().manual_seed(seed * 3 + 2))
+    return replace(ds, train_target=targets)
 
 
 def load_leaves(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000) -> Dataset:

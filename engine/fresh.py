@@ -26,7 +26,7 @@ import torch
 from .config import ConfigError
 from .events import ControlEvent
 from .leaves import leaves_crops
-from .noise import corrupt
+from .noise import corrupt, corrupt_target
 
 
 def fresh_seed(seed: int, epoch: int, stream: str) -> int:
@@ -36,16 +36,19 @@ def fresh_seed(seed: int, epoch: int, stream: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def epoch_pairs(clean: torch.Tensor, leaves: torch.Tensor | None, noise: str, seed: int, epoch: int):
-    """Epoch ``epoch``'s training pairs: ``(input, target, clean)``, uint8 like ``clean`` (N, 3, H, W). ``leaves``
-    (bool (N,), or None) marks the crops replaced by new dead-leaves images."""
+def epoch_pairs(clean: torch.Tensor, leaves: torch.Tensor | None, noise: str, seed: int, epoch: int,
+                float_targets: bool = False):
+    """Epoch ``epoch``'s training pairs: ``(input, target, clean)``, uint8 like ``clean`` (N, 3, H, W); the targets
+    float32 with ``float_targets`` (``noise.corrupt_target``). ``leaves`` (bool (N,), or None) marks the crops
+    replaced by new dead-leaves images."""
     if leaves is not None and bool(leaves.any()):
         clean = clean.clone()
         idx = leaves.nonzero().flatten()
         g = torch.Generator().manual_seed(fresh_seed(seed, epoch, "leaves"))
         clean[idx] = leaves_crops(len(idx), g, size=clean.shape[-1])
     x = corrupt(clean, noise, torch.Generator().manual_seed(fresh_seed(seed, epoch, "input")))
-    y = corrupt(clean, noise, torch.Generator().manual_seed(fresh_seed(seed, epoch, "target")))
+    y = (corrupt_target if float_targets else corrupt)(clean, noise,
+                                                       torch.Generator().manual_seed(fresh_seed(seed, epoch, "target")))
     return x, y, clean
 
 
@@ -87,23 +90,25 @@ class PairMaker:
     ``job(e)`` gives that draw (starting it when nobody did), whose ``done`` event is set when ``result`` (or
     ``error``) is there. One draw at a time is kept."""
 
-    def __init__(self, clean: torch.Tensor, leaves: torch.Tensor | None, noise: str, seed: int):
+    def __init__(self, clean: torch.Tensor, leaves: torch.Tensor | None, noise: str, seed: int,
+                 float_targets: bool = False):
         if leaves is not None and leaves.shape != (len(clean),):
             raise ValueError(f"the leaves mask has shape {tuple(leaves.shape)}, expected ({len(clean)},)")
         self.clean, self.leaves, self.noise, self.seed = clean, leaves, noise, seed
+        self.float_targets = float_targets
         self._job: _Job | None = None
 
     @classmethod
-    def of(cls, ds, seed: int) -> "PairMaker":
+    def of(cls, ds, seed: int, float_targets: bool = False) -> "PairMaker":
         """The pair maker of data set ``ds`` (``engine.data.Dataset``); ConfigError when it keeps no clean images."""
         if ds.train_clean is None or ds.noise is None:
             raise ConfigError(f"fresh: {ds.source} has no clean images behind its training pairs to draw new pairs "
                               "from")
-        return cls(ds.train_clean, ds.train_leaves, ds.noise, seed)
+        return cls(ds.train_clean, ds.train_leaves, ds.noise, seed, float_targets)
 
     def pairs(self, epoch: int):
         """Epoch ``epoch``'s pairs, drawn here and now."""
-        return epoch_pairs(self.clean, self.leaves, self.noise, self.seed, epoch)
+        return epoch_pairs(self.clean, self.leaves, self.noise, self.seed, epoch, self.float_targets)
 
     def started(self, epoch: int) -> bool:
         """Whether epoch ``epoch``'s draw is under way (or done)."""

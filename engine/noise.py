@@ -137,16 +137,18 @@ def get_noise(spec: "str | NoiseSpec") -> NoiseModel:
 
 
 def corrupt_float(x: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Generator,
-                  level: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
-    """Corrupt float images (N, C, H, W) in [0, 1]; returns float, clipped to [0, 1]. A spec with a fixed level
-    applies it to every image; a bare name draws the strength per image in ``level`` (a range within [0, 1])."""
+                  level: tuple[float, float] = (0.0, 1.0), clip: bool = True) -> torch.Tensor:
+    """Corrupt float images (N, C, H, W) in [0, 1]; returns float, clipped to [0, 1] unless ``clip`` is False. A spec
+    with a fixed level applies it to every image; a bare name draws the strength per image in ``level`` (a range
+    within [0, 1])."""
     spec = parse_noise(noise)
     model = NOISES[spec.name]
     if spec.level is None:
         strength = model.strength(_uniform(x.shape[0], level[0], level[1], generator))
     else:
         strength = torch.full((x.shape[0],), spec.level)
-    return model.fn(x, generator, strength).clamp_(0.0, 1.0)  # every fn returns a new tensor
+    y = model.fn(x, generator, strength)  # every fn returns a new tensor
+    return y.clamp_(0.0, 1.0) if clip else y
 
 
 def corrupt(clean: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Generator,
@@ -154,3 +156,11 @@ def corrupt(clean: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Gene
     """Corrupt uint8 images (N, C, H, W) in [0, 255]; returns uint8 (see ``corrupt_float``)."""
     y = corrupt_float(clean.float() / 255.0, noise, generator, level)
     return (y * 255.0).round().to(torch.uint8)
+
+
+def corrupt_target(clean: torch.Tensor, noise: "str | NoiseSpec", generator: torch.Generator,
+                   level: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """A float Noise2Noise target of uint8 images (N, C, H, W): ``corrupt``'s noise, neither rounded to 8 bits nor
+    clipped to [0, 255] (the paper's targets: clipping biases a zero-mean noise's mean near black and white).
+    Returns float32 on the 0-255 scale, below 0 and above 255 where the noise takes it."""
+    return corrupt_float(clean.float() / 255.0, noise, generator, level, clip=False).mul_(255.0)

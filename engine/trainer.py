@@ -45,7 +45,7 @@ import torch
 
 from .cadence import EvalCadence, parse_eval_every
 from .config import ConfigError, RunConfig, new_run_id  # noqa: F401  (new_run_id: re-exported)
-from .data import Dataset, load_data
+from .data import Dataset, load_data, with_float_targets
 from .errors import described
 from .evaluate import predict_all
 from .events import ControlEvent, EvalEvent, Event, SavedEvent, StateEvent, StepEvent
@@ -182,9 +182,13 @@ class Trainer(LiveControl, TrainState, TrainPairs):
         ds = self.dataset
         if (cfg.subset is not None and len(ds.train_input) > cfg.subset) or len(ds.val_input) > cfg.n_val:
             ds = ds.head(cfg.subset, cfg.n_val)
+        if cfg.float_targets:
+            if ds.train_target.dtype == torch.uint8:  # a dataset handed in with float targets keeps them
+                ds = with_float_targets(ds, cfg.seed)
+            self.model.swap_pairs = False  # an unclipped float target cannot be a test-like input's twin
         self.dataset = ds
         if cfg.fresh:
-            self._fresh = PairMaker.of(ds, cfg.seed)
+            self._fresh = PairMaker.of(ds, cfg.seed, cfg.float_targets)
         self._train_x, self._train_y = ds.train_input, ds.train_target
         if self.device.startswith("cuda"):  # keep the (uint8) training set on the GPU: no per-step copies
             self._train_x, self._train_y = self._train_x.to(self.device), self._train_y.to(self.device)

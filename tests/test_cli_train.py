@@ -182,6 +182,7 @@ BAD = [
     (["--data", "course:/nonexistent/dir"], "/nonexistent/dir"),
     (["--data", "images:/nonexistent/dir"], "/nonexistent/dir"),
     (["--data", "course:data", "--fresh"], "fresh: course data comes already noisy"),
+    (["--data", "course:data", "--float-targets"], "float_targets: course data comes already noisy"),
     (["--resume", "nosuchrun"], "no run"),
 ] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA device")])
 

@@ -230,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="new training pairs every epoch after the first: new noise on the same clean crops, new "
                         "dead-leaves images for leaves; drawn on one more CPU core while the previous epoch trains "
                         "(not for course data)")
+    t.add_argument("--float-targets", action="store_true",
+                   help="training targets in float: their noise neither rounded to 8 bits nor clipped to [0, 255], "
+                        "as in the Noise2Noise paper (unbiased targets for zero-mean noise such as gaussian; inputs "
+                        "stay 8-bit like test images, and are never swapped with targets); not for course data")
     t.add_argument("--eval-every", type=_eval_every, default="auto", metavar="N|auto",
                    help="evaluate every N steps (0: epoch ends only); auto: about 20 evaluations per run and at least "
                         "one a minute")
