@@ -45,16 +45,17 @@ def ssim_photo(denoised: torch.Tensor, clean: torch.Tensor) -> float | None:
 
 
 def evaluate_photos(model, paths: list[Path], noise: str, seed: int = 0, baseline: str | None = None,
-                    progress=None) -> dict:
+                    progress=None, self_ensemble: bool = False) -> dict:
     """Whole photographs at ``noise``: each read as RGB (grey repeated, like every data source), corrupted once
     (seeded per image, stored as 8-bit like the course data), denoised tile by tile, and compared with the clean
-    image. ``baseline`` ("bm3d") denoises the same noisy images. ``progress(name)`` is called before each image.
+    image (``self_ensemble``: the mean over its 8 rotations and mirror images, ``engine.tiles``). ``baseline``
+    ("bm3d") denoises the same noisy images. ``progress(name)`` is called before each image.
     Returns ``{"n", "psnr", "psnr_noisy", "ssim", "ssim_noisy", "images": [{"name", "size", "psnr", ...}]}`` plus
     ``psnr_<baseline>`` / ``ssim_<baseline>`` and their per-image values, and the seconds each method took."""
     from .baselines import bm3d_denoise
     from .images import read_image
     from .noise import corrupt_float
-    from .tiles import predict_tiled
+    from .tiles import predict_photo
 
     rows, seconds = [], {"model": 0.0, **({baseline: 0.0} if baseline else {})}
     for i, path in enumerate(paths):
@@ -64,7 +65,7 @@ def evaluate_photos(model, paths: list[Path], noise: str, seed: int = 0, baselin
         g = torch.Generator().manual_seed(seed * 1_000_003 + i)
         noisy = corrupt_float(clean[None], noise, g)[0].mul(255).round().div(255)
         t0 = time.perf_counter()
-        denoised = predict_tiled(model, noisy, scale=255.0).div_(255.0)
+        denoised = predict_photo(model, noisy, 255.0, self_ensemble).div_(255.0)
         seconds["model"] += time.perf_counter() - t0
         row = {"name": path.name, "size": [clean.shape[2], clean.shape[1]],
                "psnr": _psnr(denoised, clean), "psnr_noisy": _psnr(noisy, clean),

@@ -15,7 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from engine.data import DataError, _read_image, load_images
 from engine.images import ImageError, read_image, write_image
-from engine.tiles import predict_tiled
+from engine.tiles import context, predict_self_ensemble, predict_tiled
 from Miniproject_1.model import Model
 from tui.cli import main
 
@@ -143,6 +143,38 @@ def test_tiled_equals_untiled():
     tiled = predict_tiled(m, image, tile=64, margin=32)  # 3 x 4 tiles with seams at 64 and 128
     assert (tiled - whole).abs().max().item() / 255 < 1e-4
     assert not torch.equal(whole, image)
+
+
+def _random_unet(widths) -> Model:
+    """A Model whose U-Net has random weights everywhere (the head too: a new one starts as the identity)."""
+    torch.manual_seed(0)
+    m = Model(widths=widths, device="cpu")
+    torch.nn.init.normal_(m.net.head.weight, std=0.1)
+    return m
+
+
+def test_a_deeper_unet_sees_further_and_tiles_with_the_margin_it_needs():
+    m = _random_unet((8, 8, 8, 8))  # four levels: a receptive radius of 58 px, more than the default margin of 32
+    assert context(m) == (64, 16) and context(Model(device="cpu")) == (32, 16)
+    image = torch.from_numpy(photo(150, 203)).permute(2, 0, 1).float()
+    with torch.no_grad():  # the radius is an upper bound: a change at one pixel moves nothing beyond it
+        poked = image.clone()
+        poked[:, 75, 100] = 255 - poked[:, 75, 100]
+        moved = (m.predict(poked[None])[0] != m.predict(image[None])[0]).any(0)
+        ys, xs = moved.nonzero().unbind(1)
+        assert 26 < max((ys - 75).abs().max(), (xs - 100).abs().max()) <= m.net.receptive_radius
+    whole = m.predict(image[None])[0]
+    assert (predict_tiled(m, image, tile=64) - whole).abs().max().item() / 255 < 1e-4
+
+
+def test_self_ensemble_turns_every_pass_back():
+    m = Model(device="cpu")  # untrained: the identity, so each of the 8 passes must come back to the image itself
+    image = torch.from_numpy(photo(45, 70)).permute(2, 0, 1).float()
+    assert torch.allclose(predict_self_ensemble(m, image), image, atol=1e-3)
+    m = _random_unet((8, 8))  # not symmetric: the 8 passes differ, the ensemble is their mean
+    passes = [predict_tiled(m, image.flip(2)).flip(2), predict_tiled(m, image)]
+    ens = predict_self_ensemble(m, image)
+    assert not torch.allclose(passes[0], passes[1], atol=1e-2) and not torch.allclose(ens, passes[1], atol=1e-2)
 
 
 # ----------------------------------------------------------------------------------------------------- denoise

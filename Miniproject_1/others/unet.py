@@ -39,6 +39,15 @@ class UNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    @property
+    def receptive_radius(self) -> int:
+        """How far (pixels) an output pixel may see from its own position, an upper bound: 2 px per 3x3 convolution
+        of a down block at its scale, one step of its scale per pooling and per upsampling, and the up blocks'
+        convolutions (26 px for three levels, 58 for four). Tiled inference takes at least this much context."""
+        levels = len(self.widths)
+        down = sum(2 << i for i in range(levels))
+        return down + sum((1 << i) + (1 << i) + (2 << i) for i in range(levels - 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         h = x

@@ -20,7 +20,7 @@ from engine.images import MAX_PIXELS, Picture, check_writable, image_info, read_
 from engine.metrics import psnr
 from engine.noise import corrupt_float
 from engine.threads import use_threads
-from engine.tiles import predict_tiled
+from engine.tiles import predict_photo
 from tui.errors import UsageError
 from tui.parser import threads_setting
 
@@ -72,9 +72,9 @@ def _psnr_db(a: Picture, b: Picture) -> float:
     return psnr(a.pixels[None], b.pixels[None], max_val=1.0)
 
 
-def denoise_picture(model, pic: Picture) -> Picture:
+def denoise_picture(model, pic: Picture, self_ensemble: bool = False) -> Picture:
     """The picture through the model (grey: repeated to RGB, then averaged back); alpha and depth unchanged."""
-    out = predict_tiled(model, pic.rgb(), scale=255.0).div_(255.0)
+    out = predict_photo(model, pic.rgb(), 255.0, self_ensemble).div_(255.0)
     if pic.pixels.shape[0] == 1:
         out = out.mean(0, keepdim=True)
     return Picture(out, pic.alpha, pic.bits)
@@ -118,7 +118,7 @@ def run(args) -> int:
             # what the file holds: quantised (and JPEG-compressed)
             source = read_image(noisy_path, exact=True, any_size=True)
             psnr_noisy = _psnr_db(source, clean)
-        write_image(dst, denoise_picture(model, source))
+        write_image(dst, denoise_picture(model, source, args.self_ensemble))
         p = _psnr_db(read_image(dst, exact=True, any_size=True), clean)
         seconds = time.perf_counter() - t0
         if args.json:

@@ -32,6 +32,8 @@ def run(args) -> int:
     parse_spec(spec)  # a bad spec is reported before anything is loaded
     if args.baseline and not args.full:
         raise UsageError("--baseline needs --full (baselines run on whole photographs)")
+    if args.self_ensemble and not args.full:
+        raise UsageError("--self-ensemble needs --full (it averages passes over whole photographs)")
     photos = full_images(spec) if args.full else None
     if args.baseline:
         from engine.baselines import BaselineUnavailable, require
@@ -79,15 +81,17 @@ def full_images(spec: str) -> list[Path]:
 def _full(args, model, engine: int, weights: Path, spec: str, photos: list[Path]) -> int:
     live = not args.json and sys.stderr.isatty()
     progress = (lambda name: print(f"\r\033[K  {name}…", end="", file=sys.stderr, flush=True)) if live else None
-    r = evaluate_photos(model, photos, args.noise, args.seed, args.baseline, progress=progress)
+    r = evaluate_photos(model, photos, args.noise, args.seed, args.baseline, progress=progress,
+                        self_ensemble=args.self_ensemble)
     if live:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
-    r.update(engine=engine, weights=str(weights), data=spec, noise=args.noise)
+    r.update(engine=engine, weights=str(weights), data=spec, noise=args.noise, self_ensemble=args.self_ensemble)
     if args.json:
         print(json.dumps(r))
         return 0
     base = args.baseline
-    print(f"engine {engine}  {weights}  on {len(photos)} whole images of {spec}, noise {args.noise} (seed {args.seed})")
+    print(f"engine {engine}  {weights}  on {len(photos)} whole images of {spec}, noise {args.noise} (seed {args.seed})"
+          + (", self-ensemble of 8" if args.self_ensemble else ""))
     head = f"{'image':<20} {'size':>9}  {'noisy':>13}  {'model':>13}"
     if base:
         head += f"  {base.upper():>13}  {'model-' + base.upper():>10}"
