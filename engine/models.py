@@ -28,6 +28,21 @@ def bestmodel_path(engine: int) -> Path:
     return Path(model_module(engine).__file__).resolve().parent / "bestmodel.pth"
 
 
+# Weights shipped beside the grader's bestmodel.pth files, by name (``--weights NAME``): engine, file in
+# engine/weights/, what they are for. Each is trained by a script of the repository (docs/training.md says which).
+NAMED_WEIGHTS = {
+    "gaussian25": (1, "gaussian25.pth", "Miniproject_1 specialised in Gaussian noise of sigma 25 (L2, float targets)"),
+}
+
+
+def named_weights(name: str) -> tuple[int, Path] | None:
+    """(engine, file) of shipped weights called ``name``, or None when no weights have that name."""
+    if name not in NAMED_WEIGHTS:
+        return None
+    engine, file, _ = NAMED_WEIGHTS[name]
+    return engine, Path(__file__).resolve().parent / "weights" / file
+
+
 def export_target(engine: int, export_to: str | None) -> Path:
     """Where ``s`` writes: ``--export-to`` when given, else the grader's ``Miniproject_<engine>/bestmodel.pth``."""
     if export_to:
