@@ -1,18 +1,24 @@
 """A Gaussian-specialised Miniproject_1 against BM3D on whole photographs (goal: the model beats BM3D).
 
-    python benchmarks/bench_gaussian_vs_bm3d.py [--minutes 56] [--runs-dir runs] [--unclipped-targets | --fresh]
+    python benchmarks/bench_gaussian_vs_bm3d.py [--minutes 56] [--runs-dir runs] [--float-targets] [--fresh]
+                                                [--widths 32,48,64,96] [--self-ensemble]
     python benchmarks/bench_gaussian_vs_bm3d.py --weights runs/<id>/best.pth    # only the evaluation
 
 Training is an ordinary engine run (``Trainer``, recorded in the sessions store, so ``n2n-tui show`` / ``report``
 see it): engine 1, ``sample`` data with ``gaussian:25`` noise, L2 loss (the paper's pairing for zero-mean noise),
 stopped when the time budget is spent; the learning rate follows a cosine over that budget through the trainer's
-live control (``set_lr``), as a person at the dashboard could do by hand. The best-validation weights are then
+live control (``set_lr``), as a person at the dashboard could do by hand; when the trainer's divergence guard pauses
+the run (it rolled back already) the script halves the peak rate and resumes, as that person would. The best-validation
+weights are then
 measured with exactly ``n2n-tui eval --engine 1 --weights best.pth --data images:DIR --noise gaussian:25 --full
 --baseline bm3d`` on the held-out ``sample`` photographs (``SAMPLE_VAL``, whole, never seen in training).
 
-``--unclipped-targets`` hands the trainer the same data with float targets, clean + N(0, 25^2) not clipped to
-[0, 255], as in the Noise2Noise paper (``bench_n2n_vs_n2c.py --unclipped`` measures why: clipping biases the targets'
-mean near black and white); inputs stay uint8, as the test inputs are, and input/target swaps are off.
+``--float-targets`` (formerly ``--unclipped-targets``) is ``train --float-targets``: targets clean + N(0, 25^2), not
+rounded or clipped to [0, 255], as in the Noise2Noise paper (``bench_n2n_vs_n2c.py --unclipped`` measures why:
+clipping biases the targets' mean near black and white); inputs stay uint8, as the test inputs are, and input/target
+swaps are off. ``--fresh`` is ``train --fresh``: new noise on the training crops every epoch. ``--widths`` sets the
+U-Net's channels per level (four levels see 58 px around a pixel, three 26). ``--self-ensemble`` evaluates with
+``eval --self-ensemble`` (the mean over 8 rotations and mirror images); BM3D's side is the same either way.
 """
 import argparse
 import contextlib
@@ -21,6 +27,7 @@ import json
 import math
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,21 +38,26 @@ NOISE = "gaussian:25"
 
 def train(args) -> Path:
     from engine.config import RunConfig
+    from engine.states import RunState
     from engine.trainer import Trainer
     from sessions import Recorder, Store
 
     cfg = RunConfig(engine=1, data="sample", noise=NOISE, loss="l2", epochs=args.epochs, subset=args.n_train,
-                    lr=args.lr, eval_every=args.eval_every, seed=args.seed, fresh=args.fresh)
-    dataset = unclipped_dataset(cfg) if args.unclipped_targets else None
+                    lr=args.lr, eval_every=args.eval_every, seed=args.seed, fresh=args.fresh,
+                    float_targets=args.float_targets,
+                    model={"widths": args.widths} if args.widths else None)
     store = Store(args.runs_dir)
     run_id = store.new_run(cfg)
     budget, t0 = args.minutes * 60, time.monotonic()
-    trainer = Trainer(cfg, run_id=run_id, run_dir=store.run_dir(run_id), sinks=[Recorder(store, run_id)],
-                      dataset=dataset)
-    if args.unclipped_targets:
-        trainer.model.swap_pairs = False  # a float target cannot be a clipped input's twin
+    trainer = Trainer(cfg, run_id=run_id, run_dir=store.run_dir(run_id), sinks=[Recorder(store, run_id)])
+
+    peak = [args.lr]  # halved each time the divergence guard pauses the run (it rolled back already)
 
     def schedule(ev):  # cosine decay to 1% over the time budget, then stop
+        if ev.kind == "control" and ev.action == "guard":
+            peak[0] /= 2
+            print(f"guard at step {ev.step}: {ev.detail}; resuming at half the peak lr ({peak[0]:.2e})", flush=True)
+            threading.Thread(target=resume_when_paused, daemon=True).start()
         if ev.kind == "eval":
             print(f"step {ev.step:>6}  {(time.monotonic() - t0) / 60:5.1f} min  val PSNR {ev.psnr:.2f} dB "
                   f"(best {ev.best_psnr:.2f})  lr {trainer.lr:.2e}  load {load_avg()}", flush=True)
@@ -55,11 +67,17 @@ def train(args) -> Path:
         if f >= 1:
             trainer.stop(f"time budget of {args.minutes:g} min spent")
         else:
-            trainer.set_lr(args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * f))))
+            trainer.set_lr(peak[0] * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * f))))
+
+    def resume_when_paused():  # what a person at the dashboard does: a lower rate, then resume
+        while trainer.state != RunState.PAUSED:
+            time.sleep(0.1)
+        trainer.set_lr(trainer.lr / 2)
+        trainer.resume()
 
     trainer.add_sink(schedule)
     print(f"run {run_id}: {cfg.data} {cfg.noise}, loss {cfg.loss}, {args.n_train} pairs"
-          f"{' (unclipped float targets)' if args.unclipped_targets else ''}"
+          f"{' (float targets)' if args.float_targets else ''}"
           f"{', fresh noise every epoch' if args.fresh else ''}, budget {args.minutes:g} min, "
           f"load {load_avg()}", flush=True)
     state = trainer.run()
@@ -72,21 +90,7 @@ def train(args) -> Path:
     return trainer.run_dir / "best.pth"
 
 
-def unclipped_dataset(cfg):
-    """The run's data with float targets: clean + N(0, sigma^2), not clipped, sigma from the noise spec."""
-    import torch
-
-    from engine.data import Dataset, load_data
-    from engine.noise import parse_noise
-
-    ds = load_data(cfg.data, noise=cfg.noise, seed=cfg.seed, n_train=cfg.subset, n_val=cfg.n_val)
-    sigma = parse_noise(cfg.noise).level
-    g = torch.Generator().manual_seed(cfg.seed * 3 + 2)
-    targets = ds.train_clean.float() + sigma * torch.randn(ds.train_clean.shape, generator=g)
-    return Dataset(ds.train_input, targets, ds.val_input, ds.val_target, ds.source, ds.noise, ds.train_clean)
-
-
-def evaluate(weights: Path, seed: int) -> dict:
+def evaluate(weights: Path, seed: int, self_ensemble: bool = False) -> dict:
     from engine.data import SAMPLE_VAL, sample_dir
     from tui.cli import main
 
@@ -95,7 +99,7 @@ def evaluate(weights: Path, seed: int) -> dict:
         for name in SAMPLE_VAL:
             shutil.copy(sample_dir() / name, folder / name)
         argv = ["eval", "--engine", "1", "--weights", str(weights), "--data", f"images:{folder}", "--noise", NOISE,
-                "--full", "--baseline", "bm3d", "--seed", str(seed)]
+                "--full", "--baseline", "bm3d", "--seed", str(seed)] + (["--self-ensemble"] if self_ensemble else [])
         print("n2n-tui " + " ".join(argv).replace(str(folder), "<SAMPLE_VAL photos>"), flush=True)
         t0 = time.monotonic()
         out = io.StringIO()
@@ -122,16 +126,19 @@ def main():
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--widths", type=lambda v: [int(w) for w in v.split(",")], default=None,
+                   help="the U-Net's channels per level, e.g. 32,48,64,96 (default: the Model's own, 32,48,64)")
     p.add_argument("--weights", default=None, help="skip training: evaluate these weights")
-    p.add_argument("--unclipped-targets", action="store_true", help="float targets, not clipped (see above)")
+    p.add_argument("--float-targets", "--unclipped-targets", action="store_true",
+                   help="float targets, not rounded or clipped: train --float-targets (see above)")
+    p.add_argument("--self-ensemble", action="store_true", help="evaluate with eval --self-ensemble")
     p.add_argument("--fresh", action="store_true", help="new noise on the training crops every epoch (train --fresh)")
     args = p.parse_args()
-    if args.fresh and args.unclipped_targets:
-        p.error("--fresh draws clipped uint8 targets: it cannot keep --unclipped-targets' float ones")
     weights = Path(args.weights) if args.weights else train(args)
-    r = evaluate(weights, args.seed)
+    r = evaluate(weights, args.seed, args.self_ensemble)
     gap = r["psnr"] - r["psnr_bm3d"]
-    print(f"held-out photos, {NOISE}: noisy {r['psnr_noisy']:.2f} dB, BM3D {r['psnr_bm3d']:.2f} dB, "
+    how = f"{NOISE}{', self-ensemble' if args.self_ensemble else ''}"
+    print(f"held-out photos, {how}: noisy {r['psnr_noisy']:.2f} dB, BM3D {r['psnr_bm3d']:.2f} dB, "
           f"model {r['psnr']:.2f} dB, gap model - BM3D {gap:+.2f} dB; load {load_avg()}")
 
 
