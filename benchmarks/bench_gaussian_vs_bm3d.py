@@ -44,7 +44,7 @@ def train(args) -> Path:
 
     cfg = RunConfig(engine=1, data="sample", noise=NOISE, loss="l2", epochs=args.epochs, subset=args.n_train,
                     lr=args.lr, eval_every=args.eval_every, seed=args.seed, fresh=args.fresh,
-                    float_targets=args.float_targets,
+                    float_targets=args.float_targets, crop=args.crop, batch_size=args.batch_size,
                     model={"widths": args.widths} if args.widths else None)
     store = Store(args.runs_dir)
     run_id = store.new_run(cfg)
@@ -78,7 +78,8 @@ def train(args) -> Path:
     trainer.add_sink(schedule)
     print(f"run {run_id}: {cfg.data} {cfg.noise}, loss {cfg.loss}, {args.n_train} pairs"
           f"{' (float targets)' if args.float_targets else ''}"
-          f"{', fresh noise every epoch' if args.fresh else ''}, budget {args.minutes:g} min, "
+          f"{', fresh noise every epoch' if args.fresh else ''}, {args.crop} px crops, batch {trainer.batch_size}, "
+          f"budget {args.minutes:g} min, "
           f"load {load_avg()}", flush=True)
     state = trainer.run()
     store.close()
@@ -131,6 +132,8 @@ def main():
     p.add_argument("--weights", default=None, help="skip training: evaluate these weights")
     p.add_argument("--float-targets", "--unclipped-targets", action="store_true",
                    help="float targets, not rounded or clipped: train --float-targets (see above)")
+    p.add_argument("--crop", type=int, default=32, help="training crop side (train --crop; validation stays 32)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the Model's own (64)")
     p.add_argument("--self-ensemble", action="store_true", help="evaluate with eval --self-ensemble")
     p.add_argument("--fresh", action="store_true", help="new noise on the training crops every epoch (train --fresh)")
     args = p.parse_args()

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .cadence import MAX_EVAL_EVERY, parse_eval_every
 from .errors import N2NError, first_line
-from .specs import MAX_PAIRS, DataError, parse_noise, parse_spec, size_problem
+from .specs import CROP, MAX_PAIRS, DataError, crop_problem, parse_noise, parse_spec, size_problem
 
 # Upper bounds: far beyond any real run, and small enough that every count fits the store's 64-bit integers
 MAX_EPOCHS = 100_000
@@ -66,6 +66,7 @@ class RunConfig:
     n_val: int = 1000             # validation pairs
     fresh: bool = False           # new training pairs every epoch: new noise, new leaves images (engine.fresh)
     float_targets: bool = False   # training targets in float: noise not rounded, not clipped (noise.corrupt_target)
+    crop: int = CROP              # side of the generated training crops (validation crops stay 32)
     eval_every: int | str = "auto"  # evaluate every N steps, 0: epoch ends only, auto: ~20 per run (engine.cadence)
     seed: int = 0
     device: str | None = None     # None: cuda when available, else cpu
@@ -105,10 +106,12 @@ class RunConfig:
                                     or self.lr <= 0):
             bad("lr", f"must be a positive number, got {self.lr!r}")
         generated = not str(self.data).startswith("course:")
+        if crop_problem(self.crop, generated):
+            bad("crop", crop_problem(self.crop, generated))
         if self.subset is not None:
             integer("subset", self.subset, 1, MAX_PAIRS, "a positive integer")
-            if generated and size_problem(self.subset):
-                bad("subset", size_problem(self.subset))
+            if generated and size_problem(self.subset, self.crop):
+                bad("subset", size_problem(self.subset, self.crop))
         if not isinstance(self.fresh, bool):
             bad("fresh", f"must be true or false, got {self.fresh!r}")
         if self.fresh and not generated:

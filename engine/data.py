@@ -24,6 +24,7 @@ from .specs import (  # noqa: F401
     CROP,
     DataError,
     check_source,
+    crop_problem,
     default_spec,
     not_a_folder,
     parse_sources,
@@ -187,10 +188,13 @@ def make_crops(images: list[torch.Tensor], n: int, generator: torch.Generator, s
 VAL_SEED = 1_000_003  # validation crops come from their own stream: other images than the training ones
 
 
-def _photos_to_dataset(train, val, source: str, noise: str, seed: int, n_train: int, n_val: int) -> Dataset:
-    """``train`` and ``val`` are (photographs, pyramids) pairs."""
+def _photos_to_dataset(train, val, source: str, noise: str, seed: int, n_train: int, n_val: int,
+                       crop: int = CROP) -> Dataset:
+    """``train`` and ``val`` are (photographs, pyramids) pairs; training crops are ``crop`` px, validation crops
+    always the course's 32 (so that runs compare)."""
     noise = str(parse_noise(noise))  # fail on a bad spec before any work
-    clean_train = make_crops(train[0], n_train, torch.Generator().manual_seed(seed), pyramids=train[1])
+    pyramids = train[1] if crop == CROP else [_pyramid(im, crop) for im in train[0]]
+    clean_train = make_crops(train[0], n_train, torch.Generator().manual_seed(seed), size=crop, pyramids=pyramids)
     clean_val = make_crops(val[0], n_val, torch.Generator().manual_seed(seed + VAL_SEED), pyramids=val[1])
     return _corrupt(clean_train, clean_val, source, noise, seed)
 
@@ -213,17 +217,19 @@ def with_float_targets(ds: Dataset, seed: int) -> Dataset:
     return replace(ds, train_target=targets)
 
 
-def load_leaves(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000) -> Dataset:
+def load_leaves(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000,
+                crop: int = CROP) -> Dataset:
     """Procedural dead-leaves crops (``engine.leaves``); validation crops from their own seed stream."""
     noise = str(parse_noise(noise))
-    clean_train = leaves_crops(n_train, torch.Generator().manual_seed(seed))
+    clean_train = leaves_crops(n_train, torch.Generator().manual_seed(seed), size=crop)
     clean_val = leaves_crops(n_val, torch.Generator().manual_seed(seed + VAL_SEED))
     ds = _corrupt(clean_train, clean_val, "leaves", noise, seed)
     ds.train_leaves = torch.ones(n_train, dtype=torch.bool)
     return ds
 
 
-def load_mixture(spec: str, noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000) -> Dataset:
+def load_mixture(spec: str, noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000,
+                 crop: int = CROP) -> Dataset:
     """A mixture such as ``sample@0.3+leaves@0.7``: each source gives its share of the training pairs and, in the same
     shares, of the validation pairs (so validation measures the distribution trained on, as for a single source),
     exact counts by largest remainders; the pairs are shuffled together (seeded)."""
@@ -233,7 +239,7 @@ def load_mixture(spec: str, noise: str = "mix", seed: int = 0, n_train: int = 20
     for i, ((kind, arg, _), nt, nv) in enumerate(zip(sources, shares(n_train, weights), shares(n_val, weights))):
         if nt or nv:  # each source's own seed: no two sources share a noise stream
             one = f"{kind}:{arg}" if arg else kind
-            parts.append((nt, nv, _load_one(one, noise, seed + 7919 * i, max(nt, 1), max(nv, 1))))
+            parts.append((nt, nv, _load_one(one, noise, seed + 7919 * i, max(nt, 1), max(nv, 1), crop)))
     g = torch.Generator().manual_seed(seed + 2 * VAL_SEED)
     train_order, val_order = torch.randperm(n_train, generator=g), torch.randperm(n_val, generator=g)
 
@@ -262,12 +268,14 @@ def _sample_photos(split: str) -> tuple[list[torch.Tensor], list[list[torch.Tens
     return images, [_pyramid(im, CROP) for im in images]
 
 
-def load_sample(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000) -> Dataset:
-    return _photos_to_dataset(_sample_photos("train"), _sample_photos("val"), "sample", noise, seed, n_train, n_val)
+def load_sample(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000,
+                crop: int = CROP) -> Dataset:
+    return _photos_to_dataset(_sample_photos("train"), _sample_photos("val"), "sample", noise, seed, n_train, n_val,
+                              crop)
 
 
 def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0, n_train: int = 20000,
-                n_val: int = 1000) -> Dataset:
+                n_val: int = 1000, crop: int = CROP) -> Dataset:
     d = Path(directory)
     if not d.is_dir():
         raise DataError(not_a_folder(d))
@@ -282,7 +290,7 @@ def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0,
     n_hold = max(1, len(imgs) // 5)
     train, val = imgs[n_hold:], imgs[:n_hold]
     return _photos_to_dataset((train, [_pyramid(im, CROP) for im in train]), (val, [_pyramid(im, CROP) for im in val]),
-                              f"images:{d}", noise, seed, n_train, n_val)
+                              f"images:{d}", noise, seed, n_train, n_val, crop)
 
 
 def image_files(d: Path) -> list[Path]:
@@ -294,28 +302,32 @@ def image_files(d: Path) -> list[Path]:
 # ------------------------------------------------------------------------------------------------------ dispatcher
 
 def load_data(spec: str = "sample", noise: str = "mix", seed: int = 0, n_train: int | None = None,
-              n_val: int | None = None) -> Dataset:
+              n_val: int | None = None, crop: int = CROP) -> Dataset:
     """Load a data source. ``noise`` is ignored for course data (it comes noisy); sizes default to 20 000 / 1 000
-    generated pairs, or everything in the course files."""
+    generated pairs, or everything in the course files. Generated training crops are ``crop`` px a side
+    (``crop_problem``), validation crops 32 always; course data is 32 px and takes no other."""
     for name, v in (("n_train", n_train), ("n_val", n_val)):
         if v is not None and v < 1:
             raise DataError(f"{name} must be at least 1, got {v}")
     kind, arg = parse_spec(spec)
+    problem = crop_problem(crop, kind != "course")
+    if problem:
+        raise DataError(problem)
     if kind != "course":
-        problem = size_problem((n_train or 20000) + (n_val or 1000))
+        problem = size_problem(n_train or 20000, crop) or size_problem((n_train or 20000) + (n_val or 1000))
         if problem:
             raise DataError(problem)
     if kind == "course":
         return load_course(arg, n_train, n_val)
     if kind == "mixture":
-        return load_mixture(spec, noise, seed, n_train or 20000, n_val or 1000)
-    return _load_one(spec, noise, seed, n_train or 20000, n_val or 1000)
+        return load_mixture(spec, noise, seed, n_train or 20000, n_val or 1000, crop)
+    return _load_one(spec, noise, seed, n_train or 20000, n_val or 1000, crop)
 
 
-def _load_one(spec: str, noise: str, seed: int, n_train: int, n_val: int) -> Dataset:
+def _load_one(spec: str, noise: str, seed: int, n_train: int, n_val: int, crop: int = CROP) -> Dataset:
     kind, arg = parse_spec(spec)
     if kind == "sample":
-        return load_sample(noise, seed, n_train, n_val)
+        return load_sample(noise, seed, n_train, n_val, crop)
     if kind == "leaves":
-        return load_leaves(noise, seed, n_train, n_val)
-    return load_images(arg, noise, seed, n_train, n_val)
+        return load_leaves(noise, seed, n_train, n_val, crop)
+    return load_images(arg, noise, seed, n_train, n_val, crop)

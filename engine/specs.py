@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .errors import N2NError
 
-CROP = 32                # side of the generated training and validation crops
+CROP = 32                # side of the generated training and validation crops (the course's)
+MAX_CROP = 256           # training crops may be larger (--crop): whole-photo models learn from wider context
 MAX_PAIRS = 10_000_000   # generated pairs per set: beyond this the count is surely a typo
 # peak bytes per generated pair: the float crop plus the float work of corrupting it twice (measured: about 5 floats)
 BYTES_PER_PAIR = 5 * 3 * CROP * CROP * 4
@@ -130,13 +131,24 @@ def available_memory() -> int | None:
         return None
 
 
-def size_problem(n: int) -> str | None:
-    """Why ``n`` generated pairs cannot be made here (too many, or more than the memory holds), or None."""
+def size_problem(n: int, crop: int = CROP) -> str | None:
+    """Why ``n`` generated pairs of ``crop`` px cannot be made here (too many, or more than the memory holds), or
+    None."""
     if n > MAX_PAIRS:
         return f"at most {MAX_PAIRS:,} pairs can be generated, got {n:,}"
-    need, avail = n * BYTES_PER_PAIR, available_memory()
+    need, avail = n * BYTES_PER_PAIR * (crop / CROP) ** 2, available_memory()
     if avail is not None and need > avail:
         return f"{n:,} pairs need about {need / 2**30:.1f} GiB of memory to generate, {avail / 2**30:.1f} GiB available"
+    return None
+
+
+def crop_problem(crop: int, generated: bool = True) -> str | None:
+    """Why training crops of ``crop`` px cannot be made (course data is 32 px; others a multiple of 16, the
+    4-level U-Net's, from 16 to ``MAX_CROP``), or None."""
+    if not generated:
+        return None if crop == CROP else f"course data comes in {CROP} px crops, not {crop}"
+    if isinstance(crop, bool) or not isinstance(crop, int) or not 16 <= crop <= MAX_CROP or crop % 16:
+        return f"the crop side must be a multiple of 16 from 16 to {MAX_CROP}, got {crop!r}"
     return None
 
 

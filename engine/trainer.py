@@ -178,7 +178,8 @@ class Trainer(LiveControl, TrainState, TrainPairs):
             return
         cfg = self.config
         if self.dataset is None:
-            self.dataset = load_data(cfg.data, noise=cfg.noise, seed=cfg.seed, n_train=cfg.subset, n_val=cfg.n_val)
+            self.dataset = load_data(cfg.data, noise=cfg.noise, seed=cfg.seed, n_train=cfg.subset, n_val=cfg.n_val,
+                                     crop=cfg.crop)
         ds = self.dataset
         if (cfg.subset is not None and len(ds.train_input) > cfg.subset) or len(ds.val_input) > cfg.n_val:
             ds = ds.head(cfg.subset, cfg.n_val)

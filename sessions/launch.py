@@ -40,7 +40,8 @@ def _load_or_check(config: RunConfig, load: bool):
     if load:
         from engine.data import load_data
 
-        return load_data(config.data, noise=config.noise, seed=config.seed, n_train=config.subset, n_val=config.n_val)
+        return load_data(config.data, noise=config.noise, seed=config.seed, n_train=config.subset, n_val=config.n_val,
+                         crop=config.crop)
     check_source(config.data)
     return None
 

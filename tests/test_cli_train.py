@@ -183,6 +183,8 @@ BAD = [
     (["--data", "images:/nonexistent/dir"], "/nonexistent/dir"),
     (["--data", "course:data", "--fresh"], "fresh: course data comes already noisy"),
     (["--data", "course:data", "--float-targets"], "float_targets: course data comes already noisy"),
+    (["--crop", "40"], "crop: the crop side must be a multiple of 16 from 16 to 256, got 40"),
+    (["--data", "course:data", "--crop", "64"], "crop: course data comes in 32 px crops, not 64"),
     (["--resume", "nosuchrun"], "no run"),
 ] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA device")])
 

@@ -9,7 +9,7 @@ from sessions.launch import open_run, start_run
 from tui.parser import threads_setting
 
 CONFIG_ARGS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "subset", "n_val", "fresh", "float_targets",
-               "eval_every", "seed", "device", "loss", "schedule", "warmup", "decay_to", "step_every", "gamma")
+               "crop", "eval_every", "seed", "device", "loss", "schedule", "warmup", "decay_to", "step_every", "gamma")
 
 
 def config_from_args(args) -> RunConfig:

@@ -67,6 +67,8 @@ def runs(args) -> int:
             data += " fresh"
         if cfg.get("float_targets"):
             data += " float-targets"
+        if cfg.get("crop", 32) != 32:
+            data += f" crop {cfg['crop']}"
         tag = f"  \u00ab{r['tag']}\u00bb" if r.get("tag") else ""
         print(f"{r['id']:<20} {r['engine']:>3} {r['state']:<9} {step:>13} {r['epoch']:>3} {_num(r['lr'], '.2g'):>8} "
               f"{_num(r['best_psnr'], '.2f'):>9} {_when(r['started']):<19} {_duration(r):>7}  {data}{tag}")

@@ -169,6 +169,7 @@ class DashboardScreen(ExportFlow, Screen):
         noise = "" if cfg.data.startswith("course:") else f", {cfg.noise} noise"  # course data comes noisy
         noise += ", fresh pairs every epoch" if cfg.fresh else ""
         noise += ", float targets" if cfg.float_targets else ""
+        noise += f", {cfg.crop} px training crops" if cfg.crop != 32 else ""
         self.log_event(f"run {self.run_id}: engine {cfg.engine}, {cfg.data}{noise} ({self.trainer.where})")
         if self.state == RunState.IDLE:
             self.query_one(RunStatus).show_state("loading")
