@@ -1,7 +1,7 @@
 """A Gaussian-specialised Miniproject_1 against BM3D on whole photographs (goal: the model beats BM3D).
 
     python benchmarks/bench_gaussian_vs_bm3d.py [--minutes 56] [--runs-dir runs] [--float-targets] [--fresh]
-                                                [--widths 32,48,64,96] [--self-ensemble]
+                                                [--widths 32,48,64,96] [--crop 64 --batch-size 16] [--self-ensemble]
     python benchmarks/bench_gaussian_vs_bm3d.py --weights runs/<id>/best.pth    # only the evaluation
 
 Training is an ordinary engine run (``Trainer``, recorded in the sessions store, so ``n2n-tui show`` / ``report``
@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 
 from _common import load_avg
+
+from engine.specs import CROP
 
 NOISE = "gaussian:25"
 
@@ -132,8 +134,8 @@ def main():
     p.add_argument("--weights", default=None, help="skip training: evaluate these weights")
     p.add_argument("--float-targets", "--unclipped-targets", action="store_true",
                    help="float targets, not rounded or clipped: train --float-targets (see above)")
-    p.add_argument("--crop", type=int, default=32, help="training crop side (train --crop; validation stays 32)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the Model's own (64)")
+    p.add_argument("--crop", type=int, default=CROP, help="training crop side (train --crop; validation stays 32)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the Model's own (32)")
     p.add_argument("--self-ensemble", action="store_true", help="evaluate with eval --self-ensemble")
     p.add_argument("--fresh", action="store_true", help="new noise on the training crops every epoch (train --fresh)")
     args = p.parse_args()

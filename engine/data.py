@@ -190,11 +190,10 @@ VAL_SEED = 1_000_003  # validation crops come from their own stream: other image
 
 def _photos_to_dataset(train, val, source: str, noise: str, seed: int, n_train: int, n_val: int,
                        crop: int = CROP) -> Dataset:
-    """``train`` and ``val`` are (photographs, pyramids) pairs; training crops are ``crop`` px, validation crops
-    always the course's 32 (so that runs compare)."""
+    """``train`` and ``val`` are (photographs, pyramids) pairs, ``train``'s pyramids made for ``crop`` px crops,
+    ``val``'s for the course's 32 (validation crops are always 32 px, so that runs compare)."""
     noise = str(parse_noise(noise))  # fail on a bad spec before any work
-    pyramids = train[1] if crop == CROP else [_pyramid(im, crop) for im in train[0]]
-    clean_train = make_crops(train[0], n_train, torch.Generator().manual_seed(seed), size=crop, pyramids=pyramids)
+    clean_train = make_crops(train[0], n_train, torch.Generator().manual_seed(seed), size=crop, pyramids=train[1])
     clean_val = make_crops(val[0], n_val, torch.Generator().manual_seed(seed + VAL_SEED), pyramids=val[1])
     return _corrupt(clean_train, clean_val, source, noise, seed)
 
@@ -261,17 +260,22 @@ def sample_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _sample_photos(split: str) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
-    """Decoded sample photographs and their pyramids, read once per process."""
-    files = SAMPLE_TRAIN if split == "train" else SAMPLE_VAL
-    images = [_read_image(sample_dir() / f) for f in files]
-    return images, [_pyramid(im, CROP) for im in images]
+def _sample_images(split: str) -> list[torch.Tensor]:
+    """Decoded sample photographs, read once per process."""
+    return [_read_image(sample_dir() / f) for f in (SAMPLE_TRAIN if split == "train" else SAMPLE_VAL)]
+
+
+@functools.lru_cache(maxsize=None)
+def _sample_photos(split: str, size: int = CROP) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """The sample photographs and their pyramids for ``size`` px crops, made once per process."""
+    images = _sample_images(split)
+    return images, [_pyramid(im, size) for im in images]
 
 
 def load_sample(noise: str = "mix", seed: int = 0, n_train: int = 20000, n_val: int = 1000,
                 crop: int = CROP) -> Dataset:
-    return _photos_to_dataset(_sample_photos("train"), _sample_photos("val"), "sample", noise, seed, n_train, n_val,
-                              crop)
+    return _photos_to_dataset(_sample_photos("train", crop), _sample_photos("val"), "sample", noise, seed, n_train,
+                              n_val, crop)
 
 
 def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0, n_train: int = 20000,
@@ -289,7 +293,7 @@ def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0,
     # every fifth image (at least one) is held out for validation, so the split is by image
     n_hold = max(1, len(imgs) // 5)
     train, val = imgs[n_hold:], imgs[:n_hold]
-    return _photos_to_dataset((train, [_pyramid(im, CROP) for im in train]), (val, [_pyramid(im, CROP) for im in val]),
+    return _photos_to_dataset((train, [_pyramid(im, crop) for im in train]), (val, [_pyramid(im, CROP) for im in val]),
                               f"images:{d}", noise, seed, n_train, n_val, crop)
 
 

@@ -193,7 +193,7 @@ _ENSEMBLE = ("average the model's outputs over the image's 8 rotations and mirro
 def build_parser() -> argparse.ArgumentParser:
     from engine.config import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_SEED
     from engine.schedule import SCHEDULES
-    from engine.specs import FAMILIES, MAX_PAIRS, SPEC_FORMS
+    from engine.specs import CROP, FAMILIES, MAX_CROP, MAX_PAIRS, SPEC_FORMS
 
     epochs = _int_type(1, MAX_EPOCHS, "a positive integer")
     batch = _int_type(1, MAX_BATCH, "a positive integer")
@@ -238,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training targets in float: their noise neither rounded to 8 bits nor clipped to [0, 255], "
                         "as in the Noise2Noise paper (unbiased targets for zero-mean noise such as gaussian; inputs "
                         "stay 8-bit like test images, and are never swapped with targets); not for course data")
-    t.add_argument("--crop", type=int, default=32, metavar="PX",
-                   help="side of the generated training crops, a multiple of 16 up to 256 (default 32, the course's; "
+    t.add_argument("--crop", type=int, default=CROP, metavar="PX",
+                   help=f"side of the generated training crops, a multiple of 16 up to {MAX_CROP} (default {CROP}, the "
+                        "course's; "
                         "validation crops stay 32): larger crops teach a whole-photo model its full context")
     t.add_argument("--eval-every", type=_eval_every, default="auto", metavar="N|auto",
                    help="evaluate every N steps (0: epoch ends only); auto: about 20 evaluations per run and at least "

@@ -7,6 +7,7 @@ import sys
 import time
 
 from engine.live_control import setting_text
+from engine.specs import CROP
 from engine.states import LIVE
 from sessions import Store
 from sessions.remote import live_elsewhere
@@ -67,7 +68,7 @@ def runs(args) -> int:
             data += " fresh"
         if cfg.get("float_targets"):
             data += " float-targets"
-        if cfg.get("crop", 32) != 32:
+        if cfg.get("crop", CROP) != CROP:
             data += f" crop {cfg['crop']}"
         tag = f"  \u00ab{r['tag']}\u00bb" if r.get("tag") else ""
         print(f"{r['id']:<20} {r['engine']:>3} {r['state']:<9} {step:>13} {r['epoch']:>3} {_num(r['lr'], '.2g'):>8} "

@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
 
 from engine.errors import first_line
+from engine.specs import CROP
 from engine.states import ACTIVE, RunState
 from sessions.handle import RunHandle
 
@@ -169,7 +170,7 @@ class DashboardScreen(ExportFlow, Screen):
         noise = "" if cfg.data.startswith("course:") else f", {cfg.noise} noise"  # course data comes noisy
         noise += ", fresh pairs every epoch" if cfg.fresh else ""
         noise += ", float targets" if cfg.float_targets else ""
-        noise += f", {cfg.crop} px training crops" if cfg.crop != 32 else ""
+        noise += f", {cfg.crop} px training crops" if cfg.crop != CROP else ""
         self.log_event(f"run {self.run_id}: engine {cfg.engine}, {cfg.data}{noise} ({self.trainer.where})")
         if self.state == RunState.IDLE:
             self.query_one(RunStatus).show_state("loading")
