@@ -610,14 +610,18 @@ def test_a_viewer_stopped_until_after_the_run_ended_is_told_how_it_ended(tmp_pat
     readers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     stalled = readers[1]
     try:
-        time.sleep(1.5)
+        # both are attached (each has printed its first event) before one is stopped: on a loaded machine a viewer
+        # still starting after a fixed wait could be stopped before it attached and find the run over
+        first = [p.stdout.readline() for p in readers]
+        assert all(first), "a viewer ended before it attached"
+        time.sleep(0.5)
         stalled.send_signal(signal.SIGSTOP)
         wait_until(lambda: not pid_alive(started["pid"]), timeout=240)
         stalled.send_signal(signal.SIGCONT)
         endings = []
-        for p in readers:
+        for p, line in zip(readers, first):
             out, _ = p.communicate(timeout=60)
-            last = json.loads(out.strip().splitlines()[-1])
+            last = json.loads((line + out).strip().splitlines()[-1])
             endings.append((last["event"], last.get("state"), p.returncode))
     finally:
         for p in readers:
