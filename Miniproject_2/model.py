@@ -79,12 +79,17 @@ def build_network(c1: int, c2: int, c3: int, k: int = 3) -> Sequential:
     """The prescribed network, with the fast convolutions (Winograd and the rest: others/conv.py) that training
     needs; a block built on its own adds as PyTorch does instead (others/exact.py), as the course's tests expect."""
     p = k // 2
-    return Sequential(
+    net = Sequential(
         Conv2d(3, c1, k, stride=2, padding=p), ReLU(),              # 32x32x3  -> 16x16xc1
         Conv2d(c1, c2, k, stride=2, padding=p), ReLU(),             # 16x16xc1 -> 8x8xc2
         Upsampling(c2, c3, k, scale_factor=2, padding=p), ReLU(),    # 8x8xc2   -> 16x16xc3
         Upsampling(c3, 3, k, scale_factor=2, padding=p), Sigmoid(),  # 16x16xc3 -> 32x32x3, in (0, 1)
     ).use_fast_paths()
+    # How far (px) an output pixel may see, an upper bound for tiled inference (engine.tiles): p px through each
+    # convolution at its scale (1, 2, 2 and 1 input px per step) and up to 3 px of rounding from the strides and
+    # the nearest-neighbour upsampling: 6p + 3 = 3k (9 px for k = 3; beyond the tiles' 32 px from k = 11).
+    net.receptive_radius = 3 * k
+    return net
 
 
 def _full_config(config: dict, defaults: dict) -> dict:

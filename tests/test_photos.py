@@ -167,6 +167,24 @@ def test_a_deeper_unet_sees_further_and_tiles_with_the_margin_it_needs():
     assert (predict_tiled(m, image, tile=64) - whole).abs().max().item() / 255 < 1e-4
 
 
+def test_miniproject_2_with_a_wide_kernel_tiles_with_the_margin_it_needs():
+    """Miniproject_2 sees 3k px (k its kernel): from k = 11 more than the default margin of 32, so its tiles take 48."""
+    from Miniproject_2.model import Model as Model2
+
+    torch.manual_seed(0)
+    m = Model2(c1=8, c2=8, c3=8, k=13, device="cpu")
+    assert context(m) == (48, 16) and context(Model2(device="cpu")) == (32, 16)
+    image = torch.from_numpy(photo(150, 203)).permute(2, 0, 1).float()
+    whole = m.predict(image[None])[0].float()
+    for y, x in ((75, 100), (76, 101)):  # the radius bounds how far one changed pixel moves the output
+        poked = image.clone()
+        poked[:, y, x] = 255 - poked[:, y, x]
+        ys, xs = (m.predict(poked[None])[0].float() != whole).any(0).nonzero().unbind(1)
+        assert 32 < max((ys - y).abs().max(), (xs - x).abs().max()) <= m.net.receptive_radius == 39
+    assert (predict_tiled(m, image, tile=64) - whole).abs().max().item() / 255 < 1e-4
+    assert (predict_tiled(m, image, tile=64, margin=32) - whole).abs().max().item() / 255 > 1e-4  # 32 px: seams
+
+
 def test_self_ensemble_turns_every_pass_back():
     m = Model(device="cpu")  # untrained: the identity, so each of the 8 passes must come back to the image itself
     image = torch.from_numpy(photo(45, 70)).permute(2, 0, 1).float()
