@@ -2,16 +2,19 @@
 
     python benchmarks/bench_gaussian_vs_bm3d.py [--minutes 56] [--runs-dir runs] [--float-targets] [--fresh]
                                                 [--widths 32,48,64,96] [--crop 64 --batch-size 16] [--self-ensemble]
+                                                [--data sample+leaves] [--eval-on sample,pypi] [--eval-seed 0]
     python benchmarks/bench_gaussian_vs_bm3d.py --weights runs/<id>/best.pth    # only the evaluation
 
-Training is an ordinary engine run (``Trainer``, recorded in the sessions store, so ``n2n-tui show`` / ``report``
-see it): engine 1, ``sample`` data with ``gaussian:25`` noise, L2 loss (the paper's pairing for zero-mean noise),
-stopped when the time budget is spent; the learning rate follows a cosine over that budget through the trainer's
-live control (``set_lr``), as a person at the dashboard could do by hand; when the trainer's divergence guard pauses
-the run (it rolled back already) the script halves the peak rate and resumes, as that person would. The best-validation
-weights are then
-measured with exactly ``n2n-tui eval --engine 1 --weights best.pth --data images:DIR --noise gaussian:25 --full
---baseline bm3d`` on the held-out ``sample`` photographs (``SAMPLE_VAL``, whole, never seen in training).
+Training is an ordinary engine run (``Trainer``, recorded in the sessions store, so ``n2n-tui show`` / ``report`` see
+it): engine 1, ``sample`` data (``--data``: any data spec) with ``gaussian:25`` noise, L2 loss (the paper's pairing for
+zero-mean noise), stopped when the time budget is spent; the learning rate follows a cosine over that budget through the
+trainer's live control (``set_lr``), as a person at the dashboard could do by hand; when the trainer's divergence guard
+pauses the run (it rolled back already) the script halves the peak rate and resumes, as that person would. The
+best-validation weights are then measured with exactly ``n2n-tui eval --engine 1 --weights best.pth --data images:DIR
+--noise gaussian:25 --full --baseline bm3d`` on the held-out ``sample`` photographs (``SAMPLE_VAL``, whole, never seen
+in training; copied to DIR, so taken in order of name), and with ``--eval-on sample,pypi`` also on the nine ``pypi``
+photographs, a source no run trains on. The evaluation's noise is seeded by ``--eval-seed`` (0), not by the training
+``--seed``, so runs of other seeds are measured on the same noisy photographs.
 
 ``--float-targets`` (formerly ``--unclipped-targets``) is ``train --float-targets``: targets clean + N(0, 25^2), not
 rounded or clipped to [0, 255], as in the Noise2Noise paper (``bench_n2n_vs_n2c.py --unclipped`` measures why:
@@ -44,7 +47,7 @@ def train(args) -> Path:
     from engine.trainer import Trainer
     from sessions import Recorder, Store
 
-    cfg = RunConfig(engine=1, data="sample", noise=NOISE, loss="l2", epochs=args.epochs, subset=args.n_train,
+    cfg = RunConfig(engine=1, data=args.data, noise=NOISE, loss="l2", epochs=args.epochs, subset=args.n_train,
                     lr=args.lr, eval_every=args.eval_every, seed=args.seed, fresh=args.fresh,
                     float_targets=args.float_targets, crop=args.crop, batch_size=args.batch_size,
                     model={"widths": args.widths} if args.widths else None)
@@ -93,16 +96,19 @@ def train(args) -> Path:
     return trainer.run_dir / "best.pth"
 
 
-def evaluate(weights: Path, seed: int, self_ensemble: bool = False) -> dict:
+def evaluate(weights: Path, spec: str, seed: int, self_ensemble: bool = False) -> dict:
     from engine.data import SAMPLE_VAL, sample_dir
     from tui.cli import main
 
-    folder = Path(tempfile.mkdtemp(prefix="n2n-heldout-"))
-    try:
+    folder = None
+    if spec == "sample":  # a folder of SAMPLE_VAL's copies: sorted by name, so each photo gets the noise of the table's
+        folder = Path(tempfile.mkdtemp(prefix="n2n-heldout-"))  # runs (eval seeds each photo by its place)
         for name in SAMPLE_VAL:
             shutil.copy(sample_dir() / name, folder / name)
-        argv = ["eval", "--engine", "1", "--weights", str(weights), "--data", f"images:{folder}", "--noise", NOISE,
-                "--full", "--baseline", "bm3d", "--seed", str(seed)] + (["--self-ensemble"] if self_ensemble else [])
+    try:
+        argv = ["eval", "--engine", "1", "--weights", str(weights), "--data", f"images:{folder}" if folder else spec,
+                "--noise", NOISE, "--full", "--baseline", "bm3d", "--seed", str(seed)]
+        argv += ["--self-ensemble"] if self_ensemble else []
         print("n2n-tui " + " ".join(argv).replace(str(folder), "<SAMPLE_VAL photos>"), flush=True)
         t0 = time.monotonic()
         out = io.StringIO()
@@ -112,16 +118,20 @@ def evaluate(weights: Path, seed: int, self_ensemble: bool = False) -> dict:
             raise SystemExit(f"eval failed with status {status}")
         r = json.loads(out.getvalue())
         for im in r["images"]:
-            print(f"  {im['name']:<12} noisy {im['psnr_noisy']:6.2f}  BM3D {im['psnr_bm3d']:6.2f}  "
+            print(f"  {im['name']:<16} noisy {im['psnr_noisy']:6.2f}  BM3D {im['psnr_bm3d']:6.2f}  "
                   f"model {im['psnr']:6.2f} dB")
         print(f"evaluation {time.monotonic() - t0:.0f} s, load {load_avg()}")
         return r
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="sample", help="training data spec (default: sample)")
+    p.add_argument("--eval-on", default="sample", help="photos measured, comma-separated: sample and/or pypi")
+    p.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation's noise")
     p.add_argument("--minutes", type=float, default=56, help="training budget (the issue allows at most 60)")
     p.add_argument("--n-train", type=int, default=50000)
     p.add_argument("--epochs", type=int, default=100, help="an upper bound: the time budget ends the run")
@@ -140,11 +150,12 @@ def main():
     p.add_argument("--fresh", action="store_true", help="new noise on the training crops every epoch (train --fresh)")
     args = p.parse_args()
     weights = Path(args.weights) if args.weights else train(args)
-    r = evaluate(weights, args.seed, args.self_ensemble)
-    gap = r["psnr"] - r["psnr_bm3d"]
     how = f"{NOISE}{', self-ensemble' if args.self_ensemble else ''}"
-    print(f"held-out photos, {how}: noisy {r['psnr_noisy']:.2f} dB, BM3D {r['psnr_bm3d']:.2f} dB, "
-          f"model {r['psnr']:.2f} dB, gap model - BM3D {gap:+.2f} dB; load {load_avg()}")
+    for spec in args.eval_on.split(","):
+        r = evaluate(weights, spec, args.eval_seed, args.self_ensemble)
+        print(f"{spec} held-out photos, {how}: noisy {r['psnr_noisy']:.2f} dB, BM3D {r['psnr_bm3d']:.2f} dB, "
+              f"model {r['psnr']:.2f} dB, gap model - BM3D {r['psnr'] - r['psnr_bm3d']:+.2f} dB; load {load_avg()}",
+              flush=True)
 
 
 if __name__ == "__main__":

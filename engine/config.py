@@ -57,7 +57,7 @@ def model_options_problem(engine: int, options) -> str | None:
 @dataclass
 class RunConfig:
     engine: int = 1               # 1: Miniproject_1 (PyTorch), 2: Miniproject_2 (from scratch)
-    data: str = "sample"          # sample | leaves | course:DIR | images:DIR | a mixture (engine.specs)
+    data: str = "sample"          # sample | leaves | pypi | course:DIR | images:DIR | a mixture (engine.specs)
     noise: str = "mix"            # a noise spec, "gaussian" or "gaussian:25" (engine.noise; ignored for course data)
     epochs: int = 1
     batch_size: int | None = None  # None: the model's own default
@@ -116,12 +116,12 @@ class RunConfig:
             bad("fresh", f"must be true or false, got {self.fresh!r}")
         if self.fresh and not generated:
             bad("fresh", "course data comes already noisy, with no clean images to draw new noise on: "
-                         "fresh pairs need a generated source (sample, leaves, images:DIR)")
+                         "fresh pairs need a generated source (sample, leaves, pypi, images:DIR)")
         if not isinstance(self.float_targets, bool):
             bad("float_targets", f"must be true or false, got {self.float_targets!r}")
         if self.float_targets and not generated:
             bad("float_targets", "course data comes already noisy, with no clean images to draw float targets on: "
-                                 "they need a generated source (sample, leaves, images:DIR)")
+                                 "they need a generated source (sample, leaves, pypi, images:DIR)")
         integer("n_val", self.n_val, 1, MAX_PAIRS, "a positive integer")
         if generated and size_problem(self.n_val):
             bad("n_val", size_problem(self.n_val))

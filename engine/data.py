@@ -1,4 +1,5 @@
-"""Data sources: ``course:DIR``, ``sample``, ``images:DIR``, ``leaves`` and their mixtures, all in the course's format.
+"""Data sources: ``course:DIR``, ``sample``, ``images:DIR``, ``leaves``, ``pypi`` and their mixtures, all in the
+course's format.
 
 A source yields a :class:`Dataset`: training pairs (two independently corrupted versions of the same images) and
 validation pairs (noisy, clean), all uint8 tensors shaped (N, 3, H, W) in [0, 255], exactly like the course's
@@ -29,6 +30,7 @@ from .specs import (  # noqa: F401
     not_a_folder,
     parse_sources,
     parse_spec,
+    pypi_photos,
     shares,
     size_problem,
 )
@@ -283,18 +285,24 @@ def load_images(directory: str | os.PathLike, noise: str = "mix", seed: int = 0,
     d = Path(directory)
     if not d.is_dir():
         raise DataError(not_a_folder(d))
-    files = image_files(d)
+    return load_photo_files(image_files(d), d, f"images:{d}", noise, seed, n_train, n_val, crop)
+
+
+def load_photo_files(files: list[Path], root: Path | None, source: str, noise: str = "mix", seed: int = 0,
+                     n_train: int = 20000, n_val: int = 1000, crop: int = CROP) -> Dataset:
+    """Crops of photograph files (named relative to ``root`` in errors): every fifth photo (at least one) is held out
+    for validation, so the split is by image."""
+    where = root if root is not None else source
     if len(files) < 2:
-        raise DataError(f"{d}: need at least 2 PNG/JPEG/TIFF images (one for validation), found {len(files)}")
+        raise DataError(f"{where}: need at least 2 PNG/JPEG/TIFF images (one for validation), found {len(files)}")
     imgs = [_read_image(p) for p in files]
-    small = [str(p.relative_to(d)) for p, im in zip(files, imgs) if min(im.shape[1:]) < CROP]
+    small = [str(p.relative_to(root) if root else p) for p, im in zip(files, imgs) if min(im.shape[1:]) < CROP]
     if small:
-        raise DataError(f"{d}: images smaller than {CROP}x{CROP}: {', '.join(small[:3])}")
-    # every fifth image (at least one) is held out for validation, so the split is by image
+        raise DataError(f"{where}: images smaller than {CROP}x{CROP}: {', '.join(small[:3])}")
     n_hold = max(1, len(imgs) // 5)
     train, val = imgs[n_hold:], imgs[:n_hold]
     return _photos_to_dataset((train, [_pyramid(im, crop) for im in train]), (val, [_pyramid(im, CROP) for im in val]),
-                              f"images:{d}", noise, seed, n_train, n_val, crop)
+                              source, noise, seed, n_train, n_val, crop)
 
 
 def image_files(d: Path) -> list[Path]:
@@ -334,4 +342,6 @@ def _load_one(spec: str, noise: str, seed: int, n_train: int, n_val: int, crop: 
         return load_sample(noise, seed, n_train, n_val, crop)
     if kind == "leaves":
         return load_leaves(noise, seed, n_train, n_val, crop)
+    if kind == "pypi":
+        return load_photo_files(pypi_photos(), None, "pypi", noise, seed, n_train, n_val, crop)
     return load_images(arg, noise, seed, n_train, n_val, crop)

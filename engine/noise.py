@@ -132,6 +132,13 @@ def mix(x: torch.Tensor, g: torch.Generator, level: torch.Tensor) -> torch.Tenso
 NOISES: dict[str, NoiseModel] = {**_BASE, "mix": _model("mix", mix, lambda lv: lv)}
 
 
+def fixed_specs(level: float = 0.5) -> dict[str, str]:
+    """Each base family at one fixed strength (its ``NAME:VALUE`` spec: at 0.5, ``gaussian:25``, ``poisson:27.5``,
+    ``impulse:0.21``, ``pixelate:3``, ``blocky:0.11``), then bare ``mix``: the rows of the per-family tables."""
+    specs = {name: f"{name}:{round(m.strength(torch.tensor([level])).item(), 4):g}" for name, m in _BASE.items()}
+    return {**specs, "mix": "mix"}
+
+
 def get_noise(spec: "str | NoiseSpec") -> NoiseModel:
     return NOISES[parse_noise(spec).name]
 

@@ -1,12 +1,13 @@
 """What a run's data and noise options mean, without loading anything: the data specs (``sample``, ``course:DIR``,
-``images:DIR``, ``leaves`` and mixtures such as ``sample+leaves@3``), the size limits of generated data, and the noise
-families with their ``NAME:LEVEL`` forms.
+``images:DIR``, ``leaves``, ``pypi`` and mixtures such as ``sample+leaves@3``), the size limits of generated data, and
+the noise families with their ``NAME:LEVEL`` forms.
 
 Nothing here imports torch, so that what only reads or checks options (the command line, ``RunConfig``, a viewer
 attaching to a live run) starts fast; ``engine.data`` and ``engine.noise`` hold the work itself and re-export these.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -28,16 +29,18 @@ class DataError(N2NError, ValueError):
 
 # ------------------------------------------------------------------------------------------------------ data specs
 
-SPEC_FORMS_DATA = "sample, leaves, course:DIR, images:DIR, or a mixture such as sample+leaves or sample@0.3+leaves@0.7"
+SPEC_FORMS_DATA = ("sample, leaves, pypi, course:DIR, images:DIR, or a mixture such as sample+leaves or "
+                   "sample@0.3+leaves@0.7")
+_NAMED = ("sample", "leaves", "pypi")           # the sources that take no argument
 # a mixture splits only on a '+' that starts a known source, so a folder named 'a+b' stays one images:DIR
-_SPLIT = re.compile(r"\+(?=(?:sample|leaves)(?:@[^+]*)?(?:\+|$)|(?:course|images):)")
+_SPLIT = re.compile(r"\+(?=(?:sample|leaves|pypi)(?:@[^+]*)?(?:\+|$)|(?:course|images):)")
 _WEIGHT = re.compile(r"@([^@/]*)$")          # sample@W, leaves@W
 _DIR_WEIGHT = re.compile(r"@(\d+\.?\d*|\.\d+)$")  # images:DIR@W: only a plain number (a folder may hold an '@')
 
 
 def _parse_one(spec: str, whole: str) -> tuple[str, str | None]:
     kind, sep, arg = spec.partition(":")
-    if kind in ("sample", "leaves") and not sep:
+    if kind in _NAMED and not sep:
         return kind, None
     if kind in ("course", "images") and sep and arg:
         return kind, arg
@@ -102,6 +105,41 @@ def check_source(spec: str) -> None:
                     raise DataError(f"{Path(arg) / name}: file not found")
         elif kind == "images" and not Path(arg).is_dir():
             raise DataError(not_a_folder(arg))
+        elif kind == "pypi":
+            pypi_photos()
+
+
+# Photographs that other PyPI packages ship inside their wheels, none of them scikit-image's: ``pypi``, a second
+# source of whole photos for measuring models trained on ``sample`` (docs/training.md). (import name, pip name, file)
+PYPI_PHOTOS = (
+    ("matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    ("sklearn", "scikit-learn", "datasets/images/china.jpg"),
+    ("sklearn", "scikit-learn", "datasets/images/flower.jpg"),
+    ("sporco", "sporco", "data/barbara.png"),
+    ("sporco", "sporco", "data/kodim23.png"),
+    ("sporco", "sporco", "data/monarch.png"),
+    ("sporco", "sporco", "data/sail.png"),
+    ("sporco", "sporco", "data/tulips.png"),
+    ("mahotas", "mahotas", "demos/data/luispedro.jpg"),
+)
+
+
+def pypi_photos() -> list[Path]:
+    """The files of ``PYPI_PHOTOS``, found in the installed packages' folders without importing them; all or none
+    (a measurement on some of them would not compare with one on all), else a DataError naming what to install."""
+    found, missing = [], []
+    for module, pip_name, rel in PYPI_PHOTOS:
+        spec = importlib.util.find_spec(module)
+        where = list(spec.submodule_search_locations or []) if spec else []
+        path = Path(where[0]) / rel if where else None
+        if path is not None and path.is_file():
+            found.append(path)
+        elif pip_name not in missing:
+            missing.append(pip_name)
+    if missing:
+        raise DataError(f"pypi: the photos of {', '.join(missing)} are not installed "
+                        "(pip install 'n2n-tui[photos]')")
+    return found
 
 
 def not_a_folder(arg) -> str:

@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.data import SAMPLE_TRAIN, SAMPLE_VAL, image_files, sample_dir  # noqa: E402
+from engine.noise import fixed_specs as noise_specs  # noqa: E402
 
 N_FOLDS = 4
-LEVEL = 0.5
 FAMILIES = ("gaussian", "poisson", "impulse", "pixelate", "blocky")
 DATAS = {"photos": "images:{train}", "photos+leaves": "images:{train}@0.5+leaves@0.5"}
 MODELS = (*DATAS, "shipped")
@@ -56,20 +56,6 @@ def folds(names: list[str], n: int = N_FOLDS) -> list[list[str]]:
     """Round-robin over the sorted names: photo i goes to fold i mod n."""
     names = sorted(names)
     return [names[k::n] for k in range(n)]
-
-
-def noise_specs(level: float = LEVEL) -> dict[str, str]:
-    """Each family at a fixed strength (its ``NAME:VALUE`` spec, the unit of ``--noise``), then bare ``mix``."""
-    import torch
-
-    from engine.noise import NOISES
-
-    specs = {}
-    for family in FAMILIES:
-        value = NOISES[family].strength(torch.tensor([level])).item()
-        specs[family] = f"{family}:{round(value, 4):g}"
-    specs["mix"] = "mix"
-    return specs
 
 
 def make_folders(work: Path, fold_list: list[list[str]]) -> list[tuple[Path, Path]]:

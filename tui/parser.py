@@ -91,6 +91,8 @@ def _noise(s: str) -> str:
 
 
 _DEVICE = "cpu or cuda (default: cuda when available, else cpu)"
+_DATA_HELP = ("sample | leaves | pypi | course:DIR | images:DIR, or a mix (sample+leaves, sample@0.3+leaves@0.7) "
+              "(default: course:data if ./data/train_data.pkl exists, else sample)")
 
 
 def _path(s: str) -> str:
@@ -208,9 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="start a training run (dashboard, or --headless)")
     t.add_argument("--engine", type=_engine, default=1, help="1: Miniproject_1 (PyTorch), 2: Miniproject_2")
-    t.add_argument("--data", default=None, help="sample | leaves | course:DIR | images:DIR, or a mix "
-                                                "(sample+leaves, sample@0.3+leaves@0.7) (default: course:data if "
-                                                "./data/train_data.pkl exists, else sample)")
+    t.add_argument("--data", default=None, help=_DATA_HELP)
     t.add_argument("--noise", default="mix", type=_noise, metavar="SPEC",
                    help=f"noise for generated data: {', '.join(FAMILIES)} (random strength), or {SPEC_FORMS}")
     t.add_argument("--loss", choices=["l1", "l2"], default=None, help="training loss (default: the model's own, l1)")
@@ -333,9 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", type=_engine, required=True, help="1: Miniproject_1 (PyTorch), 2: Miniproject_2")
     e.add_argument("--weights", metavar="PATH|RUN", type=_path, default=None,
                    help="a checkpoint file or a stored run (default: the shipped bestmodel.pth)")
-    e.add_argument("--data", default=None, help="sample | leaves | course:DIR | images:DIR, or a mix "
-                                                "(sample+leaves, sample@0.3+leaves@0.7) (default: course:data if "
-                                                "./data/train_data.pkl exists, else sample)")
+    e.add_argument("--data", default=None, help=_DATA_HELP)
     e.add_argument("--noise", default="mix", type=_noise, metavar="SPEC", help="noise for generated data")
     e.add_argument("--n-val", type=pairs, default=None,
                    help="validation pairs to use (default: all of course:DIR; 1000 generated otherwise)")
@@ -344,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(e)
     e.add_argument("--json", action="store_true", help="the result as one JSON object")
     e.add_argument("--full", action="store_true",
-                   help="whole photographs of images:DIR (or sample's held-out ones), not crops; PSNR and SSIM each")
+                   help="whole photographs of images:DIR or pypi (or sample's held-out ones), not crops; PSNR and SSIM "
+                        "each")
     e.add_argument("--baseline", choices=["bm3d"], default=None,
                    help="with --full: also measure BM3D on the same noisy images (optional extra: n2n-tui[bm3d])")
     e.add_argument("--self-ensemble", action="store_true", help=_ENSEMBLE + " (with --full)")
@@ -384,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for train_data.pkl and val_data.pkl")
     m.add_argument("--force", action="store_true", help="replace existing train_data.pkl / val_data.pkl")
     m.add_argument("--source", default="sample", metavar="SPEC",
-                   help="sample | leaves | images:DIR | course:DIR, or a mix such as sample+leaves")
+                   help="sample | leaves | pypi | images:DIR | course:DIR, or a mix such as sample+leaves")
     m.add_argument("--noise", default="mix", type=_noise, metavar="SPEC", help="noise of the generated pairs")
     m.add_argument("--n-train", type=pairs, default=50000, help="training pairs")
     m.add_argument("--n-val", type=pairs, default=1000, help="validation pairs")

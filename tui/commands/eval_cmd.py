@@ -15,6 +15,7 @@ from engine.data import (
     load_data,
     not_a_folder,
     parse_spec,
+    pypi_photos,
     sample_dir,
     size_problem,
 )
@@ -63,12 +64,14 @@ def run(args) -> int:
 
 
 def full_images(spec: str) -> list[Path]:
-    """Every photograph of ``images:DIR`` (sorted), or the held-out ``sample`` photographs."""
+    """Every photograph of ``images:DIR`` (sorted) or of ``pypi``, or the held-out ``sample`` photographs."""
     kind, arg = parse_spec(spec)
     if kind == "sample":
         return [sample_dir() / name for name in SAMPLE_VAL]
+    if kind == "pypi":
+        return pypi_photos()
     if kind != "images":
-        raise UsageError(f"--full needs whole photographs: --data images:DIR or sample, not {spec}")
+        raise UsageError(f"--full needs whole photographs: --data images:DIR, sample or pypi, not {spec}")
     d = Path(arg)
     if not d.is_dir():
         raise DataError(not_a_folder(d))

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select
 
-from engine.specs import FAMILIES, DataError, default_spec, parse_sources
+from engine.specs import FAMILIES, DataError, default_spec, parse_sources, pypi_photos
 
 FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "eval_every", "seed",
           "threads")
@@ -62,6 +62,11 @@ def data_problem(spec: str) -> str | None:
                 return f"{arg}: no {' or '.join(missing)} there"
         if kind == "images" and not Path(arg).is_dir():
             return f"{arg}: no such folder"
+        if kind == "pypi":
+            try:
+                pypi_photos()
+            except DataError as e:
+                return str(e)
     return None
 
 
