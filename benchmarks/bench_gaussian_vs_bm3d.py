@@ -109,7 +109,8 @@ def evaluate(weights: Path, spec: str, seed: int, self_ensemble: bool = False) -
         argv = ["eval", "--engine", "1", "--weights", str(weights), "--data", f"images:{folder}" if folder else spec,
                 "--noise", NOISE, "--full", "--baseline", "bm3d", "--seed", str(seed)]
         argv += ["--self-ensemble"] if self_ensemble else []
-        print("n2n-tui " + " ".join(argv).replace(str(folder), "<SAMPLE_VAL photos>"), flush=True)
+        shown = " ".join(argv)
+        print("n2n-tui " + (shown.replace(str(folder), "<SAMPLE_VAL photos>") if folder else shown), flush=True)
         t0 = time.monotonic()
         out = io.StringIO()
         with contextlib.redirect_stdout(out):

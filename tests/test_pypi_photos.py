@@ -4,9 +4,15 @@ one-line error naming what to install; a data spec everywhere one is taken; ``ev
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from engine import specs
 from engine.data import SAMPLE_TRAIN, SAMPLE_VAL, load_data, parse_sources, parse_spec, pypi_photos
@@ -67,14 +73,6 @@ def test_a_missing_package_is_one_line_naming_what_to_install(tmp_path, capsys, 
 def test_eval_families_on_whole_photos_gives_a_column_per_file(tmp_path, weights):
     """scripts/eval_families.py --photos: the six fixed-strength rows, one column per weights file, the same noisy
     photos for every file (so the same file twice reads the same)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import numpy as np
-    from PIL import Image
-
     photos = tmp_path / "photos"
     photos.mkdir()
     rng = np.random.default_rng(0)
