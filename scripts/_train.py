@@ -73,6 +73,8 @@ def _parser(engine: int, description: str, defaults: dict) -> argparse.ArgumentP
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", default=str(bestmodel_path(engine)))
     p.add_argument("--curve", default=None, help="append every evaluation to this file as a JSON line")
+    p.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from these weights (a checkpoint of the same network) instead of random ones")
     if engine == 1:
         p.add_argument("--widths", default=defaults["widths"], help="U-Net widths per level, e.g. 32,48,64")
     else:
@@ -80,6 +82,17 @@ def _parser(engine: int, description: str, defaults: dict) -> argparse.ArgumentP
             p.add_argument(f"--{key}", type=int, default=defaults[key])
     p.add_argument("--loss", default="l1", choices=("l1", "l2"))
     return p
+
+
+def _init_from(model, path: str, p: argparse.ArgumentParser) -> None:
+    """--init: the run starts from the weights in ``path`` (fine-tuning); its network must be the recipe's."""
+    wanted = dict(model.config)
+    try:
+        model.load_pretrained_model(path)
+    except (OSError, ValueError) as e:
+        p.error(f"--init: {e}")
+    if dict(model.config) != wanted:
+        p.error(f"--init: {path} holds the network {model.config}, the recipe asks for {wanted} (give its widths)")
 
 
 def _model_options(engine: int, args) -> dict:
@@ -240,6 +253,8 @@ def main(engine: int, description: str, defaults: dict) -> int:
     with tempfile.TemporaryDirectory(prefix="n2n-train-") as tmp:
         try:
             trainer = Trainer(config, run_dir=Path(tmp) / "run", dataset=ds)
+            if args.init:
+                _init_from(trainer.model, args.init, p)
             trainer.prepare()
         except ConfigError as e:
             p.error(str(e))

@@ -63,7 +63,7 @@ def test_every_documented_flag_is_still_there(scripts):
     train, _ = scripts
     common = {"--data", "--noise", "--n-train", "--n-val", "--epochs", "--renoise", "--no-renoise", "--batch-size",
               "--lr", "--warmup", "--minutes", "--evals", "--seed", "--device", "--threads", "--out", "--curve",
-              "--loss", "-h", "--help"}
+              "--loss", "--init", "-h", "--help"}
     for engine, extra in ((1, {"--widths"}), (2, {"--c1", "--c2", "--c3", "--k"})):
         parser = train._parser(engine, "test", {"n_train": 1, "epochs": 1, "renoise": True, "batch_size": 1,
                                                 "lr": 1e-3, "evals": 1, "widths": "8", "c1": 8, "c2": 8, "c3": 8,
@@ -133,3 +133,34 @@ def test_mp2_budget_compresses_the_schedule_and_ends_decayed(scripts, monkeypatc
     assert f"eval at step {budget} (epoch 4, {budget * 16} images" in printed
     assert f"reloaded {out} in a fresh Model()" in printed.splitlines()[-1]
 
+
+
+def test_init_starts_from_the_given_weights_and_refuses_another_network(scripts, monkeypatch, tmp_path, capsys):
+    _, mp = scripts
+    from Miniproject_1.model import Model
+
+    torch.manual_seed(123)  # not the weights the run's own seed would draw
+    start = Model(device="cpu", widths=(8, 16))
+    init = tmp_path / "start.pth"
+    start.save(init)
+    first = []
+    real = Model.train_step
+
+    def train_step(self, inputs, targets):
+        if not first:
+            first.append([p.detach().clone() for p in self.net.parameters()])
+        return real(self, inputs, targets)
+
+    monkeypatch.setattr(Model, "train_step", train_step)
+    common = ("--n-train", "32", "--n-val", "16", "--batch-size", "16", "--epochs", "1", "--evals", "1",
+              "--warmup", "0", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "best.pth"))
+    assert _run(monkeypatch, mp[1], *common, "--widths", "8,16", "--init", str(init)) == 0
+    assert all(torch.equal(a, b) for a, b in zip(first[0], start.net.parameters()))
+
+    for widths, init_path, says in (("8,24", init, "the recipe asks for"),
+                                    ("8,16", tmp_path / "none.pth", "no such checkpoint")):
+        with pytest.raises(SystemExit) as stop:
+            _run(monkeypatch, mp[1], *common, "--widths", widths, "--init", str(init_path))
+        assert stop.value.code == 2
+        line = capsys.readouterr().err.splitlines()[-1]
+        assert line.startswith(f"train_mp1.py: error: --init: {init_path}") and says in line, line
