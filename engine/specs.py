@@ -33,7 +33,7 @@ SPEC_FORMS_DATA = ("sample, leaves, pypi, course:DIR, images:DIR, or a mixture s
                    "sample@0.3+leaves@0.7")
 _NAMED = ("sample", "leaves", "pypi")           # the sources that take no argument
 # a mixture splits only on a '+' that starts a known source, so a folder named 'a+b' stays one images:DIR
-_SPLIT = re.compile(r"\+(?=(?:sample|leaves|pypi)(?:@[^+]*)?(?:\+|$)|(?:course|images):)")
+_SPLIT = re.compile(rf"\+(?=(?:{'|'.join(_NAMED)})(?:@[^+]*)?(?:\+|$)|(?:course|images):)")
 _WEIGHT = re.compile(r"@([^@/]*)$")          # sample@W, leaves@W
 _DIR_WEIGHT = re.compile(r"@(\d+\.?\d*|\.\d+)$")  # images:DIR@W: only a plain number (a folder may hold an '@')
 

@@ -19,6 +19,7 @@ from engine.data import SAMPLE_TRAIN, SAMPLE_VAL, load_data, parse_sources, pars
 from engine.images import read_image
 from tui.cli import main
 from tui.commands.eval_cmd import full_images
+from tui.screens.launcher import data_problem
 
 
 def test_the_nine_photos_are_installed_colour_and_large():
@@ -68,6 +69,13 @@ def test_a_missing_package_is_one_line_naming_what_to_install(tmp_path, capsys, 
     assert len(err.splitlines()) == 1
     assert "sporco" in err and "pip install 'n2n-tui[photos]'" in err
     assert not (tmp_path / "out" / "train_data.pkl").exists()
+
+
+def test_the_launcher_form_names_the_missing_package(monkeypatch):
+    assert data_problem("sample+pypi") is None
+    _without(monkeypatch, "mahotas")
+    line = "pypi: the photos of mahotas are not installed (pip install 'n2n-tui[photos]')"
+    assert data_problem("sample+pypi") == line
 
 
 def test_eval_families_on_whole_photos_gives_a_column_per_file(tmp_path, weights):

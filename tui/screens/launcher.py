@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select
 
-from engine.specs import FAMILIES, DataError, default_spec, parse_sources, pypi_photos
+from engine.specs import FAMILIES, DataError, check_source, default_spec, parse_sources
 
 FIELDS = ("engine", "data", "noise", "epochs", "batch_size", "lr", "schedule", "warmup", "subset", "eval_every", "seed",
           "threads")
@@ -49,8 +49,8 @@ def train_defaults(runs_dir: str | None = None) -> argparse.Namespace:
 
 
 def data_problem(spec: str) -> str | None:
-    """Why a ``course:``/``images:`` folder (alone or in a mixture) cannot be used, or None (syntax is RunConfig's
-    job)."""
+    """Why a source of ``spec`` (alone or in a mixture) cannot be used, or None (syntax is RunConfig's job): a
+    ``course:``/``images:`` folder in the form's own words, any other source as ``check_source`` says."""
     try:
         sources = parse_sources(spec)
     except DataError:
@@ -62,11 +62,10 @@ def data_problem(spec: str) -> str | None:
                 return f"{arg}: no {' or '.join(missing)} there"
         if kind == "images" and not Path(arg).is_dir():
             return f"{arg}: no such folder"
-        if kind == "pypi":
-            try:
-                pypi_photos()
-            except DataError as e:
-                return str(e)
+    try:
+        check_source(spec)
+    except DataError as e:
+        return str(e)
     return None
 
 
