@@ -85,14 +85,27 @@ def _parser(engine: int, description: str, defaults: dict) -> argparse.ArgumentP
 
 
 def _init_from(model, path: str, p: argparse.ArgumentParser) -> None:
-    """--init: the run starts from the weights in ``path`` (fine-tuning); its network must be the recipe's."""
+    """--init: the run starts from the weights in ``path`` (fine-tuning). Their network must be the recipe's or, for
+    Miniproject_1, a narrower U-Net of the same depth and loss: that one is widened into the recipe's widths without
+    changing what it computes (``UNet.widen_from``), so a wider network starts where the narrow one ended."""
     wanted = dict(model.config)
+    source = type(model)(device="cpu")
     try:
-        model.load_pretrained_model(path)
+        source.load_pretrained_model(path)
     except (OSError, ValueError) as e:
         p.error(f"--init: {e}")
-    if dict(model.config) != wanted:
-        p.error(f"--init: {path} holds the network {model.config}, the recipe asks for {wanted} (give its widths)")
+    if source.config == wanted:
+        model.load_pretrained_model(path)  # in place: the optimizer built on the model's parameters keeps them
+        return
+    widen = getattr(model.net, "widen_from", None)
+    if widen is not None and {**source.config, "widths": None} == {**wanted, "widths": None}:
+        with contextlib.suppress(ValueError):  # not the same depth, or a level narrower than the file's
+            widen(source.net.to(model.device))
+            print(f"--init: the U-Net of widths {source.config['widths']} in {path}, widened into "
+                  f"{wanted['widths']} (the same function: its new units start unread)", flush=True)
+            return
+    p.error(f"--init: {path} holds the network {source.config}, the recipe asks for {wanted} (give its widths, or "
+            "wider ones of the same depth)")
 
 
 def _model_options(engine: int, args) -> dict:

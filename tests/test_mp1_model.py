@@ -106,6 +106,29 @@ def test_checkpoint_with_other_widths_rebuilds_the_network(tmp_path):
     assert torch.equal(m.predict(x), small.predict(x))
 
 
+def test_widening_keeps_the_function_and_the_new_units_learn():
+    from Miniproject_1.others.unet import UNet
+
+    torch.manual_seed(0)
+    narrow = Model(device="cpu", widths=(8, 12, 16))
+    for prm in narrow.net.parameters():  # a trained-looking network: the head is not zero
+        torch.nn.init.normal_(prm, std=0.1)
+    wide = Model(device="cpu", widths=(10, 20, 16))
+    before = [p for p in wide.net.parameters()]
+    wide.net.widen_from(narrow.net)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(wide.net(x), narrow.net(x), atol=1e-5)
+    assert all(a is b for a, b in zip(before, wide.net.parameters())), "copied in place: the optimizer keeps them"
+    unread = wide.net.down[0][2].weight[:, 8:].clone()  # the first block's second conv, from its two new units
+    assert not unread[:8].any()
+    wide.train_step(x, torch.rand(4, 3, 32, 32))
+    assert wide.net.down[0][2].weight[:8, 8:].abs().sum() > 0, "the old units start reading the new ones"
+    for widths in ((8, 12), (8, 10, 16), (8, 12, 16, 16)):  # another depth, or a narrower level
+        with pytest.raises(ValueError, match="cannot widen"):
+            UNet(widths).widen_from(narrow.net)
+
+
 def test_full_state_restores_the_optimizer():
     torch.manual_seed(2)
     a = Model()

@@ -135,29 +135,43 @@ def test_mp2_budget_compresses_the_schedule_and_ends_decayed(scripts, monkeypatc
 
 
 
-def test_init_starts_from_the_given_weights_and_refuses_another_network(scripts, monkeypatch, tmp_path, capsys):
+def test_init_starts_from_the_given_weights_widens_a_narrower_net_and_refuses_another(scripts, monkeypatch, tmp_path,
+                                                                                        capsys):
     _, mp = scripts
     from Miniproject_1.model import Model
 
     torch.manual_seed(123)  # not the weights the run's own seed would draw
     start = Model(device="cpu", widths=(8, 16))
+    for prm in start.net.parameters():  # a trained-looking network: the head is not zero
+        torch.nn.init.normal_(prm, std=0.2)
     init = tmp_path / "start.pth"
     start.save(init)
     first = []
     real = Model.train_step
+    probe = torch.rand(2, 3, 32, 32)
 
     def train_step(self, inputs, targets):
         if not first:
-            first.append([p.detach().clone() for p in self.net.parameters()])
+            with torch.no_grad():
+                first.append(([p.detach().clone() for p in self.net.parameters()], self.net(probe)))
         return real(self, inputs, targets)
 
     monkeypatch.setattr(Model, "train_step", train_step)
     common = ("--n-train", "32", "--n-val", "16", "--batch-size", "16", "--epochs", "1", "--evals", "1",
               "--warmup", "0", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "best.pth"))
     assert _run(monkeypatch, mp[1], *common, "--widths", "8,16", "--init", str(init)) == 0
-    assert all(torch.equal(a, b) for a, b in zip(first[0], start.net.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(first[0][0], start.net.parameters()))
 
-    for widths, init_path, says in (("8,24", init, "the recipe asks for"),
+    # a wider recipe of the same depth starts from the same function, with more units
+    first.clear()
+    assert _run(monkeypatch, mp[1], *common, "--widths", "12,24", "--init", str(init)) == 0
+    assert "widened into [12, 24]" in capsys.readouterr().out
+    weights, out = first[0]
+    assert weights[0].shape[0] == 12
+    with torch.no_grad():
+        assert torch.allclose(out, start.net(probe), atol=1e-5)
+
+    for widths, init_path, says in (("8,8", init, "the recipe asks for"), ("8,16,24", init, "the recipe asks for"),
                                     ("8,16", tmp_path / "none.pth", "no such checkpoint")):
         with pytest.raises(SystemExit) as stop:
             _run(monkeypatch, mp[1], *common, "--widths", widths, "--init", str(init_path))

@@ -48,6 +48,43 @@ class UNet(nn.Module):
         down = sum(2 << i for i in range(levels))
         return down + sum((1 << i) + (1 << i) + (2 << i) for i in range(levels - 1))
 
+    @torch.no_grad()
+    def widen_from(self, narrow: UNet) -> None:
+        """Take over the weights of a U-Net of the same depth and at most our widths, so that this network computes
+        exactly what ``narrow`` does (a function-preserving widening, as in Net2Net, Chen et al. 2016, but with the
+        new units added rather than copied): each old unit keeps its weights and ignores the new units (zero weights
+        from them), and each new unit keeps its fresh random weights from every unit below it. The new units start
+        as fresh features whose outputs nothing reads yet; training grows the connections out of them (their
+        gradients are not zero), and no two units start alike, which copies would under Adam. Weights are copied in
+        place: an optimizer built on our parameters keeps them."""
+        old, new = narrow.widths, self.widths
+        if len(old) != len(new) or any(o > n for o, n in zip(old, new)):
+            raise ValueError(f"cannot widen a U-Net of widths {list(old)} into {list(new)}: the same number of levels "
+                             "and no narrower level, please")
+        ch = self.head.out_channels
+
+        def segments(widths):  # where each input of a block starts: one list of (start, count) per block, in order
+            blocks = [[(0, ch)]] + [[(0, w)] for w in widths[:-1]]
+            for level in range(len(widths) - 2, -1, -1):
+                parts = [(0, widths[level + 1]), (widths[level + 1], widths[level])]
+                blocks.append(parts + ([(widths[level + 1] + widths[level], ch)] if level == 0 else []))
+            return blocks + [[(0, widths[0])]]
+
+        def copy(dst: nn.Conv2d, src: nn.Conv2d, ins_new, ins_old) -> None:
+            o = src.out_channels
+            dst.weight[:o] = 0  # the old units read nothing from the new ones
+            for (a, _), (b, m) in zip(ins_new, ins_old):
+                dst.weight[:o, a:a + m] = src.weight[:, b:b + m]
+            dst.bias[:o] = src.bias
+
+        def convs(net: UNet) -> list[list[nn.Conv2d]]:  # per block, in the order of segments()
+            return [[m for m in b if isinstance(m, nn.Conv2d)] for b in [*net.down, *net.up]] + [[net.head]]
+
+        for dst, src, ins_new, ins_old in zip(convs(self), convs(narrow), segments(new), segments(old)):
+            copy(dst[0], src[0], ins_new, ins_old)
+            if len(dst) > 1:  # a block's second convolution reads its first
+                copy(dst[1], src[1], [(0, dst[0].out_channels)], [(0, src[0].out_channels)])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         h = x
