@@ -6,6 +6,8 @@
 #   OUT=/some/folder bash scripts/train_gpu.sh               # the real run (refuses to start without CUDA)
 #   N2N_SMOKE=1 OUT=/tmp/smoke bash scripts/train_gpu.sh     # the same steps on the CPU with a tiny budget
 #   DATA=sample+leaves OUT=/some/folder bash scripts/train_gpu.sh   # another training data spec (default: sample)
+#   MP1_WIDTHS=32,48,64 OUT=... bash scripts/train_gpu.sh    # Miniproject_1's U-Net widths (default: the shipped
+#                                                            # file's 48,72,96; 32,48,64 was stage 1's, 2026-11-27)
 #
 # $OUT afterwards: Miniproject_{1,2}/bestmodel.pth, train_mp{1,2}.log, curve_mp{1,2}.jsonl (every validation),
 # families_mp{1,2}.md (scripts/eval_families.py), grader_mp{1,2}.log (the course grader's flow on the new weights),
@@ -43,13 +45,15 @@ else
         | tee -a "$OUT/summary.txt"
 fi
 DATA=${DATA:-sample}
-log "data $DATA; device $DEVICE, $CORES CPU cores ($THREADS torch threads each), training budget $MINUTES min per model"
+MP1_WIDTHS=${MP1_WIDTHS:-48,72,96}
+log "data $DATA, MP1 widths $MP1_WIDTHS; device $DEVICE, $CORES CPU cores ($THREADS torch threads each), training budget $MINUTES min per model"
 
 # Both trainers at once; a hard stop 1.5 min after the training budget (the best weights so far are on disk:
 # every validation that improves writes them atomically).
 LIMIT=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 + 90 }')
 timeout -k 10 "$LIMIT" "$PY" scripts/train_mp1.py --device "$DEVICE" --threads "$THREADS" --minutes "$MINUTES" \
-    --data "$DATA" --out "$OUT/Miniproject_1/bestmodel.pth" --curve "$OUT/curve_mp1.jsonl" $MP1_ARGS > "$OUT/train_mp1.log" 2>&1 &
+    --data "$DATA" --widths "$MP1_WIDTHS" --out "$OUT/Miniproject_1/bestmodel.pth" --curve "$OUT/curve_mp1.jsonl" \
+    $MP1_ARGS > "$OUT/train_mp1.log" 2>&1 &
 P1=$!
 timeout -k 10 "$LIMIT" "$PY" scripts/train_mp2.py --device "$DEVICE" --threads "$THREADS" --minutes "$MINUTES" \
     --data "$DATA" --out "$OUT/Miniproject_2/bestmodel.pth" --curve "$OUT/curve_mp2.jsonl" $MP2_ARGS > "$OUT/train_mp2.log" 2>&1 &
