@@ -63,27 +63,27 @@ class UNet(nn.Module):
                              "and no narrower level, please")
         ch = self.head.out_channels
 
-        def segments(widths):  # where each input of a block starts: one list of (start, count) per block, in order
-            blocks = [[(0, ch)]] + [[(0, w)] for w in widths[:-1]]
-            for level in range(len(widths) - 2, -1, -1):
-                parts = [(0, widths[level + 1]), (widths[level + 1], widths[level])]
-                blocks.append(parts + ([(widths[level + 1] + widths[level], ch)] if level == 0 else []))
-            return blocks + [[(0, widths[0])]]
+        def inputs(widths) -> list[list[int]]:  # the parts each convolution's input is concatenated from, in order
+            ups = [[widths[level + 1], widths[level]] + ([ch] if level == 0 else [])
+                   for level in range(len(widths) - 2, -1, -1)]
+            return [[ch]] + [[w] for w in widths[:-1]] + ups + [[widths[0]]]
 
-        def copy(dst: nn.Conv2d, src: nn.Conv2d, ins_new, ins_old) -> None:
+        def copy(dst: nn.Conv2d, src: nn.Conv2d, parts_new: list[int], parts_old: list[int]) -> None:
             o = src.out_channels
             dst.weight[:o] = 0  # the old units read nothing from the new ones
-            for (a, _), (b, m) in zip(ins_new, ins_old):
+            a = b = 0
+            for n, m in zip(parts_new, parts_old):  # each old part at the start of its new, wider part
                 dst.weight[:o, a:a + m] = src.weight[:, b:b + m]
+                a, b = a + n, b + m
             dst.bias[:o] = src.bias
 
-        def convs(net: UNet) -> list[list[nn.Conv2d]]:  # per block, in the order of segments()
+        def convs(net: UNet) -> list[list[nn.Conv2d]]:  # per block, in the order of inputs()
             return [[m for m in b if isinstance(m, nn.Conv2d)] for b in [*net.down, *net.up]] + [[net.head]]
 
-        for dst, src, ins_new, ins_old in zip(convs(self), convs(narrow), segments(new), segments(old)):
-            copy(dst[0], src[0], ins_new, ins_old)
+        for dst, src, parts_new, parts_old in zip(convs(self), convs(narrow), inputs(new), inputs(old)):
+            copy(dst[0], src[0], parts_new, parts_old)
             if len(dst) > 1:  # a block's second convolution reads its first
-                copy(dst[1], src[1], [(0, dst[0].out_channels)], [(0, src[0].out_channels)])
+                copy(dst[1], src[1], [dst[0].out_channels], [src[0].out_channels])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
